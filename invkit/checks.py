@@ -1,0 +1,209 @@
+"""Conformance checks for operators (public API; ``invkit check-operator`` runs them).
+
+Every check returns numbers, not just a verdict: a :class:`CheckResult` holds the measured error,
+the tolerance it was held to and whether it passed. All checks run in float64 on the CPU.
+
+* :func:`check_adjoint`: ``<H x, y> = <x, Hᵀ y>`` on random vectors, relative to ``‖Hx‖‖y‖``.
+* :func:`check_svd`: the efficient SVD against :class:`~invkit.dense.DenseSVD` — sorted singular
+  values, ``U Σ Vᵀ`` equal to the dense matrix of ``forward``, ``VᵀV = I``, ``UᵀU = I``,
+  ``Vt``/``Ut`` equal to the transposes of ``V``/``U``, ``forward``/``adjoint`` equal to the SVD
+  form, and a finite pseudo-inverse.
+
+Example:
+    >>> from invkit.checks import run_checks
+    >>> from invkit_operators.denoising import Denoising
+    >>> report = run_checks(Denoising((1, 4, 5)))
+    >>> report.passed
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .dense import DEFAULT_MAX_SIZE, DenseSVD, _apply_to_basis
+from .operator import Operator, SVDOperator
+
+__all__ = ["CheckResult", "CheckReport", "check_adjoint", "check_svd", "run_checks", "conformance_cases", "DEFAULT_TOL"]
+
+DEFAULT_TOL = 1e-9
+
+
+@dataclass
+class CheckResult:
+    """One measured check.
+
+    Attributes:
+        name: What was checked.
+        error: The measured (relative or max-abs) error.
+        tol: The tolerance it was held to.
+        passed: ``error <= tol`` (and finite).
+        detail: How the error is defined.
+    """
+
+    name: str
+    error: float
+    tol: float
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return bool(np.isfinite(self.error) and self.error <= self.tol)
+
+
+@dataclass
+class CheckReport:
+    """All checks for one operator instance."""
+
+    operator: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    results: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    def table(self) -> str:
+        """Aligned text table: check, error, tolerance, verdict."""
+        rows = [("check", "error", "tol", "result")]
+        rows += [(r.name, f"{r.error:.3e}", f"{r.tol:.0e}", "ok" if r.passed else "FAIL") for r in self.results]
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "operator": self.operator,
+            "in_shape": list(self.in_shape),
+            "out_shape": list(self.out_shape),
+            "passed": self.passed,
+            "results": [dict(asdict(r), passed=r.passed) for r in self.results],
+        }
+
+
+def _rand(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    return torch.randn(shape, generator=generator, dtype=torch.float64)
+
+
+@torch.no_grad()
+def check_adjoint(
+    op: Operator, *, trials: int = 3, tol: float = DEFAULT_TOL, generator: torch.Generator | None = None
+) -> CheckResult:
+    """Measure ``max |<Hx, y> - <x, Hᵀy>| / (‖Hx‖ ‖y‖)`` over ``trials`` random pairs."""
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    worst = 0.0
+    x = _rand((trials, *op.in_shape), g)
+    y = _rand((trials, *op.out_shape), g)
+    hx = op.forward(x).to(torch.float64)
+    hty = op.adjoint(y).to(torch.float64)
+    for i in range(trials):
+        lhs = float((hx[i] * y[i]).sum())
+        rhs = float((x[i] * hty[i]).sum())
+        scale = float(hx[i].norm() * y[i].norm()) or float(x[i].norm() * hty[i].norm()) or 1.0
+        worst = max(worst, abs(lhs - rhs) / scale)
+    return CheckResult("adjoint <Hx,y> = <x,H^T y>", worst, tol, "max over trials of |<Hx,y>-<x,H^T y>| / (|Hx| |y|)")
+
+
+def _maxabs(a: np.ndarray) -> float:
+    return float(np.max(np.abs(a))) if a.size else 0.0
+
+
+@torch.no_grad()
+def check_svd(
+    op: SVDOperator,
+    dense: DenseSVD | None = None,
+    *,
+    tol: float = DEFAULT_TOL,
+    max_size: int = DEFAULT_MAX_SIZE,
+    generator: torch.Generator | None = None,
+) -> list[CheckResult]:
+    """Compare the efficient SVD of ``op`` with the dense oracle.
+
+    Args:
+        op: An operator with an SVD surface.
+        dense: A precomputed ``DenseSVD(op)`` (tests cache one per operator and shape).
+        tol: Tolerance for every relative error.
+        max_size: Size limit for materialising matrices.
+        generator: Randomness for the forward/adjoint comparisons.
+
+    Returns:
+        One :class:`CheckResult` per property (see the module docstring).
+    """
+    if not isinstance(op, SVDOperator):
+        raise TypeError(f"{op.label} has no SVD surface (V, Vt, U, Ut, singular_values); wrap it in DenseSVD")
+    g = generator if generator is not None else torch.Generator().manual_seed(1)
+    dense = dense if dense is not None else DenseSVD(op, max_size=max_size)
+    m, n = op.out_numel, op.in_numel
+    k = min(m, n)
+    a = dense.matrix
+    a_scale = _maxabs(a) or 1.0
+    results: list[CheckResult] = []
+
+    s = op.singular_values.detach().to(torch.float64).cpu().numpy()
+    if s.shape != (k,):
+        results.append(CheckResult("singular values length", float("inf"), tol, f"expected {k} = min(m, n), got {s.shape}"))
+        return results
+    s_err = _maxabs(np.sort(s)[::-1] - dense.s) / (float(dense.s.max()) if k and dense.s.max() > 0 else 1.0)
+    results.append(CheckResult("singular values = dense", s_err, tol, "max |sorted(s) - s_dense| / s_max"))
+
+    vmat = _apply_to_basis(op.V, (n,), n)  # columns V e_j, shape n x n
+    umat = _apply_to_basis(op.U, (m,), m)  # columns U e_j, shape m x m
+    vtmat = _apply_to_basis(op.Vt, op.in_shape, n)  # columns Vt e_j  -> should be V^T
+    utmat = _apply_to_basis(op.Ut, op.out_shape, m)
+    results.append(CheckResult("V^T V = I", _maxabs(vmat.T @ vmat - np.eye(n)), tol, "max |V^T V - I|"))
+    results.append(CheckResult("U^T U = I", _maxabs(umat.T @ umat - np.eye(m)), tol, "max |U^T U - I|"))
+    results.append(CheckResult("Vt = V^T", _maxabs(vtmat - vmat.T), tol, "max |Vt - V^T|"))
+    results.append(CheckResult("Ut = U^T", _maxabs(utmat - umat.T), tol, "max |Ut - U^T|"))
+    recon = umat[:, :k] @ (s[:, None] * vmat[:, :k].T)
+    results.append(CheckResult("U S V^T = A (dense forward)", _maxabs(recon - a) / a_scale, tol, "max |U S V^T - A| / max |A|"))
+
+    x = _rand((2, *op.in_shape), g)
+    y = _rand((2, *op.out_shape), g)
+    fx = op.forward(x).to(torch.float64)
+    fx_svd = op.svd_forward(x).to(torch.float64)
+    aty = op.adjoint(y).to(torch.float64)
+    aty_svd = op.svd_adjoint(y).to(torch.float64)
+    results.append(CheckResult("forward = U S V^T x", float((fx - fx_svd).norm() / (fx.norm() + 1e-300)), tol, "|Hx - USV^T x| / |Hx|"))
+    results.append(CheckResult("adjoint = V S U^T y", float((aty - aty_svd).norm() / (aty.norm() + 1e-300)), tol, "|H^T y - VSU^T y| / |H^T y|"))
+    pinv_y = op.pinv(y)
+    finite = bool(torch.isfinite(pinv_y).all())
+    results.append(CheckResult("pinv finite", 0.0 if finite else float("inf"), tol, "H^+ y has no inf/NaN"))
+    return results
+
+
+def run_checks(
+    op: Operator,
+    dense: DenseSVD | None = None,
+    *,
+    tol: float = DEFAULT_TOL,
+    max_size: int = DEFAULT_MAX_SIZE,
+    generator: torch.Generator | None = None,
+) -> CheckReport:
+    """Run every applicable check on ``op`` and collect a :class:`CheckReport`.
+
+    Operators without an SVD surface get the adjoint check only (DDRM can still use them
+    through :class:`~invkit.dense.DenseSVD` at small sizes).
+    """
+    report = CheckReport(op.name or type(op).__name__, tuple(op.in_shape), tuple(op.out_shape))
+    report.results.append(check_adjoint(op, tol=tol, generator=generator))
+    if isinstance(op, SVDOperator):
+        report.results.extend(check_svd(op, dense, tol=tol, max_size=max_size, generator=generator))
+    return report
+
+
+def conformance_cases(cls: type[Operator]) -> list[tuple[tuple[int, int, int], dict[str, Any]]]:
+    """The ``(shape, params)`` cases an operator class asks to be checked with.
+
+    ``(cls.check_shape, {})`` first, then ``cls.check_cases``. Third-party test suites can
+    parametrize over these exactly as invkit's own conformance tests do.
+    """
+    cases: list[tuple[tuple[int, int, int], dict[str, Any]]] = [(tuple(cls.check_shape), {})]
+    cases.extend((tuple(shape), dict(params)) for shape, params in getattr(cls, "check_cases", ()))
+    return cases

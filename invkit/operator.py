@@ -1,0 +1,252 @@
+"""The Operator protocol and the SVD surface that DDRM-style solvers use.
+
+Conventions (written once, here):
+
+* An operator instance is **one** linear map ``H`` for a fixed image shape ``in_shape =
+  (C, H, W)``. It acts on batches: ``forward`` maps ``(B, C, H, W)`` to ``(B, *out_shape)``, and
+  every element of the batch (images, or posterior samples under the same ``H``) sees the same
+  ``H``.
+* A measurement lives in the operator's natural output space: an image for blur,
+  super-resolution or colorization; a compact vector of kept entries (``out_shape == (m,)``)
+  for masks and compressed sensing.
+* An operator that knows its SVD ``H = U Σ Vᵀ`` subclasses :class:`SVDOperator` and offers
+  ``Vt``/``V`` (images ``(B, C, H, W)`` <-> flat spectral vectors ``(B, n)``), ``Ut``/``U``
+  (measurements <-> flat ``(B, m)``) and ``singular_values`` of length ``k = min(m, n)`` that
+  belong to the **first k** spectral coordinates, in whatever order the operator likes (solvers
+  must not rely on sorting). From these the core derives ``H`` (:meth:`SVDOperator.svd_forward`),
+  ``Hᵀ`` (:meth:`SVDOperator.svd_adjoint`) and the guarded pseudo-inverse
+  (:meth:`SVDOperator.pinv`).
+* Operators are device- and dtype-agnostic: their constants are built once (usually in
+  float64 on the CPU) and cast to the input's device and dtype on first use, then cached.
+* Images are in [0, 1] (the operators are linear; the range only matters to solvers and I/O).
+
+Example:
+    >>> import torch
+    >>> from invkit.operator import SVDOperator
+    >>> class Scale(SVDOperator):
+    ...     name = "scale"
+    ...     def __init__(self, in_shape):
+    ...         super().__init__(in_shape)
+    ...     @property
+    ...     def out_shape(self):
+    ...         return self.in_shape
+    ...     @property
+    ...     def singular_values(self):
+    ...         return torch.full((self.in_numel,), 2.0, dtype=torch.float64)
+    ...     def Vt(self, x):
+    ...         return x.reshape(x.shape[0], -1)
+    ...     def V(self, z):
+    ...         return z.reshape(z.shape[0], *self.in_shape)
+    ...     def Ut(self, y):
+    ...         return y.reshape(y.shape[0], -1)
+    ...     def U(self, z):
+    ...         return z.reshape(z.shape[0], *self.out_shape)
+    >>> op = Scale((1, 2, 2))
+    >>> op.forward(torch.ones(1, 1, 2, 2)).flatten().tolist()
+    [2.0, 2.0, 2.0, 2.0]
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from .params import Param, parse_params
+
+__all__ = ["Operator", "SVDOperator", "Shape", "as_shape"]
+
+Shape = tuple[int, int, int]
+
+
+def as_shape(shape: Sequence[int] | str) -> Shape:
+    """Validate an image shape ``(C, H, W)``; accepts ``"3,64,64"`` too."""
+    if isinstance(shape, str):
+        shape = [int(v) for v in shape.replace("x", ",").split(",") if v.strip()]
+    shape = tuple(int(v) for v in shape)
+    if len(shape) != 3 or any(v <= 0 for v in shape):
+        raise ValueError(f"image shape must be three positive integers (C, H, W), got {shape}")
+    return shape  # type: ignore[return-value]
+
+
+class Operator(ABC):
+    """A linear degradation ``y = H x`` on batched images.
+
+    Subclasses set the class attributes below, call ``super().__init__(in_shape, **params)``
+    (which validates the parameters against :attr:`params` and stores them in :attr:`config`),
+    and implement :attr:`out_shape`, :meth:`forward` and :meth:`adjoint`.
+
+    Attributes:
+        name: Registry name (``--operator NAME``).
+        params: Typed parameter schema (see :mod:`invkit.params`).
+        check_shape: A small ``(C, H, W)`` this operator accepts at default parameters, used by
+            ``invkit check-operator`` and the conformance tests.
+        check_cases: Further ``(shape, params)`` pairs (each parameter family, non-square and
+            single-channel shapes, n <= 1024) that the conformance tests run in addition to
+            ``(check_shape, defaults)``; see :func:`invkit.checks.conformance_cases`.
+        in_shape: The image shape ``(C, H, W)`` this instance was built for.
+        config: The validated parameters this instance was built with.
+    """
+
+    name: ClassVar[str] = ""
+    params: ClassVar[tuple[Param, ...]] = ()
+    check_shape: ClassVar[Shape] = (3, 8, 12)
+    check_cases: ClassVar[tuple[tuple[Shape, dict[str, Any]], ...]] = ()
+
+    def __init__(self, in_shape: Sequence[int] | str, **params: Any) -> None:
+        self.in_shape: Shape = as_shape(in_shape)
+        self.config: dict[str, Any] = parse_params(type(self).params, params, owner=self.name or type(self).__name__)
+        self._cache: dict[tuple[str, torch.device, torch.dtype], Tensor] = {}
+
+    # ------------------------------------------------------------------ shapes
+    @property
+    @abstractmethod
+    def out_shape(self) -> tuple[int, ...]:
+        """Shape of one measurement (without the batch dimension)."""
+
+    @property
+    def in_numel(self) -> int:
+        """n: number of entries of one image."""
+        return math.prod(self.in_shape)
+
+    @property
+    def out_numel(self) -> int:
+        """m: number of entries of one measurement."""
+        return math.prod(self.out_shape)
+
+    # ------------------------------------------------------------------ maps
+    @abstractmethod
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply ``H``: ``(B, *in_shape) -> (B, *out_shape)``."""
+
+    @abstractmethod
+    def adjoint(self, y: Tensor) -> Tensor:
+        """Apply ``Hᵀ``: ``(B, *out_shape) -> (B, *in_shape)``."""
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.forward(x)
+
+    # ------------------------------------------------------------------ helpers
+    def check_image(self, x: Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` is a ``(B, *in_shape)`` tensor."""
+        _check_batched(x, self.in_shape, f"{self.label}: image")
+
+    def check_measurement(self, y: Tensor) -> None:
+        """Raise ``ValueError`` unless ``y`` is a ``(B, *out_shape)`` tensor."""
+        _check_batched(y, self.out_shape, f"{self.label}: measurement")
+
+    @property
+    def label(self) -> str:
+        """Short description used in messages: name and shape."""
+        return f"operator '{self.name or type(self).__name__}' on {self.in_shape}"
+
+    def const(self, key: str, value: Tensor, like: Tensor) -> Tensor:
+        """Return ``value`` cast to ``like``'s device and (floating) dtype, cached under ``key``.
+
+        Operators keep their constants in float64 on the CPU and call this in ``forward`` etc.,
+        so the first call on a new device/dtype pays the transfer once.
+        """
+        dtype = like.dtype if value.is_floating_point() else value.dtype
+        slot = (key, like.device, dtype)
+        hit = self._cache.get(slot)
+        if hit is None:
+            hit = value.to(device=like.device, dtype=dtype)
+            self._cache[slot] = hit
+        return hit
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"{type(self).__name__}({self.in_shape}{', ' if args else ''}{args})"
+
+
+class SVDOperator(Operator):
+    """An operator that knows its SVD ``H = U Σ Vᵀ`` (see the module conventions).
+
+    Subclasses implement :attr:`singular_values`, :meth:`Vt`, :meth:`V`, :meth:`Ut`, :meth:`U`.
+    ``forward``/``adjoint`` default to the SVD form; an operator with a faster or exact direct
+    implementation (a kornia convolution, a mask multiply) overrides them, and the conformance
+    checks verify that both agree.
+    """
+
+    @property
+    @abstractmethod
+    def singular_values(self) -> Tensor:
+        """Singular values, float64, length ``min(m, n)``; entry i belongs to spectral coordinate i."""
+
+    @abstractmethod
+    def Vt(self, x: Tensor) -> Tensor:
+        """``Vᵀ x``: images ``(B, *in_shape)`` -> spectral vectors ``(B, n)``."""
+
+    @abstractmethod
+    def V(self, z: Tensor) -> Tensor:
+        """``V z``: spectral vectors ``(B, n)`` -> images ``(B, *in_shape)``."""
+
+    @abstractmethod
+    def Ut(self, y: Tensor) -> Tensor:
+        """``Uᵀ y``: measurements ``(B, *out_shape)`` -> ``(B, m)``."""
+
+    @abstractmethod
+    def U(self, z: Tensor) -> Tensor:
+        """``U z``: ``(B, m)`` -> measurements ``(B, *out_shape)``."""
+
+    # ------------------------------------------------------------------ derived maps
+    def s_like(self, like: Tensor) -> Tensor:
+        """The singular values on ``like``'s device and dtype (cached)."""
+        return self.const("__singular_values__", self.singular_values, like)
+
+    def svd_forward(self, x: Tensor) -> Tensor:
+        """``H x = U Σ Vᵀ x``."""
+        z = self.Vt(x)
+        s = self.s_like(z)
+        k = s.shape[0]
+        out = z.new_zeros(z.shape[0], self.out_numel)
+        out[:, :k] = z[:, :k] * s
+        return self.U(out)
+
+    def svd_adjoint(self, y: Tensor) -> Tensor:
+        """``Hᵀ y = V Σᵀ Uᵀ y``."""
+        z = self.Ut(y)
+        s = self.s_like(z)
+        k = s.shape[0]
+        out = z.new_zeros(z.shape[0], self.in_numel)
+        out[:, :k] = z[:, :k] * s
+        return self.V(out)
+
+    def pinv(self, y: Tensor, rcond: float | None = None) -> Tensor:
+        """Pseudo-inverse ``H⁺ y = V Σ⁺ Uᵀ y``.
+
+        Singular values at or below ``rcond * max(s)`` are treated as zero (their coefficients
+        are set to 0), so zeroed or tiny singular values never divide by zero or blow up.
+
+        Args:
+            y: Measurements ``(B, *out_shape)``.
+            rcond: Relative cut-off; default ``max(m, n) * eps(dtype)`` (as ``torch.linalg.pinv``).
+        """
+        z = self.Ut(y)
+        s = self.s_like(z)
+        k = s.shape[0]
+        if rcond is None:
+            rcond = max(self.in_numel, self.out_numel) * torch.finfo(z.dtype).eps
+        cutoff = rcond * (float(s.max()) if k else 0.0)
+        keep = s > cutoff
+        inv = torch.where(keep, 1.0 / torch.where(keep, s, torch.ones_like(s)), torch.zeros_like(s))
+        out = z.new_zeros(z.shape[0], self.in_numel)
+        out[:, :k] = z[:, :k] * inv
+        return self.V(out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.svd_forward(x)
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        return self.svd_adjoint(y)
+
+
+def _check_batched(t: Tensor, shape: tuple[int, ...], what: str) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != len(shape) + 1 or tuple(t.shape[1:]) != tuple(shape):
+        raise ValueError(f"{what} has shape {tuple(t.shape)}; expected (B, {', '.join(map(str, shape))})")

@@ -1,0 +1,97 @@
+"""The Prior protocol: a diffusion model seen as an MMSE denoiser ``denoise(x, sigma)``.
+
+Units (DESIGN.md, written once here): images and sigmas are in **[0, 1] pixel units**. A prior
+receives ``x = x0 + sigma * noise`` with ``x0`` in [0, 1] and returns its estimate of ``x0``
+(variance-exploding view, as in Karras et al.'s EDM). An adapter for a model trained on
+[-1, 1] converts inside (``x' = 2x - 1``, ``sigma' = 2 sigma``, and back) and reports its trained
+sigma grid in [0, 1] units. Solvers never see parameterisations or timesteps.
+
+The VP helpers below turn a DDPM/ADM beta schedule into that grid:
+``sigma_t = sqrt((1 - alphā_t) / alphā_t) / data_scale`` with ``data_scale = 2`` for [-1, 1].
+
+Example:
+    >>> from invkit.prior import ddpm_sigma_grid
+    >>> grid = ddpm_sigma_grid()
+    >>> round(float(grid[0]), 4), round(float(grid[-1]), 1)
+    (0.005, 78.7)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from .params import Param
+
+__all__ = ["Prior", "linear_betas", "alphas_bar_from_betas", "vp_sigma_grid", "ddpm_sigma_grid"]
+
+
+class Prior(ABC):
+    """A denoiser ``denoise(x, sigma) -> x0_hat`` plus what solvers need to schedule it.
+
+    Attributes:
+        name: Registry name.
+        params: Parameter schema of the factory (``--prior-arg k=v``).
+        channels: Image channels the prior models, or ``None`` for any.
+        image_size: Preferred ``(H, W)``, or ``None`` if fully convolutional / any.
+        sigma_grid: Ascending trained noise levels in [0, 1] units (1000 for a DDPM/ADM
+            checkpoint), or ``None`` for a continuous-sigma model.
+        data_center: The centre ``c`` of the data in [0, 1] units (0.5 for a model trained on
+            [-1, 1], whose 0 is mid-grey); DDRM starts unobserved coefficients around it.
+    """
+
+    name: ClassVar[str] = ""
+    params: ClassVar[tuple[Param, ...]] = ()
+    channels: int | None = None
+    image_size: tuple[int, int] | None = None
+    sigma_grid: Tensor | None = None
+    data_center: float = 0.5
+
+    @property
+    def sigma_min(self) -> float:
+        """Smallest noise level the prior handles (in [0, 1] units)."""
+        return float(self.sigma_grid[0]) if self.sigma_grid is not None else 0.002
+
+    @property
+    def sigma_max(self) -> float:
+        """Largest noise level the prior handles (in [0, 1] units)."""
+        return float(self.sigma_grid[-1]) if self.sigma_grid is not None else 80.0
+
+    @abstractmethod
+    def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        """MMSE estimate of ``x0`` from ``x = x0 + sigma * n``.
+
+        Args:
+            x: Noisy images ``(B, C, H, W)`` in [0, 1] units.
+            sigma: A float, or a tensor of shape ``(B,)`` with one level per batch element.
+
+        Returns:
+            ``(B, C, H, W)`` estimate of the clean images.
+        """
+
+    def __call__(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        return self.denoise(x, sigma)
+
+
+def linear_betas(steps: int = 1000, start: float = 1e-4, end: float = 0.02) -> Tensor:
+    """The linear beta schedule of DDPM/ADM (float64)."""
+    return torch.linspace(start, end, steps, dtype=torch.float64)
+
+
+def alphas_bar_from_betas(betas: Tensor) -> Tensor:
+    """Cumulative products ``alphā_t = prod_{s<=t} (1 - beta_s)``."""
+    return torch.cumprod(1.0 - betas.to(torch.float64), dim=0)
+
+
+def vp_sigma_grid(alphas_bar: Tensor, data_scale: float = 2.0) -> Tensor:
+    """VE noise levels of a VP schedule, in [0, 1] units: ``sqrt((1 - ab) / ab) / data_scale``."""
+    ab = alphas_bar.to(torch.float64)
+    return torch.sqrt((1.0 - ab) / ab) / data_scale
+
+
+def ddpm_sigma_grid(steps: int = 1000) -> Tensor:
+    """Sigma grid of the linear 1e-4..0.02 schedule for a [-1, 1] model, in [0, 1] units."""
+    return vp_sigma_grid(alphas_bar_from_betas(linear_betas(steps)))
