@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up (or refresh) the project's virtual environment in .venv.
+#
+# torch is installed as torch==2.13.0, the CPU build that lies on this workplace's disk (fast,
+# small); a bare `torch` requirement would pull a ~5 GB CUDA build. Elsewhere, choose your own
+# build with INVKIT_TORCH, e.g. INVKIT_TORCH='torch' or INVKIT_TORCH='torch==2.5.1'.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+TORCH_SPEC="${INVKIT_TORCH:-torch==2.13.0}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check "$TORCH_SPEC" -e '.[dev]' 2>&1 \
+  | { grep -v "^WARNING: Location 'file:" || true; }
+.venv/bin/python -c "import invkit, torch; print(f'invkit {invkit.__version__} with torch {torch.__version__} ready in .venv')"

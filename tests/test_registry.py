@@ -1,0 +1,172 @@
+"""Registry behaviour with in-test hookimpls (a fresh plugin manager per test)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from invkit import Operator, Prior, hookimpl
+from invkit.params import Param, ParamError
+from invkit.registry import PluginConflictError, PluginWarning, Registry, UnknownPluginError
+from invkit_operators.denoising import Denoising
+
+
+class Twice(Operator):
+    """y = 2x"""
+
+    name = "twice"
+    params = (Param("factor", float, 2.0, "gain", min=0.0, max=10.0),)
+
+    def __init__(self, in_shape, *, factor=2.0):
+        super().__init__(in_shape, factor=factor)
+
+    @property
+    def out_shape(self):
+        return self.in_shape
+
+    def forward(self, x):
+        return self.config["factor"] * x
+
+    def adjoint(self, y):
+        return self.config["factor"] * y
+
+
+class FlatPrior(Prior):
+    """Identity denoiser."""
+
+    params = (Param("scale", float, 1.0, "unused"),)
+
+    def __init__(self, scale=1.0):
+        self.scale = scale
+
+    def denoise(self, x, sigma):
+        return x
+
+
+class PluginA:
+    @hookimpl
+    def invkit_register_operators(self, register):
+        register("twice", Twice)
+
+    @hookimpl
+    def invkit_register_priors(self, register):
+        register("flat", FlatPrior)
+
+
+class PluginB:
+    @hookimpl
+    def invkit_register_operators(self, register):
+        register("twice", Twice)
+        register("ident", Denoising)
+
+
+class Raising:
+    @hookimpl
+    def invkit_register_operators(self, register):
+        register("half_done", Twice)
+        raise RuntimeError("boom")
+
+
+class Misnamed:
+    @hookimpl
+    def invkit_register_operatorz(self, register):  # typo: no such hook
+        register("never", Twice)
+
+
+def reg(*plugins, **kw) -> Registry:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)
+        return Registry(entry_points=False, plugins=plugins, **kw)
+
+
+def test_registration_is_attributed_to_distribution():
+    r = reg((PluginA(), "plug_a", "dist-a"))
+    entry = r.get("operator", "twice")
+    assert entry.distribution == "dist-a" and entry.plugin == "plug_a" and entry.factory is Twice
+    assert r.names("prior") == ["flat"]
+
+
+def test_duplicate_names_name_both_distributions_and_other_names_still_work():
+    r = reg((PluginA(), "plug_a", "dist-a"), (PluginB(), "plug_b", "dist-b"))
+    with pytest.warns(PluginWarning, match="'twice' is registered by 'dist-a'.*'dist-b'"):
+        with pytest.raises(PluginConflictError, match="dist-a.*dist-b"):
+            r.get("operator", "twice")
+    assert r.get("operator", "ident").distribution == "dist-b"
+    assert any("twice" in w and "dist-a" in w and "dist-b" in w for w in r.warnings)
+    assert "twice" not in r.names("operator")
+
+
+def test_plugin_raising_during_registration_warns_and_registers_nothing():
+    with pytest.warns(PluginWarning, match="'raiser'.*dist-r.*RuntimeError: boom"):
+        r = Registry(entry_points=False, plugins=[(Raising(), "raiser", "dist-r"), (PluginB(), "plug_b", "dist-b")])
+        r.names("operator")
+    assert "half_done" not in r.names("operator")  # all-or-nothing per plugin
+    assert {"twice", "ident"} <= set(r.names("operator"))
+
+
+def test_unknown_hook_is_rejected_with_warning():
+    with pytest.warns(PluginWarning, match="misnamed.*unknown hook"):
+        r = Registry(entry_points=False, plugins=[(Misnamed(), "misnamed", "dist-m"), (PluginA(), "a", "d")])
+    assert r.names("operator") == ["twice"]
+
+
+def test_blocked_plugin_is_skipped(monkeypatch):
+    monkeypatch.setenv("INVKIT_BLOCK_PLUGINS", "plug_b, other")
+    r = reg((PluginA(), "plug_a", "dist-a"), (PluginB(), "plug_b", "dist-b"))
+    assert r.get("operator", "twice").distribution == "dist-a"
+    assert "ident" not in r.names("operator")
+    assert any("plug_b" in s for s in r.skipped)
+
+
+def test_unknown_name_lists_known_and_suggests():
+    r = reg(PluginA())
+    with pytest.raises(UnknownPluginError) as info:
+        r.get("operator", "twic")
+    msg = str(info.value)
+    assert "unknown operator 'twic'" in msg and "twice" in msg and "Did you mean 'twice'" in msg
+    with pytest.raises(ValueError, match="unknown plugin kind"):
+        r.get("widget", "x")
+
+
+def test_register_validates_name_and_factory():
+    class BadName:
+        @hookimpl
+        def invkit_register_operators(self, register):
+            register("has space", Twice)
+
+    class NotOperator:
+        @hookimpl
+        def invkit_register_operators(self, register):
+            register("thing", object())
+
+    with pytest.warns(PluginWarning, match="invalid operator name"):
+        Registry(entry_points=False, plugins=[BadName()]).names("operator")
+    with pytest.warns(PluginWarning, match="registered with a class or factory"):
+        Registry(entry_points=False, plugins=[NotOperator()]).names("operator")
+
+
+def test_build_operator_parses_string_params():
+    r = reg(PluginA())
+    op = r.build_operator("twice", "1,2,3", ["factor=3.5"])
+    assert op.config == {"factor": 3.5}
+    assert torch.equal(op.forward(torch.ones(1, 1, 2, 3)), torch.full((1, 1, 2, 3), 3.5))
+    with pytest.raises(ParamError, match="'factor' = 11.0 is out of range"):
+        r.build_operator("twice", (1, 2, 3), {"factor": "11"})
+    with pytest.raises(ParamError, match="unknown parameter.*'sigma'.*known: factor"):
+        r.build_operator("twice", (1, 2, 3), ["sigma=1"])
+    with pytest.raises(ValueError, match="three positive integers"):
+        r.build_operator("twice", (2, 3), {})
+
+
+def test_build_prior_through_schema():
+    r = reg(PluginA())
+    prior = r.build("prior", "flat", ["scale=0.5"])
+    assert isinstance(prior, FlatPrior) and prior.scale == 0.5
+
+
+def test_installed_entry_points_include_builtins():
+    r = Registry()
+    entry = r.get("operator", "denoising")
+    assert entry.distribution == "invkit" and entry.plugin == "operators"

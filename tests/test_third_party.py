@@ -1,0 +1,92 @@
+"""A real third-party plugin, installed as a distribution, is picked up with no change to invkit.
+
+The fixture distributions under tests/fixtures/ are installed with
+``pip install --no-deps --no-build-isolation --target <tmp>`` into throwaway folders (never the
+environment the suite runs in) and used through ``PYTHONPATH``, in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _install(name: str, root: Path) -> Path:
+    src = root / "src" / name
+    shutil.copytree(FIXTURES / name, src)  # build in a copy: keep tests/ clean
+    target = root / "site" / name
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index", "--target", str(target), str(src)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return target
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("thirdparty")
+    return {name: _install(name, root) for name in ("acme_flip", "acme_badadjoint", "acme_broken")}
+
+
+def _invkit(args: list[str], *paths: Path, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths)
+    env.pop("INVKIT_BLOCK_PLUGINS", None)
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "invkit", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_installed_plugin_is_listed_with_its_distribution(installed):
+    proc = _invkit(["plugins", "--json"], installed["acme_flip"])
+    assert proc.returncode == 0, proc.stderr
+    rows = {(r["kind"], r["name"]): r for r in json.loads(proc.stdout)["plugins"]}
+    assert rows[("operator", "acme_flip")]["distribution"] == "acme-invkit-flip"
+    assert rows[("operator", "denoising")]["distribution"] == "invkit"
+    text = _invkit(["plugins"], installed["acme_flip"]).stdout
+    assert "acme_flip" in text and "acme-invkit-flip" in text
+
+
+def test_installed_plugin_passes_check_operator(installed):
+    proc = _invkit(["check-operator", "acme_flip", "--arg", "gain=2.5"], installed["acme_flip"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PASSED" in proc.stdout and "acme-invkit-flip" in proc.stdout
+    assert "gain=2.5" in proc.stdout
+
+
+def test_wrong_adjoint_fails_check_operator_with_measured_error(installed):
+    proc = _invkit(["check-operator", "acme_shift", "--json"], installed["acme_badadjoint"])
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    adjoint = next(r for r in report["results"] if r["name"].startswith("adjoint"))
+    assert not adjoint["passed"] and adjoint["error"] > 1e-3
+    text = _invkit(["check-operator", "acme_shift"], installed["acme_badadjoint"]).stdout
+    assert "FAIL" in text and f"{adjoint['error']:.3e}" in text
+
+
+def test_broken_plugin_warns_and_others_work(installed):
+    proc = _invkit(["plugins"], installed["acme_broken"], installed["acme_flip"])
+    assert proc.returncode == 0, proc.stderr
+    assert "acme_flip" in proc.stdout and "denoising" in proc.stdout
+    assert "acme_broken" in proc.stderr and "acme-invkit-broken" in proc.stderr
+    assert "ModuleNotFoundError" in proc.stderr
+
+
+def test_block_env_skips_plugin_before_import(installed):
+    proc = _invkit(["plugins"], installed["acme_broken"], env_extra={"INVKIT_BLOCK_PLUGINS": "acme_broken"})
+    assert proc.returncode == 0
+    assert "failed to import" not in proc.stderr
+    assert "blocked: acme_broken (acme-invkit-broken)" in proc.stdout
+
+
+def test_unknown_operator_lists_known_names(installed):
+    proc = _invkit(["check-operator", "acme_flp"], installed["acme_flip"])
+    assert proc.returncode == 2
+    assert "unknown operator 'acme_flp'" in proc.stderr and "acme_flip" in proc.stderr and "denoising" in proc.stderr
+    assert "Traceback" not in proc.stderr
