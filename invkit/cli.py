@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from .checks import run_checks
+from .commands import add_core_commands
 from .dense import DenseSizeError
 from .params import ParamError, format_schema
 from .registry import KINDS, PluginError, Registry, get_registry
@@ -135,6 +136,8 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--list-params", action="store_true", help="show the operator's parameters and exit")
     p.set_defaults(handler=lambda a: _cmd_check_operator(a, registry))
+
+    add_core_commands(sub, registry)
 
     commands = CommandRegistry()
     registry.add_commands(commands)

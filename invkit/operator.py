@@ -103,6 +103,21 @@ class Operator(ABC):
         self._cache: dict[tuple[str, torch.device, torch.dtype], Tensor] = {}
 
     # ------------------------------------------------------------------ shapes
+    @classmethod
+    def infer_in_shape(cls, out_shape: Sequence[int], params: dict[str, Any]) -> Shape:
+        """The image shape whose measurement has ``out_shape`` (for restoring a given photo).
+
+        The default suits operators whose measurement is an image of the same shape (blur,
+        denoising); resizing operators override it. Operators with compact measurements
+        cannot infer it and raise ``ValueError``.
+        """
+        if len(out_shape) != 3:
+            raise ValueError(
+                f"operator '{cls.name}' measurements of shape {tuple(out_shape)} do not determine the image shape; "
+                "pass --size C,H,W or use a measurement file written by `invkit degrade`"
+            )
+        return as_shape(out_shape)
+
     @property
     @abstractmethod
     def out_shape(self) -> tuple[int, ...]:
