@@ -1,0 +1,115 @@
+"""Speed and memory of every registered operator at photo sizes.
+
+Prints one table: set-up time (construction plus the first V/Vᵀ, which builds any lazy factors), forward time, Vᵀ and V time (per image), the memory the operator
+holds, and what its dense matrix would need (8 m n bytes in float64). Times are medians of a few
+runs on this machine (shared, noisy: compare rows of one run, not runs of different days).
+
+    .venv/bin/python benchmarks/operators.py                 # 3x256x256
+    .venv/bin/python benchmarks/operators.py --large         # also 3x1024x1024 where feasible
+    .venv/bin/python benchmarks/operators.py --only gaussian_blur,blur --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+import invkit
+from invkit.operator import SVDOperator
+
+
+def held_bytes(obj: object, seen: set[int] | None = None, depth: int = 0) -> int:
+    """Bytes of tensors/arrays an operator keeps (attributes, dicts, lists; two levels deep)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or depth > 3:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, dict):
+        return sum(held_bytes(v, seen, depth + 1) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(held_bytes(v, seen, depth + 1) for v in obj)
+    if hasattr(obj, "__dict__") and depth == 0:
+        return sum(held_bytes(v, seen, depth + 1) for v in vars(obj).values())
+    return 0
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up (casts constants, caches)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} EB"
+
+
+def bench(name: str, shape: tuple[int, int, int], repeats: int) -> dict[str, str]:
+    reg = invkit.get_registry()
+    t0 = time.perf_counter()
+    try:
+        op = reg.build_operator(name, shape, {})
+    except (ValueError, invkit.ParamError) as exc:
+        return {"operator": name, "shape": "x".join(map(str, shape)), "note": f"skipped: {exc}"}
+    x = torch.rand(1, *op.in_shape, generator=torch.Generator().manual_seed(0))
+    if isinstance(op, SVDOperator):  # lazily built factors (1-D SVDs, FFTs) count as set-up
+        op.V(op.Vt(x))
+        op.singular_values
+    build = time.perf_counter() - t0
+    row = {
+        "operator": name,
+        "shape": "x".join(map(str, shape)),
+        "setup": f"{build * 1e3:.1f} ms",
+        "forward": f"{timed(lambda: op.forward(x), repeats) * 1e3:.1f} ms",
+    }
+    if isinstance(op, SVDOperator):
+        z = op.Vt(x)
+        row["Vt"] = f"{timed(lambda: op.Vt(x), repeats) * 1e3:.1f} ms"
+        row["V"] = f"{timed(lambda: op.V(z), repeats) * 1e3:.1f} ms"
+    else:
+        row["Vt"] = row["V"] = "-"
+    row["held"] = fmt_bytes(held_bytes(op))
+    row["dense"] = fmt_bytes(8.0 * op.in_numel * op.out_numel)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--large", action="store_true", help="also run 3x1024x1024")
+    parser.add_argument("--only", default=None, help="comma-separated operator names")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    names = args.only.split(",") if args.only else invkit.get_registry().names("operator")
+    shapes = [(3, 256, 256)] + ([(3, 1024, 1024)] if args.large else [])
+    rows = [bench(name, shape, args.repeats if shape[1] <= 256 else 2) for shape in shapes for name in names]
+    cols = ["operator", "shape", "setup", "forward", "Vt", "V", "held", "dense"]
+    print(f"torch {torch.__version__}, {args.threads} thread(s); times per image (median of {args.repeats}); float32")
+    widths = {c: max(len(c), *(len(r.get(c, "")) for r in rows)) for c in cols}
+    print("  ".join(c.ljust(widths[c]) for c in cols))
+    print("  ".join("-" * widths[c] for c in cols))
+    for r in rows:
+        if "note" in r:
+            print(f"{r['operator'].ljust(widths['operator'])}  {r['shape'].ljust(widths['shape'])}  {r['note']}")
+        else:
+            print("  ".join(r.get(c, "").ljust(widths[c]) for c in cols))
+
+
+if __name__ == "__main__":
+    main()

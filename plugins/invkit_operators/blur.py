@@ -1,0 +1,420 @@
+"""Separable blurs with explicit boundaries: Gaussian, uniform (box) and anisotropic Gaussian.
+
+Convolution here is **true convolution** (the kernel flipped, as :func:`scipy.ndimage.convolve`
+does): ``y[i] = sum_t k[t] x[i + K // 2 - t]`` along each axis. Odd kernels are centred and keep
+every tap; an even kernel is anchored at index ``K // 2`` (scipy's ``origin=0``).
+The output has the image's size; the ``boundary`` parameter says what lies outside the image:
+
+* ``"zero"``: zero padding (the DDRM paper's deblurring matrices), scipy ``mode='constant'``;
+* ``"reflect"`` (**default**, real photos' borders are not black): the image reflected with the
+  edge pixel repeated, ``d c b a | a b c d | d c b a``, scipy ``mode='reflect'``
+  (numpy ``pad(mode='symmetric')``);
+* ``"mirror"``: reflected about the edge pixel, which is not repeated,
+  ``d c b | a b c d | c b a``, scipy ``mode='mirror'`` (torch/kornia ``'reflect'``).
+
+``threshold`` (default 0 = off): the DDRM paper zeroes the 1-D singular values below ``3e-2``.
+With ``threshold > 0`` the operator *is* that thresholded matrix -- ``forward``/``adjoint`` are
+its SVD form. With it off, ``forward`` is the exact convolution, computed with
+:func:`kornia.filters.filter2d_separable` on an explicitly padded image (runs on any device),
+and ``adjoint`` is its exact transpose (the transposed convolution followed by folding the
+padding back onto the pixels it copied).
+
+The SVD comes from the two 1-D SVDs (:mod:`invkit_operators.separable`). Memory O(H² + W²)
+for the 1-D factors, built lazily (the threshold-free ``forward``/``adjoint`` never build them);
+SVD maps cost O(C H W (H + W)) per image and the 1-D SVDs O(H³ + W³) to build once, so for
+multi-megapixel photos the FFT-based ``blur`` operator (circular boundary) is the better choice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from kornia.filters import filter2d_separable
+from torch import Tensor
+
+from invkit.params import Param
+
+from .separable import SeparableOperator
+
+__all__ = [
+    "BOUNDARIES",
+    "SeparableConvolution",
+    "GaussianBlur",
+    "UniformBlur",
+    "AnisotropicBlur",
+    "gaussian_kernel_1d",
+    "box_kernel_1d",
+    "convolution_matrix_1d",
+    "OPERATORS",
+]
+
+BOUNDARIES = ("zero", "reflect", "mirror")
+
+_BOUNDARY_PARAM = Param(
+    "boundary",
+    str,
+    "reflect",
+    "what lies outside the image: zero (zero padding), reflect (edge pixel repeated, dcba|abcd), "
+    "mirror (edge not repeated, dcb|abcd)",
+    choices=BOUNDARIES,
+)
+_THRESHOLD_PARAM = Param(
+    "threshold",
+    float,
+    0.0,
+    "zero the 1-D singular values below this (the DDRM paper uses 3e-2); 0 = exact convolution",
+    min=0.0,
+)
+
+
+def gaussian_kernel_1d(sigma: float, size: int | None = None) -> np.ndarray:
+    """Sampled, normalised 1-D Gaussian; ``size`` defaults to ``2 * ceil(3 sigma) + 1`` (odd)."""
+    if size is None:
+        size = 2 * math.ceil(3 * sigma) + 1
+    t = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    k = np.exp(-(t**2) / (2.0 * sigma**2))
+    return k / k.sum()
+
+
+def box_kernel_1d(size: int) -> np.ndarray:
+    """Uniform 1-D kernel of ``size`` taps summing to one."""
+    return np.full(size, 1.0 / size, dtype=np.float64)
+
+
+def _source_index(q: np.ndarray, n: int, boundary: str) -> np.ndarray:
+    """Map positions ``q`` (possibly outside ``[0, n)``) to pixel indices; -1 means zero."""
+    q = np.asarray(q)
+    if boundary == "zero":
+        return np.where((q >= 0) & (q < n), q, -1)
+    if boundary == "reflect":  # d c b a | a b c d | d c b a
+        return np.where(q < 0, -q - 1, np.where(q >= n, 2 * n - 1 - q, q))
+    if boundary == "mirror":  # d c b | a b c d | c b a
+        return np.where(q < 0, -q, np.where(q >= n, 2 * n - 2 - q, q))
+    raise ValueError(f"unknown boundary {boundary!r}; expected one of {', '.join(BOUNDARIES)}")
+
+
+def convolution_matrix_1d(kernel: np.ndarray, n: int, boundary: str) -> np.ndarray:
+    """The ``n × n`` matrix of 1-D true convolution with ``kernel`` under ``boundary``.
+
+    ``(A x)[i] = sum_t kernel[t] x[i + K // 2 - t]`` with out-of-range indices mapped by the
+    boundary (a single reflection, so ``K <= n`` is required for the reflecting boundaries).
+    """
+    kernel = np.asarray(kernel, dtype=np.float64)
+    size = kernel.shape[0]
+    anchor = size // 2
+    a = np.zeros((n, n), dtype=np.float64)
+    rows = np.arange(n)
+    for t in range(size):
+        src = _source_index(rows + anchor - t, n, boundary)
+        ok = src >= 0
+        np.add.at(a, (rows[ok], src[ok]), kernel[t])
+    return a
+
+
+def _pad_axis(x: Tensor, dim: int, left: int, right: int, boundary: str) -> Tensor:
+    """Pad one axis of ``x`` by ``left``/``right`` samples following ``boundary``."""
+    n = x.shape[dim]
+    if left == 0 and right == 0:
+        return x
+    if boundary == "zero":
+        shape_l = list(x.shape)
+        shape_l[dim] = left
+        shape_r = list(x.shape)
+        shape_r[dim] = right
+        return torch.cat([x.new_zeros(shape_l), x, x.new_zeros(shape_r)], dim=dim)
+    if boundary == "reflect":
+        lo, hi = x.narrow(dim, 0, left), x.narrow(dim, n - right, right)
+    else:  # mirror
+        lo, hi = x.narrow(dim, 1, left), x.narrow(dim, n - 1 - right, right)
+    return torch.cat([lo.flip(dim), x, hi.flip(dim)], dim=dim)
+
+
+def _fold_axis(z: Tensor, dim: int, left: int, right: int, boundary: str) -> Tensor:
+    """Adjoint of :func:`_pad_axis`: add the padding back onto the pixels it copied."""
+    if left == 0 and right == 0:
+        return z
+    n = z.shape[dim] - left - right
+    out = z.narrow(dim, left, n).clone()
+    if boundary == "zero":
+        return out
+    lo = z.narrow(dim, 0, left).flip(dim)
+    hi = z.narrow(dim, left + n, right).flip(dim)
+    if boundary == "reflect":
+        out.narrow(dim, 0, left).add_(lo)
+        out.narrow(dim, n - right, right).add_(hi)
+    else:  # mirror
+        out.narrow(dim, 1, left).add_(lo)
+        out.narrow(dim, n - 1 - right, right).add_(hi)
+    return out
+
+
+class SeparableConvolution(SeparableOperator):
+    """Base of the separable blurs: true convolution with ``k_h ⊗ k_w`` under a named boundary.
+
+    Subclasses call :meth:`_setup` from ``__init__`` with their two 1-D kernels. Memory O(K)
+    for the exact ``forward``/``adjoint`` (O(C H W (K_h + K_w)) per image, kornia, any device);
+    the SVD needs the 1-D matrices and their SVDs, O(H² + W²) memory built lazily in
+    O(H³ + W³), then O(C H W (H + W)) per apply. For multi-megapixel photos use the FFT-based
+    ``blur`` operator (circular boundary) instead.
+    """
+
+    def _setup(
+        self,
+        kernel_h: np.ndarray,
+        kernel_w: np.ndarray,
+        boundary: str,
+        threshold: float,
+        what: str | tuple[str, str],
+    ) -> None:
+        """Store the kernels and validate them against the image size.
+
+        Args:
+            kernel_h: 1-D kernel along the height axis (float64).
+            kernel_w: 1-D kernel along the width axis (float64).
+            boundary: One of :data:`BOUNDARIES`.
+            threshold: 1-D singular values below it are zeroed (0 = off).
+            what: How the user sets the kernel sizes (one phrase, or one per axis: height,
+                width), for error messages.
+        """
+        self.kernel_h = np.ascontiguousarray(kernel_h, dtype=np.float64)
+        self.kernel_w = np.ascontiguousarray(kernel_w, dtype=np.float64)
+        self.boundary = boundary
+        self.threshold = float(threshold)
+        _, h, w = self.in_shape
+        what_h, what_w = (what, what) if isinstance(what, str) else what
+        for axis, kernel, size, what in (("height", self.kernel_h, h, what_h), ("width", self.kernel_w, w, what_w)):
+            if kernel.ndim != 1 or kernel.shape[0] < 1:
+                raise ValueError(f"{self.name}: the {axis} kernel must be a non-empty 1-D array")
+            if kernel.shape[0] > size:
+                raise ValueError(
+                    f"{self.name}: kernel {axis} {kernel.shape[0]} px exceeds the image {axis} {size} px; "
+                    f"use a smaller {what} or an image at least {kernel.shape[0]} px in {axis}"
+                )
+        if self.threshold > 0:
+            top = float(np.linalg.svd(self.factors[0], compute_uv=False)[0]), float(
+                np.linalg.svd(self.factors[1], compute_uv=False)[0]
+            )
+            if self.threshold > min(top):
+                raise ValueError(
+                    f"{self.name}: threshold {self.threshold} is above the largest 1-D singular value "
+                    f"({min(top):.3g}) and would zero the whole operator; use a smaller threshold (the paper uses 3e-2)"
+                )
+
+    # ------------------------------------------------------------------ separable hooks
+    def _out_hw(self) -> tuple[int, int]:
+        return self.in_shape[1], self.in_shape[2]
+
+    def _build_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        _, h, w = self.in_shape
+        return (
+            convolution_matrix_1d(self.kernel_h, h, self.boundary),
+            convolution_matrix_1d(self.kernel_w, w, self.boundary),
+        )
+
+    @property
+    def svd_threshold(self) -> float:
+        return self.threshold
+
+    # ------------------------------------------------------------------ exact maps
+    def _pads(self) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) padding for ``y[i] = sum_t k[t] x[i + K//2 - t]``."""
+        kh, kw = self.kernel_h.shape[0], self.kernel_w.shape[0]
+        return kh - 1 - kh // 2, kh // 2, kw - 1 - kw // 2, kw // 2
+
+    def _kernels(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """The 1-D kernels as ``(1, K)`` tensors on ``like``'s device and dtype."""
+        k_h = self.const("conv_k_h", torch.from_numpy(self.kernel_h)[None], like)
+        k_w = self.const("conv_k_w", torch.from_numpy(self.kernel_w)[None], like)
+        return k_h, k_w
+
+    def convolve(self, x: Tensor) -> Tensor:
+        """The exact convolution (no threshold): explicit padding + kornia valid correlation."""
+        self.check_image(x)
+        top, bottom, left, right = self._pads()
+        xp = _pad_axis(_pad_axis(x, -2, top, bottom, self.boundary), -1, left, right, self.boundary)
+        k_h, k_w = self._kernels(x)
+        # kornia correlates: correlating with the flipped kernel is the true convolution.
+        return filter2d_separable(xp, k_w.flip(-1), k_h.flip(-1), border_type="constant", padding="valid")
+
+    def convolve_adjoint(self, y: Tensor) -> Tensor:
+        """The exact transpose of :meth:`convolve`."""
+        self.check_measurement(y)
+        top, bottom, left, right = self._pads()
+        kh, kw = self.kernel_h.shape[0], self.kernel_w.shape[0]
+        # transpose of a valid correlation with the flipped kernel: zero-pad by K - 1 and
+        # correlate with the kernel itself; then fold the boundary padding back.
+        yp = F.pad(y, (kw - 1, kw - 1, kh - 1, kh - 1))
+        k_h, k_w = self._kernels(y)
+        z = filter2d_separable(yp, k_w, k_h, border_type="constant", padding="valid")
+        return _fold_axis(_fold_axis(z, -1, left, right, self.boundary), -2, top, bottom, self.boundary)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.threshold > 0:
+            return self.matrix_forward(x)
+        return self.convolve(x)
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        if self.threshold > 0:
+            return self.matrix_adjoint(y)
+        return self.convolve_adjoint(y)
+
+
+def _check_odd(owner: str, name: str, size: int | None) -> None:
+    if size is not None and size % 2 == 0:
+        raise ValueError(f"{owner}: {name} {size} must be odd (a centred Gaussian); use {size - 1} or {size + 1}")
+
+
+class GaussianBlur(SeparableConvolution):
+    """Gaussian blur (true convolution, boundary ``reflect`` by default); SVD from two 1-D SVDs.
+
+    ``y = k * x`` with the sampled, normalised 2-D Gaussian ``k = g ⊗ g`` of std ``sigma`` px and
+    ``size`` taps (default ``2 ceil(3 sigma) + 1``), per channel; out shape = in shape. Boundary
+    ``reflect`` (edge pixel repeated, scipy ``reflect``; the **default**), ``zero`` (the DDRM
+    paper) or ``mirror`` (scipy ``mirror``). ``threshold > 0`` zeroes the 1-D singular values
+    below it (paper: 3e-2) and the operator becomes that thresholded matrix.
+
+    Memory O(H² + W²) for the 1-D factors and SVDs (built lazily, O(H³ + W³)); SVD maps cost
+    O(C H W (H + W)) per apply, the exact forward/adjoint O(C H W size) with kornia. The 1-D
+    SVDs grow as H³ to build: for multi-megapixel photos the FFT-based ``blur`` operator
+    (circular boundary) is the better choice.
+    """
+
+    name = "gaussian_blur"
+    params = (
+        Param("sigma", float, 3.0, "Gaussian std in pixels", min=0.0, min_inclusive=False),
+        Param("size", int, None, "kernel taps per axis, odd; default 2*ceil(3*sigma)+1", min=1),
+        _BOUNDARY_PARAM,
+        _THRESHOLD_PARAM,
+    )
+    check_shape = (1, 20, 24)
+    check_cases = (
+        ((3, 9, 13), {"sigma": 1.0, "boundary": "zero"}),
+        ((3, 10, 8), {"sigma": 1.0, "boundary": "mirror"}),
+        ((3, 7, 11), {"sigma": 0.8, "size": 7}),
+        ((1, 16, 24), {"sigma": 2.0, "boundary": "zero", "threshold": 3e-2}),
+        ((1, 12, 18), {"sigma": 1.2, "size": 5, "boundary": "reflect", "threshold": 0.05}),
+        ((2, 11, 14), {"sigma": 1.5, "boundary": "mirror", "threshold": 3e-2}),
+    )
+
+    def __init__(
+        self,
+        in_shape: Sequence[int] | str,
+        *,
+        sigma: float = 3.0,
+        size: int | None = None,
+        boundary: str = "reflect",
+        threshold: float = 0.0,
+    ) -> None:
+        super().__init__(in_shape, sigma=sigma, size=size, boundary=boundary, threshold=threshold)
+        cfg: dict[str, Any] = self.config
+        _check_odd(self.name, "size", cfg["size"])
+        kernel = gaussian_kernel_1d(cfg["sigma"], cfg["size"])
+        self._setup(kernel, kernel, cfg["boundary"], cfg["threshold"], "sigma or size")
+
+
+class UniformBlur(SeparableConvolution):
+    """Uniform (box) blur, ``size × size`` taps (default 9, the DDRM paper's 9×9), boundary ``reflect`` by default.
+
+    True convolution with the normalised box ``b ⊗ b`` per channel; out shape = in shape. An even
+    ``size`` is anchored at index ``size // 2`` (scipy's convention). Boundary ``reflect`` (edge
+    pixel repeated, scipy ``reflect``; the **default**), ``zero`` (the DDRM paper) or ``mirror``.
+    ``threshold > 0`` zeroes the 1-D singular values below it (paper: 3e-2) and the operator
+    becomes that thresholded matrix.
+
+    Memory O(H² + W²) for the 1-D factors and SVDs (built lazily, O(H³ + W³)); SVD maps cost
+    O(C H W (H + W)) per apply, the exact forward/adjoint O(C H W size) with kornia. The 1-D
+    SVDs grow as H³ to build: for multi-megapixel photos the FFT-based ``blur`` operator
+    (circular boundary) is the better choice.
+    """
+
+    name = "uniform_blur"
+    params = (
+        Param("size", int, 9, "box side in pixels (an even size is anchored at size//2)", min=1),
+        _BOUNDARY_PARAM,
+        _THRESHOLD_PARAM,
+    )
+    check_shape = (3, 10, 12)
+    check_cases = (
+        ((1, 16, 20), {"size": 4, "boundary": "zero"}),
+        ((3, 9, 12), {"size": 3, "boundary": "mirror"}),
+        ((1, 14, 18), {"size": 9, "boundary": "zero", "threshold": 3e-2}),
+        ((3, 8, 10), {"size": 8, "boundary": "reflect"}),
+        ((1, 12, 9), {"size": 6, "boundary": "mirror", "threshold": 3e-2}),
+    )
+
+    def __init__(
+        self,
+        in_shape: Sequence[int] | str,
+        *,
+        size: int = 9,
+        boundary: str = "reflect",
+        threshold: float = 0.0,
+    ) -> None:
+        super().__init__(in_shape, size=size, boundary=boundary, threshold=threshold)
+        cfg: dict[str, Any] = self.config
+        kernel = box_kernel_1d(cfg["size"])
+        self._setup(kernel, kernel, cfg["boundary"], cfg["threshold"], "size")
+
+
+class AnisotropicBlur(SeparableConvolution):
+    """Anisotropic Gaussian blur: std ``sigma_h`` along the height, ``sigma_w`` along the width.
+
+    True convolution with ``g_h ⊗ g_w`` (each a sampled, normalised 1-D Gaussian with
+    ``size_h``/``size_w`` odd taps, default ``2 ceil(3 sigma) + 1``), per channel; out shape =
+    in shape. Boundary ``reflect`` (edge pixel repeated, scipy ``reflect``; the **default**),
+    ``zero`` or ``mirror``. ``threshold > 0`` zeroes the 1-D singular values below it.
+
+    Memory O(H² + W²) for the 1-D factors and SVDs (built lazily, O(H³ + W³)); SVD maps cost
+    O(C H W (H + W)) per apply, the exact forward/adjoint O(C H W (size_h + size_w)) with kornia.
+    The 1-D SVDs grow as H³ to build: for multi-megapixel photos the FFT-based ``blur`` operator
+    (circular boundary) is the better choice.
+    """
+
+    name = "anisotropic_blur"
+    params = (
+        Param("sigma_h", float, 1.0, "Gaussian std along the height, pixels", min=0.0, min_inclusive=False),
+        Param("sigma_w", float, 3.0, "Gaussian std along the width, pixels", min=0.0, min_inclusive=False),
+        Param("size_h", int, None, "kernel taps along the height, odd; default 2*ceil(3*sigma_h)+1", min=1),
+        Param("size_w", int, None, "kernel taps along the width, odd; default 2*ceil(3*sigma_w)+1", min=1),
+        _BOUNDARY_PARAM,
+        _THRESHOLD_PARAM,
+    )
+    check_shape = (3, 10, 20)
+    check_cases = (
+        ((1, 20, 12), {"sigma_h": 2.5, "sigma_w": 0.7, "boundary": "zero", "threshold": 2e-2}),
+        ((3, 9, 14), {"sigma_h": 1.0, "sigma_w": 2.0, "size_h": 5, "size_w": 9, "boundary": "mirror"}),
+        ((1, 15, 22), {"sigma_h": 2.0, "sigma_w": 0.5, "boundary": "reflect", "threshold": 3e-2}),
+    )
+
+    def __init__(
+        self,
+        in_shape: Sequence[int] | str,
+        *,
+        sigma_h: float = 1.0,
+        sigma_w: float = 3.0,
+        size_h: int | None = None,
+        size_w: int | None = None,
+        boundary: str = "reflect",
+        threshold: float = 0.0,
+    ) -> None:
+        super().__init__(
+            in_shape, sigma_h=sigma_h, sigma_w=sigma_w, size_h=size_h, size_w=size_w, boundary=boundary, threshold=threshold
+        )
+        cfg: dict[str, Any] = self.config
+        _check_odd(self.name, "size_h", cfg["size_h"])
+        _check_odd(self.name, "size_w", cfg["size_w"])
+        self._setup(
+            gaussian_kernel_1d(cfg["sigma_h"], cfg["size_h"]),
+            gaussian_kernel_1d(cfg["sigma_w"], cfg["size_w"]),
+            cfg["boundary"],
+            cfg["threshold"],
+            ("sigma_h or size_h", "sigma_w or size_w"),
+        )
+
+
+OPERATORS = (GaussianBlur, UniformBlur, AnisotropicBlur)

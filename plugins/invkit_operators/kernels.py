@@ -1,0 +1,350 @@
+"""Blur kernels: construction helpers shared by the convolution operators.
+
+Every builder returns a 2-D float64 CPU tensor ``(kh, kw)`` that sums to 1 (except a file kernel
+read with ``normalize=False``). A kernel is applied as a **true convolution** (flipped, as
+:func:`scipy.ndimage.convolve` does) anchored at index ``(kh // 2, kw // 2)``: the centre of an
+odd kernel, and for an even size the entry just after the middle (what ``scipy.ndimage.convolve``
+does with ``origin=0``). Tap ``(i, j)`` therefore moves a pixel by ``(i - kh // 2, j - kw // 2)``.
+
+Kinds (see :func:`kernel_from_params`, whose parameters :data:`KERNEL_PARAMS` describes):
+
+* ``gaussian``: samples of ``exp(-(r² + c²) / (2 sigma²))`` on an odd grid, by default of radius
+  ``ceil(3 sigma)`` (the same default as the ``gaussian_blur`` operator), normalised to sum 1. A
+  2-D Gaussian is separable: this kernel equals the outer product of normalised 1-D ones.
+* ``box`` (alias ``uniform``): ``ones(kh, kw) / (kh kw)``; sizes may be even (the mean is then
+  shifted by half a pixel towards the top/left, exactly as in scipy).
+* ``motion``: a centred line segment of ``length`` pixels at ``angle`` degrees, rasterised with
+  anti-aliasing: each tap is the area of its pixel covered by a ``length × 1`` rectangle along the
+  segment (measured with 16 × 16 sub-samples per pixel), normalised to sum 1. ``angle`` is
+  counter-clockwise from the +column axis as the image is displayed (row 0 on top), so 0° is
+  horizontal and 90° vertical; a centred segment is point-symmetric, so ``angle`` and
+  ``angle + 180`` give the same kernel. At 0° an odd integer length gives exactly ``length``
+  equal taps in one row; an even length gives ``length - 1`` full taps and two half taps.
+* ``disk``: the area of each pixel covered by a disk of ``radius`` pixels centred on the anchor
+  (16 × 16 sub-samples on the boundary pixels), normalised to sum 1.
+* ``file``: a kernel read from ``.npy`` (2-D numeric array) or ``.png`` (8- or 16-bit grayscale,
+  read with Pillow). NaN or infinite entries and all-zero kernels are refused. With
+  ``normalize=True`` (default) the kernel is divided by its sum, which must be positive;
+  negative entries are allowed (a measured PSF after background subtraction has some), they are
+  kept as they are. ``normalize=False`` uses the values as stored, e.g. for a signed or zero-sum
+  filter.
+
+Motion and disk kernels are trimmed to the smallest odd, centred support that holds their non-zero
+taps, so they stay anchored at their centre.
+
+Example:
+    >>> from invkit_operators.kernels import box_kernel, motion_kernel
+    >>> box_kernel((1, 2)).tolist()
+    [[0.5, 0.5]]
+    >>> k = motion_kernel(5, 0.0)
+    >>> tuple(k.shape), round(float(k.sum()), 12)
+    ((1, 5), 1.0)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from invkit.params import Param, int_tuple
+
+__all__ = [
+    "KERNEL_KINDS",
+    "KERNEL_PARAMS",
+    "kernel_size",
+    "gaussian_kernel",
+    "box_kernel",
+    "motion_kernel",
+    "disk_kernel",
+    "load_kernel",
+    "kernel_from_params",
+    "kernel_anchor",
+]
+
+#: Names accepted by the ``kernel`` parameter (``uniform`` is an alias of ``box``).
+KERNEL_KINDS = ("gaussian", "box", "uniform", "motion", "disk", "file")
+
+#: Sub-samples per pixel side used to measure the area covered by motion and disk kernels.
+SUBSAMPLES = 16
+
+#: Default box size when ``size`` is not given.
+DEFAULT_BOX_SIZE = 5
+
+# Schema bounds keep the construction cheap (a few million taps at most); the operators refuse
+# kernels larger than the image anyway.
+MAX_SIGMA = 256.0
+MAX_SIZE = 4096
+MAX_LENGTH = 2048.0
+MAX_RADIUS = 1024.0
+
+
+def kernel_size(value: Any) -> tuple[int, int]:
+    """Parse a kernel size: ``5``, ``"5"``, ``"2,6"``, ``"2x6"`` or ``(2, 6)`` -> ``(kh, kw)``.
+
+    Raises:
+        ValueError: Not one or two integers, or an entry below 1.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"not a size: {value!r}")
+    if isinstance(value, (int, np.integer)):
+        parts: tuple[int, ...] = (int(value),)
+    elif isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"{value} is not an integer")
+        parts = (int(value),)
+    else:
+        parts = int_tuple(value)
+    if len(parts) == 1:
+        parts = (parts[0], parts[0])
+    if len(parts) != 2:
+        raise ValueError(f"expected N or H,W, got {len(parts)} numbers")
+    if min(parts) < 1 or max(parts) > MAX_SIZE:
+        raise ValueError(f"sizes must be between 1 and {MAX_SIZE}, got {parts[0]}x{parts[1]}")
+    return (parts[0], parts[1])
+
+
+#: Typed parameter schema of :func:`kernel_from_params` (operators include it in their ``params``).
+KERNEL_PARAMS: tuple[Param, ...] = (
+    Param("kernel", str, "gaussian", "kernel kind: gaussian, box (= uniform), motion, disk, or file (kernel_file)", choices=KERNEL_KINDS),
+    Param("sigma", float, 3.0, "gaussian: standard deviation in pixels", min=0.0, max=MAX_SIGMA, min_inclusive=False),
+    Param(
+        "size",
+        kernel_size,
+        None,
+        f"gaussian/box: kernel size N or H,W in pixels (gaussian: odd, default 2*ceil(3*sigma)+1; box: may be even, default {DEFAULT_BOX_SIZE})",
+    ),
+    Param("length", float, 15.0, "motion: segment length in pixels (1 = no blur)", min=1.0, max=MAX_LENGTH),
+    Param("angle", float, 0.0, "motion: degrees counter-clockwise from horizontal (90 = vertical)"),
+    Param("radius", float, 4.0, "disk: radius in pixels", min=0.0, max=MAX_RADIUS, min_inclusive=False),
+    Param("kernel_file", str, None, "kernel=file: .npy (2-D array) or .png (8/16-bit grayscale)"),
+    Param("normalize", bool, True, "kernel=file: divide the kernel by its sum (which must be > 0); false = use as stored"),
+)
+
+
+# ---------------------------------------------------------------------------------- builders
+def kernel_anchor(shape: Sequence[int]) -> tuple[int, int]:
+    """The tap that sits on the output pixel: ``(kh // 2, kw // 2)`` (scipy's ``origin=0``)."""
+    return (int(shape[0]) // 2, int(shape[1]) // 2)
+
+
+def gaussian_kernel(sigma: float, size: int | Sequence[int] | None = None) -> Tensor:
+    """Sampled isotropic Gaussian, normalised to sum 1.
+
+    Args:
+        sigma: Standard deviation in pixels (> 0).
+        size: Odd kernel size ``N`` or ``(kh, kw)``; default ``2 * ceil(3 * sigma) + 1``.
+
+    Raises:
+        ValueError: ``sigma`` not positive or a size that is even or below 1.
+    """
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(f"gaussian kernel: sigma must be a positive number, got {sigma}")
+    if size is None:
+        radius = math.ceil(3.0 * sigma)
+        kh = kw = 2 * radius + 1
+    else:
+        kh, kw = kernel_size(size)
+        if kh % 2 == 0 or kw % 2 == 0:
+            raise ValueError(
+                f"gaussian kernel: size {kh}x{kw} must be odd (the Gaussian is centred on the middle tap); "
+                f"use e.g. size={kh | 1}x{kw | 1} or leave size unset"
+            )
+    r = torch.arange(kh, dtype=torch.float64) - kh // 2
+    c = torch.arange(kw, dtype=torch.float64) - kw // 2
+    k = torch.exp(-(r[:, None] ** 2 + c[None, :] ** 2) / (2.0 * sigma * sigma))
+    return k / k.sum()
+
+
+def box_kernel(size: int | Sequence[int] = DEFAULT_BOX_SIZE) -> Tensor:
+    """Uniform ``kh × kw`` kernel, ``1 / (kh kw)`` everywhere; even sizes are allowed."""
+    kh, kw = kernel_size(size)
+    return torch.full((kh, kw), 1.0 / (kh * kw), dtype=torch.float64)
+
+
+def _cos_sin_deg(angle: float) -> tuple[float, float]:
+    """cos and sin of ``angle`` degrees, exact at multiples of 90°."""
+    a = math.fmod(angle, 360.0)
+    if a < 0:
+        a += 360.0
+    exact = {0.0: (1.0, 0.0), 90.0: (0.0, 1.0), 180.0: (-1.0, 0.0), 270.0: (0.0, -1.0)}
+    if a in exact:
+        return exact[a]
+    t = math.radians(a)
+    return math.cos(t), math.sin(t)
+
+
+def _coverage(sdf: Callable[[Tensor, Tensor], Tensor], rad_r: int, rad_c: int) -> Tensor:
+    """Area of each pixel of a ``(2 rad_r + 1) × (2 rad_c + 1)`` grid inside ``{sdf <= 0}``.
+
+    ``sdf(r, c)`` is a signed distance (negative inside) in pixel units, with the grid centre at
+    ``(0, 0)`` and rows growing downwards. Pixels whose centre is farther than half a diagonal
+    from the boundary are 0 or 1; the others are measured with ``SUBSAMPLES²`` sub-samples.
+    """
+    r = torch.arange(-rad_r, rad_r + 1, dtype=torch.float64)[:, None].expand(2 * rad_r + 1, 2 * rad_c + 1)
+    c = torch.arange(-rad_c, rad_c + 1, dtype=torch.float64)[None, :].expand(2 * rad_r + 1, 2 * rad_c + 1)
+    d = sdf(r, c)
+    half_diag = math.sqrt(0.5) + 1e-9
+    out = (d <= -half_diag).to(torch.float64)
+    edge = (d.abs() < half_diag).nonzero(as_tuple=True)
+    if edge[0].numel():
+        # sub-sample offsets (j + 1/2) / S - 1/2: symmetric and exact in binary (S is a power of 2)
+        off = (torch.arange(SUBSAMPLES, dtype=torch.float64) + 0.5) / SUBSAMPLES - 0.5
+        rr = r[edge][:, None, None] + off[None, :, None]
+        cc = c[edge][:, None, None] + off[None, None, :]
+        inside = (sdf(rr, cc) <= 0).to(torch.float64).mean(dim=(1, 2))
+        out[edge] = inside
+    return out
+
+
+def _trim_centred(k: Tensor) -> Tensor:
+    """Crop all-zero borders symmetrically, keeping the centre tap in the middle (odd sizes)."""
+    nz = k.nonzero()
+    if nz.numel() == 0:
+        raise ValueError("kernel has no non-zero tap")
+    ch, cw = k.shape[0] // 2, k.shape[1] // 2
+    rad_r = int((nz[:, 0] - ch).abs().max())
+    rad_c = int((nz[:, 1] - cw).abs().max())
+    return k[ch - rad_r : ch + rad_r + 1, cw - rad_c : cw + rad_c + 1].clone()
+
+
+def motion_kernel(length: float = 15.0, angle: float = 0.0) -> Tensor:
+    """Linear motion blur: a centred, anti-aliased segment, normalised to sum 1.
+
+    Each tap is the fraction of its pixel covered by the ``length × 1`` rectangle whose axis is
+    the segment (see the module docstring for the angle convention).
+
+    Args:
+        length: Segment length in pixels (>= 1; 1 gives the identity kernel ``[[1]]``).
+        angle: Degrees, counter-clockwise from horizontal as displayed (rows grow downwards).
+    """
+    if not (length >= 1.0 and math.isfinite(length)):
+        raise ValueError(f"motion kernel: length must be a number >= 1 pixel, got {length}")
+    if not math.isfinite(angle):
+        raise ValueError(f"motion kernel: angle must be a finite number of degrees, got {angle}")
+    cos, sin = _cos_sin_deg(angle)
+    d_r, d_c = -sin, cos  # unit vector along the segment in (row, col); row axis points down
+    n_r, n_c = cos, sin  # unit normal
+    half_len, half_wid = 0.5 * length, 0.5
+
+    def sdf(r: Tensor, c: Tensor) -> Tensor:
+        along = (r * d_r + c * d_c).abs() - half_len
+        across = (r * n_r + c * n_c).abs() - half_wid
+        outside = torch.sqrt(along.clamp(min=0) ** 2 + across.clamp(min=0) ** 2)
+        return outside + torch.minimum(torch.maximum(along, across), torch.zeros_like(along))
+
+    ext_r = half_len * abs(sin) + half_wid * abs(cos)
+    ext_c = half_len * abs(cos) + half_wid * abs(sin)
+    k = _coverage(sdf, math.ceil(ext_r) + 1, math.ceil(ext_c) + 1)
+    k = _trim_centred(k)
+    return k / k.sum()
+
+
+def disk_kernel(radius: float = 4.0) -> Tensor:
+    """Uniform disk (defocus) of ``radius`` pixels, anti-aliased by pixel area, sum 1."""
+    if not (radius > 0 and math.isfinite(radius)):
+        raise ValueError(f"disk kernel: radius must be a positive number of pixels, got {radius}")
+
+    def sdf(r: Tensor, c: Tensor) -> Tensor:
+        return torch.sqrt(r * r + c * c) - radius
+
+    rad = math.ceil(radius) + 1
+    k = _trim_centred(_coverage(sdf, rad, rad))
+    return k / k.sum()
+
+
+def load_kernel(path: str | os.PathLike[str], normalize: bool = True, owner: str = "kernel") -> Tensor:
+    """Read a kernel from ``.npy`` or ``.png`` (see the module docstring for the rules).
+
+    Args:
+        path: A ``.npy`` file holding a 2-D real array, or an 8-/16-bit grayscale ``.png``.
+        normalize: Divide by the sum (which must be positive); ``False`` keeps the stored values.
+        owner: Name used in error messages.
+
+    Raises:
+        ValueError: Missing/unreadable file, other extension, not 2-D, colour PNG, NaN/inf
+            entries, all zeros, or a non-positive sum with ``normalize=True``.
+    """
+    p = os.fspath(path)
+    ext = os.path.splitext(p)[1].lower()
+    if ext not in (".npy", ".png"):
+        raise ValueError(f"{owner}: kernel_file {p!r} must be a .npy array or a .png grayscale image (got {ext or 'no extension'})")
+    try:
+        if ext == ".npy":
+            arr = np.load(p, allow_pickle=False)
+        else:
+            from PIL import Image
+
+            with Image.open(p) as img:
+                img.load()
+                if img.mode not in ("L", "I", "I;16", "I;16B", "I;16L", "I;16N"):
+                    raise ValueError(f"PNG mode {img.mode} is not 8/16-bit grayscale; save the kernel as a grayscale PNG")
+                arr = np.asarray(img)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise ValueError(f"{owner}: cannot read kernel_file {p!r} ({reason})") from None
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{owner}: kernel_file {p!r} holds {arr.dtype} data; expected a real numeric 2-D array")
+    if arr.ndim != 2 or 0 in arr.shape:
+        raise ValueError(f"{owner}: kernel_file {p!r} holds an array of shape {arr.shape}; expected a non-empty 2-D kernel")
+    k = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))
+    if not bool(torch.isfinite(k).all()):
+        raise ValueError(f"{owner}: kernel_file {p!r} has NaN or infinite entries")
+    if not bool(k.any()):
+        raise ValueError(f"{owner}: kernel_file {p!r} is all zeros")
+    if normalize:
+        total = float(k.sum())
+        if not total > 1e-12 * float(k.abs().sum()):
+            raise ValueError(
+                f"{owner}: kernel_file {p!r} sums to {total:.3g}, cannot normalise to sum 1; "
+                "fix the kernel or pass normalize=false to use it as stored"
+            )
+        k = k / total
+    return k
+
+
+def kernel_from_params(
+    kernel: str = "gaussian",
+    *,
+    sigma: float = 3.0,
+    size: int | Sequence[int] | None = None,
+    length: float = 15.0,
+    angle: float = 0.0,
+    radius: float = 4.0,
+    kernel_file: str | None = None,
+    normalize: bool = True,
+    owner: str = "kernel",
+) -> Tensor:
+    """Build the kernel that :data:`KERNEL_PARAMS` describes.
+
+    Parameters that do not belong to the chosen kind are ignored, except ``size`` (gaussian and
+    box only) and ``kernel_file`` (file only), which raise when given to another kind.
+
+    Raises:
+        ValueError: A mismatch of kind and parameters, or an invalid kernel (see the builders).
+    """
+    if kernel not in KERNEL_KINDS:
+        raise ValueError(f"{owner}: unknown kernel {kernel!r}; expected one of {', '.join(KERNEL_KINDS)}")
+    if kernel_file is not None and kernel != "file":
+        raise ValueError(f"{owner}: kernel_file is only used with kernel=file (got kernel={kernel}); add kernel=file")
+    if size is not None and kernel not in ("gaussian", "box", "uniform"):
+        raise ValueError(f"{owner}: size only applies to kernel=gaussian or box (got kernel={kernel}); drop size")
+    try:
+        if kernel == "gaussian":
+            return gaussian_kernel(sigma, size)
+        if kernel in ("box", "uniform"):
+            return box_kernel(DEFAULT_BOX_SIZE if size is None else size)
+        if kernel == "motion":
+            return motion_kernel(length, angle)
+        if kernel == "disk":
+            return disk_kernel(radius)
+    except ValueError as exc:
+        raise ValueError(f"{owner}: {exc}") from None
+    if kernel_file is None:
+        raise ValueError(f"{owner}: kernel=file needs kernel_file=PATH (.npy or grayscale .png)")
+    return load_kernel(kernel_file, normalize=normalize, owner=owner)

@@ -1,0 +1,174 @@
+"""Super-resolution degradations: block averaging and anti-aliased bicubic downsampling.
+
+Both are separable (``Y_c = A_h X_c A_wᵀ`` with 1-D downsampling matrices), so their SVDs come
+from two 1-D SVDs through :class:`~invkit_operators.separable.SeparableOperator`. The factor
+``r`` must divide both the height and the width; the measurement is the low-resolution image
+``(C, H / r, W / r)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from torch import Tensor
+
+from invkit.operator import Shape, as_shape
+from invkit.params import Param, parse_params
+
+from .separable import SeparableOperator
+
+__all__ = ["SuperResolution", "BicubicSuperResolution", "block_average_matrix_1d", "bicubic_matrix_1d", "keys_cubic", "OPERATORS"]
+
+
+def block_average_matrix_1d(n: int, factor: int) -> np.ndarray:
+    """``(n / factor) × n`` matrix averaging consecutive blocks of ``factor`` samples."""
+    return np.kron(np.eye(n // factor), np.full((1, factor), 1.0 / factor))
+
+
+def keys_cubic(t: np.ndarray, a: float = -0.5) -> np.ndarray:
+    """Keys' cubic convolution kernel (``a = -0.5``: the Catmull-Rom cubic of PIL and torch's antialias path)."""
+    t = np.abs(np.asarray(t, dtype=np.float64))
+    near = ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0
+    far = ((a * t - 5.0 * a) * t + 8.0 * a) * t - 4.0 * a
+    return np.where(t <= 1.0, near, np.where(t < 2.0, far, 0.0))
+
+
+def bicubic_matrix_1d(n: int, factor: int) -> np.ndarray:
+    """``(n / factor) × n`` anti-aliased bicubic downsampling matrix (torch/PIL convention).
+
+    Output sample ``i`` sits at ``factor (i + 1/2)`` in input coordinates; input sample ``j``
+    (centre ``j + 1/2``) gets weight ``keys((j + 1/2 - factor (i + 1/2)) / factor)`` -- the cubic
+    stretched by the factor, support ``4 factor`` taps -- and each row is divided by its sum.
+    Near the borders the taps that fall outside the image are dropped and the remaining ones
+    renormalised, which is what ``F.interpolate(mode='bicubic', antialias=True)`` and PIL's
+    ``BICUBIC`` reduce do.
+    """
+    centres = factor * (np.arange(n // factor, dtype=np.float64) + 0.5)
+    t = (np.arange(n, dtype=np.float64)[None, :] + 0.5 - centres[:, None]) / factor
+    w = keys_cubic(t)
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def _upscaled_shape(cls: type[SeparableOperator], out_shape: Sequence[int], params: dict[str, Any]) -> Shape:
+    """``(C, h, w) -> (C, r h, r w)``: the image shape behind a low-resolution measurement."""
+    if len(out_shape) != 3:
+        raise ValueError(f"operator '{cls.name}': a measurement must be an image (C, h, w), got shape {tuple(out_shape)}")
+    factor = parse_params(cls.params, params, owner=cls.name)["factor"]
+    c, h, w = out_shape
+    return as_shape((c, h * factor, w * factor))
+
+
+def _check_divides(owner: str, factor: int, shape: tuple[int, int, int]) -> None:
+    _, h, w = shape
+    if h % factor or w % factor:
+        bad = " and ".join(f"{name}={v}" for name, v in (("H", h), ("W", w)) if v % factor)
+        lo = (max(factor, h // factor * factor), max(factor, w // factor * factor))
+        hi = (-(-h // factor) * factor, -(-w // factor) * factor)
+        raise ValueError(
+            f"{owner}: factor {factor} must divide both H={h} and W={w} ({bad} not divisible); "
+            f"crop the image to {lo[0]}x{lo[1]} or pad it to {hi[0]}x{hi[1]}, or choose a factor that divides both"
+        )
+
+
+class SuperResolution(SeparableOperator):
+    """Super-resolution by block averaging: each ``factor × factor`` block becomes its mean.
+
+    ``y[c, i, j] = mean(x[c, r i : r (i + 1), r j : r (j + 1)])`` with ``r = factor`` (default 4),
+    which must divide both H and W (non-square images are fine); out shape
+    ``(C, H / r, W / r)``. The same as ``F.avg_pool2d(x, r)``.
+
+    ``forward``/``adjoint`` are a reshape-mean and a repeat, O(C H W). The SVD is separable
+    (1-D block-average matrices, singular values ``1/r`` each): memory O(H² + W²) for the 1-D
+    factors and SVDs (built lazily, O(H³ + W³)), O(C H W (H + W)) per SVD apply. The 1-D SVDs
+    grow as H³ to build, so for multi-megapixel photos mind that cost.
+    """
+
+    name = "super_resolution"
+    params = (Param("factor", int, 4, "downsampling factor r; must divide H and W", min=1),)
+    check_shape = (3, 16, 20)
+    check_cases = (
+        ((1, 12, 18), {"factor": 2}),
+        ((3, 9, 15), {"factor": 3}),
+        ((1, 16, 24), {"factor": 8}),
+        ((2, 6, 10), {"factor": 1}),
+    )
+
+    def __init__(self, in_shape: Sequence[int] | str, *, factor: int = 4) -> None:
+        super().__init__(in_shape, factor=factor)
+        self.factor: int = self.config["factor"]
+        _check_divides(self.name, self.factor, self.in_shape)
+
+    @classmethod
+    def infer_in_shape(cls, out_shape: Sequence[int], params: dict[str, Any]) -> Shape:
+        """``(C, h, w) -> (C, factor h, factor w)``."""
+        return _upscaled_shape(cls, out_shape, params)
+
+    def _out_hw(self) -> tuple[int, int]:
+        _, h, w = self.in_shape
+        return h // self.factor, w // self.factor
+
+    def _build_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        _, h, w = self.in_shape
+        return block_average_matrix_1d(h, self.factor), block_average_matrix_1d(w, self.factor)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_image(x)
+        b, c, h, w = x.shape
+        r = self.factor
+        return x.reshape(b, c, h // r, r, w // r, r).mean(dim=(3, 5))
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        self.check_measurement(y)
+        b, c, hr, wr = y.shape
+        r = self.factor
+        up = (y / (r * r))[:, :, :, None, :, None].expand(b, c, hr, r, wr, r)
+        return up.reshape(b, c, hr * r, wr * r)
+
+
+class BicubicSuperResolution(SeparableOperator):
+    """Bicubic super-resolution: anti-aliased cubic (Keys, a = -0.5) downsampling by ``factor``.
+
+    The kernel of ``F.interpolate(x, scale_factor=1/r, mode='bicubic', antialias=True,
+    align_corners=False)`` and of PIL's ``BICUBIC`` reduce: the cubic stretched by ``r`` (support
+    ``4 r`` taps), sampled at stride ``r``, weights normalised per output pixel. Boundary: taps
+    outside the image are dropped and the remaining weights renormalised (torch/PIL's
+    convention), so the operator equals ``F.interpolate`` everywhere, borders included.
+    ``factor`` (default 4; 2, 4, 8 are the usual choices) must divide H and W; out shape
+    ``(C, H / r, W / r)``.
+
+    Memory O(H² + W²) for the 1-D factors and SVDs (built lazily, O(H³ + W³)); every map, forward
+    included, costs O(C H W (H + W)) per apply. The 1-D SVDs grow as H³ to build, so for
+    multi-megapixel photos mind that cost.
+    """
+
+    name = "bicubic_super_resolution"
+    params = (Param("factor", int, 4, "downsampling factor r; must divide H and W", min=1),)
+    check_shape = (3, 16, 20)
+    check_cases = (
+        ((1, 12, 18), {"factor": 2}),
+        ((3, 9, 12), {"factor": 3}),
+        ((1, 16, 24), {"factor": 8}),
+    )
+
+    def __init__(self, in_shape: Sequence[int] | str, *, factor: int = 4) -> None:
+        super().__init__(in_shape, factor=factor)
+        self.factor: int = self.config["factor"]
+        _check_divides(self.name, self.factor, self.in_shape)
+
+    @classmethod
+    def infer_in_shape(cls, out_shape: Sequence[int], params: dict[str, Any]) -> Shape:
+        """``(C, h, w) -> (C, factor h, factor w)``."""
+        return _upscaled_shape(cls, out_shape, params)
+
+    def _out_hw(self) -> tuple[int, int]:
+        _, h, w = self.in_shape
+        return h // self.factor, w // self.factor
+
+    def _build_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        _, h, w = self.in_shape
+        return bicubic_matrix_1d(h, self.factor), bicubic_matrix_1d(w, self.factor)
+
+
+OPERATORS = (SuperResolution, BicubicSuperResolution)

@@ -1,0 +1,105 @@
+"""End-to-end `invkit degrade` / `invkit solve` on a real photo (scikit-image), via subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from invkit.io import read_image, read_measurement, write_image
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "INVKIT_BLOCK_PLUGINS"}
+    return subprocess.run([sys.executable, "-m", "invkit", *args], capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> Path:
+    """A 24x32 crop of scikit-image's `chelsea`, downsampled 8x (small enough for fast tests)."""
+    from skimage import data
+
+    img = torch.from_numpy(data.chelsea().astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    small = torch.nn.functional.avg_pool2d(img, 8)[:, :, :24, :32]
+    path = tmp_path_factory.mktemp("photo") / "chelsea_small.png"
+    write_image(path, small)
+    return path
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1.0 / ((a - b) ** 2).mean()))
+
+
+def test_degrade_then_solve_image_measurement(photo, tmp_path):
+    meas = tmp_path / "blurred.png"
+    proc = run("degrade", "--operator", "gaussian_blur", "--arg", "sigma=1.0", "--input", str(photo), "--output", str(meas), "--sigma-y", "0.02")
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "restored.png"
+    proc = run("solve", "--operator", "gaussian_blur", "--arg", "sigma=1.0", "--prior", "gaussian", "--input", str(meas), "--output", str(out), "--sigma-y", "0.02", "--steps", "10")
+    assert proc.returncode == 0, proc.stderr
+    assert "sigma_y=0.02" in proc.stdout
+    clean = read_image(photo).x
+    restored = read_image(out).x
+    assert restored.shape == clean.shape
+    assert psnr(restored, clean) > 18.0
+
+
+def test_compact_measurement_round_trip_and_defaults(photo, tmp_path):
+    meas = tmp_path / "holes.safetensors"
+    proc = run("degrade", "--operator", "inpainting", "--arg", "fraction=0.3", "--input", str(photo), "--output", str(meas), "--sigma-y", "0.01")
+    assert proc.returncode == 0, proc.stderr
+    m = read_measurement(meas)
+    assert m.operator == "inpainting" and m.params["fraction"] == 0.3 and m.sigma_y == 0.01 and m.in_shape == (3, 24, 32)
+    out = tmp_path / "filled.png"
+    proc = run("solve", "--prior", "gaussian", "--input", str(meas), "--output", str(out), "--steps", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert "operator inpainting" in proc.stdout and "sigma_y=0.01" in proc.stdout  # read back from the file
+
+
+def test_quantised_image_defaults_sigma_y_to_rounding_noise(photo, tmp_path):
+    out = tmp_path / "denoised.png"
+    proc = run("solve", "--operator", "denoising", "--prior", "gaussian", "--input", str(photo), "--output", str(out), "--steps", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert f"sigma_y={1 / (255 * 12 ** 0.5):.4g}" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--operator", "blurr"], "unknown operator 'blurr'"),
+        (["--operator", "denoising", "--prior", "nope"], "unknown prior 'nope'"),
+        (["--operator", "denoising", "--solver", "nope"], "unknown solver 'nope'"),
+        (["--operator", "gaussian_blur", "--arg", "sigma=-1"], "'sigma'"),
+    ],
+)
+def test_solve_errors_are_one_line(photo, tmp_path, args, message):
+    base = ["solve", "--input", str(photo), "--output", str(tmp_path / "o.png")]
+    if "--prior" not in args:
+        base += ["--prior", "gaussian"]
+    proc = run(*base, *args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_output_safety(photo, tmp_path):
+    before = photo.read_bytes()
+    proc = run("solve", "--operator", "denoising", "--prior", "gaussian", "--input", str(photo), "--output", str(photo))
+    assert proc.returncode == 2 and "is the input file" in proc.stderr
+    assert photo.read_bytes() == before
+    existing = tmp_path / "exists.png"
+    existing.write_bytes(b"keep")
+    proc = run("solve", "--operator", "denoising", "--prior", "gaussian", "--input", str(photo), "--output", str(existing), "--steps", "2")
+    assert proc.returncode == 2 and "--force" in proc.stderr and existing.read_bytes() == b"keep"
+    proc = run("degrade", "--operator", "inpainting", "--input", str(photo), "--output", str(tmp_path / "m.png"))
+    assert proc.returncode == 2 and ".safetensors" in proc.stderr
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"garbage")
+    proc = run("solve", "--operator", "denoising", "--prior", "gaussian", "--input", str(bad), "--output", str(tmp_path / "z.png"))
+    assert proc.returncode == 2 and "cannot read image" in proc.stderr

@@ -1,0 +1,191 @@
+"""Kernel construction helpers (invkit_operators.kernels)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import torch
+
+from invkit_operators.kernels import (
+    box_kernel,
+    disk_kernel,
+    gaussian_kernel,
+    kernel_from_params,
+    kernel_size,
+    load_kernel,
+    motion_kernel,
+)
+
+
+# ---------------------------------------------------------------------------- sizes
+@pytest.mark.parametrize("value,expected", [(5, (5, 5)), ("5", (5, 5)), ("2x6", (2, 6)), ("2,6", (2, 6)), ((3, 4), (3, 4)), (4.0, (4, 4))])
+def test_kernel_size_parses(value, expected):
+    assert kernel_size(value) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "1,2,3", "abc", 2.5, (0, 3), -1])
+def test_kernel_size_rejects(value):
+    with pytest.raises(ValueError):
+        kernel_size(value)
+
+
+# ---------------------------------------------------------------------------- gaussian
+@pytest.mark.parametrize("sigma", [0.8, 1.5, 3.0])
+def test_gaussian_matches_scipy_impulse_response(sigma):
+    k = gaussian_kernel(sigma).numpy()
+    radius = math.ceil(3.0 * sigma)  # documented default support
+    assert k.shape == (2 * radius + 1, 2 * radius + 1)
+    canvas = np.zeros((2 * radius + 1, 2 * radius + 1))
+    canvas[radius, radius] = 1.0
+    ref = ndi.gaussian_filter(canvas, sigma, mode="constant", truncate=radius / sigma)  # scipy's radius: same
+    np.testing.assert_allclose(k, ref, rtol=0, atol=1e-15)
+    assert abs(k.sum() - 1.0) < 1e-14
+
+
+def test_gaussian_explicit_size_and_even_size_error():
+    k = gaussian_kernel(1.0, (3, 5)).numpy()
+    r, c = np.meshgrid(np.arange(3) - 1, np.arange(5) - 2, indexing="ij")
+    ref = np.exp(-(r**2 + c**2) / 2.0)
+    np.testing.assert_allclose(k, ref / ref.sum(), rtol=1e-14)
+    with pytest.raises(ValueError, match="odd"):
+        gaussian_kernel(1.0, 4)
+
+
+# ---------------------------------------------------------------------------- box
+def test_box_even_and_alias():
+    k = box_kernel((2, 6))
+    assert k.shape == (2, 6) and torch.all(k == 1.0 / 12)
+    torch.testing.assert_close(kernel_from_params("uniform", size=(4, 4)), box_kernel(4), rtol=0, atol=0)
+    assert kernel_from_params("box").shape == (5, 5)  # documented default size
+
+
+# ---------------------------------------------------------------------------- motion
+@pytest.mark.parametrize("length,angle", [(15.0, 0.0), (9.0, 30.0), (21.0, 45.0), (7.5, 100.0), (1.0, 12.0), (40.0, -63.0)])
+def test_motion_sums_to_one_nonnegative_centred(length, angle):
+    k = motion_kernel(length, angle)
+    assert abs(float(k.sum()) - 1.0) < 1e-14
+    assert float(k.min()) >= 0.0
+    assert k.shape[0] % 2 == 1 and k.shape[1] % 2 == 1
+    torch.testing.assert_close(k, k.flip(0, 1), rtol=0, atol=1e-15)  # centred segment: point-symmetric
+
+
+def test_motion_horizontal_line_of_the_right_length():
+    k = motion_kernel(15.0, 0.0)
+    assert tuple(k.shape) == (1, 15)
+    torch.testing.assert_close(k, torch.full((1, 15), 1.0 / 15, dtype=torch.float64), rtol=0, atol=1e-15)
+    even = motion_kernel(6.0, 0.0)  # 5 full taps and 2 half taps
+    expect = torch.tensor([[0.5, 1, 1, 1, 1, 1, 0.5]], dtype=torch.float64) / 6.0
+    torch.testing.assert_close(even, expect, rtol=0, atol=1e-15)
+    torch.testing.assert_close(motion_kernel(15.0, 90.0), k.T, rtol=0, atol=0)
+    torch.testing.assert_close(motion_kernel(15.0, 180.0), k, rtol=0, atol=0)
+    assert tuple(motion_kernel(1.0, 0.0).shape) == (1, 1)
+
+
+def test_motion_direction_and_length_at_an_angle():
+    length, angle = 21.0, 30.0
+    k = motion_kernel(length, angle).numpy()
+    kh, kw = k.shape
+    r, c = np.meshgrid(np.arange(kh) - kh // 2, np.arange(kw) - kw // 2, indexing="ij")
+    t = math.radians(angle)
+    along = -r * math.sin(t) + c * math.cos(t)  # rows grow downwards: up-right is +along
+    across = r * math.cos(t) + c * math.sin(t)
+    assert abs((k * along).sum()) < 1e-12 and abs((k * across).sum()) < 1e-12
+    # a uniform segment of length L has variance L^2 / 12 along it; pixel area adds ~1/12
+    var_along = float((k * along**2).sum())
+    assert abs(var_along - (length**2 + 1) / 12) / (length**2 / 12) < 0.02
+    assert float((k * across**2).sum()) < 0.2
+    # 45 degrees: up-right, mirror-symmetric about the segment's own line
+    k45 = motion_kernel(11.0, 45.0)
+    assert k45[0, -1] > 0 and k45[0, 0] == 0
+    torch.testing.assert_close(k45, k45.flip(0, 1).T, rtol=0, atol=1e-15)
+
+
+# ---------------------------------------------------------------------------- disk
+@pytest.mark.parametrize("radius,side", [(3.5, 7), (4.0, 9), (0.3, 1), (6.5, 13)])
+def test_disk(radius, side):
+    k = disk_kernel(radius)
+    assert tuple(k.shape) == (side, side)
+    assert abs(float(k.sum()) - 1.0) < 1e-14 and float(k.min()) >= 0
+    torch.testing.assert_close(k, k.flip(0), rtol=0, atol=0)
+    torch.testing.assert_close(k, k.T, rtol=0, atol=0)
+    if radius > 3:
+        # interior taps are fully covered: 1 / (covered area) ~ 1 / (pi r^2)
+        assert abs(float(k[side // 2, side // 2]) * math.pi * radius**2 - 1.0) < 0.01
+
+
+# ---------------------------------------------------------------------------- files
+def test_load_npy(tmp_path):
+    arr = np.random.default_rng(0).random((3, 4))
+    np.save(tmp_path / "k.npy", arr)
+    np.testing.assert_allclose(load_kernel(tmp_path / "k.npy").numpy(), arr / arr.sum(), rtol=1e-14)
+    np.testing.assert_array_equal(load_kernel(tmp_path / "k.npy", normalize=False).numpy(), arr)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_load_png_8_and_16_bit(tmp_path, dtype):
+    from PIL import Image
+
+    top = np.iinfo(dtype).max
+    arr = np.zeros((5, 3), dtype=dtype)
+    arr[1:4, 1] = top
+    arr[2, 0] = top // 3
+    Image.fromarray(arr).save(tmp_path / "k.png")
+    k = load_kernel(tmp_path / "k.png").numpy()
+    ref = arr.astype(np.float64)
+    np.testing.assert_allclose(k, ref / ref.sum(), rtol=1e-14)
+
+
+def test_load_signed_kernels(tmp_path):
+    psf = np.array([[0.0, -0.01, 0.0], [0.2, 1.0, 0.3], [0.0, -0.02, 0.0]])
+    np.save(tmp_path / "psf.npy", psf)
+    k = load_kernel(tmp_path / "psf.npy").numpy()  # negatives kept, sum normalised
+    np.testing.assert_allclose(k, psf / psf.sum(), rtol=1e-14)
+    deriv = np.array([[1.0, 0.0, -1.0]])
+    np.save(tmp_path / "d.npy", deriv)
+    with pytest.raises(ValueError, match="normalize=false"):
+        load_kernel(tmp_path / "d.npy")
+    np.testing.assert_array_equal(load_kernel(tmp_path / "d.npy", normalize=False).numpy(), deriv)
+
+
+@pytest.mark.parametrize(
+    "name,content,match",
+    [
+        ("nan.npy", np.array([[1.0, np.nan]]), "NaN"),
+        ("zero.npy", np.zeros((2, 2)), "all zeros"),
+        ("cube.npy", np.ones((2, 2, 2)), "2-D"),
+        ("k.txt", None, r"\.npy"),
+        ("missing.npy", None, "cannot read"),
+    ],
+)
+def test_load_errors(tmp_path, name, content, match):
+    path = tmp_path / name
+    if content is not None:
+        np.save(path, content)
+    elif name.endswith(".txt"):
+        path.write_text("1 2 3")
+    with pytest.raises(ValueError, match=match):
+        load_kernel(path)
+
+
+def test_load_colour_png_refused(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.full((3, 3, 3), 200, dtype=np.uint8)).save(tmp_path / "rgb.png")
+    with pytest.raises(ValueError, match="grayscale"):
+        load_kernel(tmp_path / "rgb.png")
+
+
+# ---------------------------------------------------------------------------- dispatcher
+def test_kernel_from_params_mismatches(tmp_path):
+    with pytest.raises(ValueError, match="kernel=file"):
+        kernel_from_params("gaussian", kernel_file=str(tmp_path / "k.npy"))
+    with pytest.raises(ValueError, match="kernel_file"):
+        kernel_from_params("file")
+    with pytest.raises(ValueError, match="size"):
+        kernel_from_params("motion", size=(3, 3))
+    with pytest.raises(ValueError, match="unknown kernel"):
+        kernel_from_params("airy")
+    torch.testing.assert_close(kernel_from_params("disk", radius=2.0), disk_kernel(2.0), rtol=0, atol=0)
