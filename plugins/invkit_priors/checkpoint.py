@@ -1,0 +1,259 @@
+"""Safe checkpoint loading: tensors only, strict key and shape checks, never random weights.
+
+Two functions, used by every checkpoint adapter:
+
+* :func:`load_state_dict_file` reads a state dict from ``.pt``/``.pth``/``.ckpt``/``.bin``
+  (``torch.load(..., map_location="cpu", weights_only=True)``: tensors and plain containers, no
+  code is ever unpickled) or ``.safetensors``. Common wrappers are unwrapped — a dict whose
+  ``ema``/``ema_model``/``state_dict``/``model`` entry holds the tensors (EMA weights preferred,
+  being what a sampler wants) — and a ``module.`` prefix left by ``DataParallel`` is stripped.
+  A file that needs code to unpickle is refused with a one-line explanation; a truncated or
+  corrupt file gives a one-line error naming the file.
+* :func:`load_strict` compares the keys and shapes of a state dict with a model's *before*
+  loading anything and raises :class:`CheckpointMismatchError` listing missing, unexpected and
+  mis-shaped keys; on success every parameter and buffer comes from the file.
+
+Example:
+    >>> import tempfile, os, torch
+    >>> from invkit_priors.checkpoint import load_state_dict_file, load_strict
+    >>> net = torch.nn.Linear(2, 2)
+    >>> path = os.path.join(tempfile.mkdtemp(), "net.pt")
+    >>> torch.save({"ema": net.state_dict()}, path)
+    >>> load_strict(torch.nn.Linear(2, 2), load_state_dict_file(path))
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "PickledCodeError",
+    "WRAPPER_KEYS",
+    "load_state_dict_file",
+    "load_strict",
+    "compare_state_dict",
+]
+
+#: Entries that hold the tensors in a wrapped checkpoint, in order of preference.
+WRAPPER_KEYS: tuple[str, ...] = ("ema", "ema_model", "state_dict", "model")
+
+_TORCH_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".pkl", ".tar"}
+_SHOW = 10
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read or holds no usable state dict."""
+
+
+class PickledCodeError(CheckpointError):
+    """The file needs arbitrary code to be unpickled; invkit refuses to run it."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A state dict's keys or shapes differ from the model's.
+
+    Attributes:
+        missing: Keys the model has and the state dict lacks.
+        unexpected: Keys the state dict has and the model lacks.
+        mismatched: ``(key, shape in file, shape in model)`` for keys present in both.
+    """
+
+    def __init__(self, message: str, missing: list[str], unexpected: list[str], mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]) -> None:
+        super().__init__(message)
+        self.missing = missing
+        self.unexpected = unexpected
+        self.mismatched = mismatched
+
+
+def _is_tensor_dict(obj: object) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
+
+
+def _unwrap(obj: object, path: Path, key: str | None, depth: int = 0) -> dict[str, Tensor]:
+    """Find the tensor dict inside ``obj`` (the file's top-level object)."""
+    if key is not None and depth == 0:
+        if not isinstance(obj, Mapping) or key not in obj:
+            found = sorted(map(str, obj.keys())) if isinstance(obj, Mapping) else type(obj).__name__
+            raise CheckpointError(f"{path}: no entry {key!r} in the checkpoint (it holds {found})")
+        return _unwrap(obj[key], path, None, depth + 1)
+    if _is_tensor_dict(obj):
+        return dict(obj)  # type: ignore[arg-type]
+    if isinstance(obj, Mapping) and depth < 2:
+        for name in WRAPPER_KEYS:
+            if name in obj and isinstance(obj[name], Mapping):
+                try:
+                    return _unwrap(obj[name], path, None, depth + 1)
+                except CheckpointError:
+                    continue
+    if isinstance(obj, Mapping):
+        keys = sorted(map(str, obj.keys()))
+        shown = keys[:_SHOW] + (["..."] if len(keys) > _SHOW else [])
+        raise CheckpointError(
+            f"{path}: no state dict found (top-level keys {shown}); expected a dict of tensors or "
+            f"one under {list(WRAPPER_KEYS)} — pass key=... to pick an entry"
+        )
+    raise CheckpointError(
+        f"{path}: the file holds a {type(obj).__name__}, not a state dict; save model.state_dict() instead"
+    )
+
+
+def _strip_prefix(state: dict[str, Tensor], prefix: str = "module.") -> dict[str, Tensor]:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def _sniff(path: Path) -> str:
+    """``"safetensors"`` or ``"torch"`` from the suffix, else from the first bytes."""
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return "safetensors"
+    if suffix in _TORCH_SUFFIXES:
+        return "torch"
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    # safetensors: 8-byte little-endian header length, then a JSON object.
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    return "torch"
+
+
+def _load_torch(path: Path, mmap: bool) -> object:
+    if mmap:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # legacy (non-zip) files cannot be mapped; errors are classified below
+            pass
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        match = re.search(r"GLOBAL\s+([\w.]+)", text)
+        if match or "global" in text.lower() or "reduce for" in text.lower():
+            what = f" (it references {match.group(1)})" if match else ""
+            raise PickledCodeError(
+                f"{path}: this file contains pickled code{what}, which invkit never executes; "
+                "convert it to a plain state dict or safetensors"
+            ) from None
+        raise CheckpointError(f"{path}: cannot read the PyTorch checkpoint — the file is truncated or corrupt") from None
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError, IndexError, TypeError, AttributeError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        lines = str(err).strip().splitlines()
+        detail = f"{type(err).__name__}: {lines[0][:120]}" if lines else type(err).__name__
+        raise CheckpointError(
+            f"{path}: cannot read the PyTorch checkpoint — the file is truncated or corrupt ({detail})"
+        ) from None
+
+
+def _load_safetensors(path: Path) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as err:  # SafetensorError is not importable in every version
+        detail = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: cannot read the safetensors file — truncated or corrupt ({detail})") from None
+
+
+def load_state_dict_file(path: str | os.PathLike[str], *, key: str | None = None, mmap: bool = False) -> dict[str, Tensor]:
+    """Read a state dict (tensors only) from a checkpoint file, safely.
+
+    Args:
+        path: A ``.pt``/``.pth``/``.ckpt``/``.bin`` PyTorch file or a ``.safetensors`` file (other
+            suffixes are recognised by content).
+        key: Take the state dict from this top-level entry instead of searching
+            :data:`WRAPPER_KEYS` (``ema``, ``ema_model``, ``state_dict``, ``model``, in that order).
+        mmap: Memory-map a zip-format PyTorch file instead of reading it (saves memory for large
+            checkpoints).
+
+    Returns:
+        ``{name: tensor}`` on the CPU, with a common ``module.`` prefix removed.
+
+    Raises:
+        FileNotFoundError: No such file.
+        PickledCodeError: The file needs code to be unpickled (refused, never executed).
+        CheckpointError: The file is truncated/corrupt or holds no state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if _sniff(path) == "safetensors":
+        obj: object = _load_safetensors(path)
+    else:
+        obj = _load_torch(path, mmap)
+    return _strip_prefix(_unwrap(obj, path, key))
+
+
+def compare_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor]) -> tuple[list[str], list[str], list[tuple[str, tuple[int, ...], tuple[int, ...]]]]:
+    """Keys the model lacks/has extra and shape mismatches between ``state_dict`` and ``model``.
+
+    Returns:
+        ``(missing, unexpected, mismatched)``: model keys absent from the file, file keys absent
+        from the model, and ``(key, file shape, model shape)`` for differing shapes; each in the
+        order of the model (or of the file for ``unexpected``).
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    mismatched = [
+        (k, tuple(state_dict[k].shape), tuple(own[k].shape))
+        for k in own
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
+    return missing, unexpected, mismatched
+
+
+def _listing(title: str, items: list[str]) -> str:
+    shown = items[:_SHOW]
+    more = f", ... ({len(items) - _SHOW} more)" if len(items) > _SHOW else ""
+    return f"{len(items)} {title}: " + ", ".join(shown) + more
+
+
+def load_strict(model: nn.Module, state_dict: Mapping[str, Tensor], *, source: str | os.PathLike[str] | None = None, assign: bool = False) -> None:
+    """Load ``state_dict`` into ``model`` only if every key and shape matches exactly.
+
+    The comparison happens before anything is copied, so on failure the model is untouched; a
+    model is never left with (partly) random weights. Dtypes may differ (values are cast to the
+    model's dtype unless ``assign``).
+
+    Args:
+        model: The module to fill.
+        state_dict: ``{name: tensor}``, e.g. from :func:`load_state_dict_file`.
+        source: Where the state dict came from (a path), named in the error message.
+        assign: Replace the model's tensors by the file's instead of copying into them (for a
+            model built on the ``meta`` device; the model then takes the file's dtypes).
+
+    Raises:
+        CheckpointMismatchError: Listing the first missing, unexpected and mis-shaped keys, with
+            counts.
+    """
+    missing, unexpected, mismatched = compare_state_dict(model, state_dict)
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(_listing("missing", missing))
+        if unexpected:
+            parts.append(_listing("unexpected", unexpected))
+        if mismatched:
+            parts.append(
+                _listing("mis-shaped", [f"{k} (file {list(a)} vs model {list(b)})" for k, a, b in mismatched])
+            )
+        where = f" from {source}" if source is not None else ""
+        raise CheckpointMismatchError(
+            f"state dict{where} does not fit {type(model).__name__} (check the architecture "
+            f"flags): " + "; ".join(parts),
+            missing,
+            unexpected,
+            mismatched,
+        )
+    model.load_state_dict(dict(state_dict), strict=True, assign=assign)

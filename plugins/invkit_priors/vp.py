@@ -1,0 +1,239 @@
+"""Adapter from a variance-preserving (DDPM/ADM) network to invkit's ``denoise(x, sigma)``.
+
+A VP network was trained on ``x_t = sqrt(ab_t) x0' + sqrt(1 - ab_t) eps`` with data ``x0'`` in
+``[-1, 1]`` (``data_scale = 2``) and ``ab_t`` (alphas-bar) over ``T`` trained timesteps. invkit's
+:class:`~invkit.prior.Prior` speaks the variance-exploding language in [0, 1] pixel units:
+``x = x0 + sigma * n``. :class:`VPDiffusionPrior` converts once, here (DESIGN.md)::
+
+    x'    = data_scale * (x - 0.5)             ([0, 1] -> [-1, 1]; 0.5 is data_center)
+    s'    = data_scale * sigma
+    x_vp  = x' / sqrt(1 + s'^2)                (= sqrt(ab) x' with ab = 1 / (1 + s'^2))
+    t     = the timestep whose trained sigma is s' (see below)
+    x0'   = x' - s' * eps(x_vp, t)             (epsilon prediction)
+          = out                                ("x0" prediction)
+          = sqrt(ab) x_vp - sqrt(1 - ab) v     ("v" prediction)
+    x0    = x0' / data_scale + 0.5
+
+**Timestep from sigma.** The trained grid is ``s'_t = sqrt((1 - ab_t) / ab_t)``, ascending in
+``t``; in [0, 1] units it is :attr:`VPDiffusionPrior.sigma_grid`
+(:func:`invkit.prior.vp_sigma_grid`). For a sigma between ``sigma_grid[i]`` and
+``sigma_grid[i + 1]`` the model receives the continuous timestep ``t = i + f`` with ``f``
+interpolated linearly in ``log sigma``; sigmas below the grid get ``t = 0`` and above it
+``t = T - 1`` (the VP scaling always uses the true sigma). For a sigma **on** the grid ``t`` is
+exactly the integer timestep ``i`` (a value within ``1e-4`` of an integer is snapped to it, so
+grid sigmas that went through float32 still hit the trained timestep exactly). ``sigma = 0``
+returns ``x`` unchanged.
+
+**Learned variance.** A model trained with ``learn_sigma`` outputs ``2 C`` channels; the first
+``C`` are the prediction (epsilon/x0/v) and the rest, the variance interpolation, are dropped.
+
+**Device and precision** follow the model: inputs are moved to the device of its parameters
+and cast to the dtype of its first parameter (an :class:`~invkit_priors.adm_unet.ADMUNet` with a
+float16 torso still takes float32 and casts inside); the result comes back on ``x``'s device in
+``x``'s dtype. ``half=True`` converts the model to float16 (``convert_to_fp16()`` where the
+model has it, else ``.half()``). The model is put in ``eval()`` mode.
+
+**Gradients.** When ``x`` requires grad (DPS-style guidance) the result is differentiable in
+``x``; otherwise the network runs under ``torch.no_grad()``.
+
+Example:
+    >>> import torch
+    >>> from invkit.prior import alphas_bar_from_betas, linear_betas
+    >>> from invkit_priors.vp import VPDiffusionPrior
+    >>> zero_eps = lambda x, t: torch.zeros_like(x)
+    >>> prior = VPDiffusionPrior(zero_eps, alphas_bar_from_betas(linear_betas()))
+    >>> round(prior.sigma_min, 4), round(prior.sigma_max, 1)
+    (0.005, 78.7)
+    >>> float(prior.timesteps_for(prior.sigma_grid[[0, 250, 999]])[1])
+    250.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from invkit.prior import Prior, vp_sigma_grid
+
+__all__ = ["VPDiffusionPrior", "PREDICTIONS"]
+
+#: Parameterisations of the network output that the adapter understands.
+PREDICTIONS: tuple[str, ...] = ("epsilon", "x0", "v")
+
+_SNAP = 1e-4
+
+
+class VPDiffusionPrior(Prior):
+    """A VP diffusion network seen as an MMSE denoiser in [0, 1] units.
+
+    Args:
+        model: ``model(x_vp, t)`` (or ``model(x_vp, t, y=labels)`` when ``class_label`` is
+            given) with ``t`` a ``(B,)`` float tensor of timesteps; a module or any callable.
+        alphas_bar: ``(T,)`` cumulative products of ``1 - beta`` the model was trained with
+            (strictly decreasing); e.g. ``alphas_bar_from_betas(linear_betas())``.
+        prediction: What the network outputs: ``"epsilon"``, ``"x0"`` or ``"v"``.
+        learned_sigma: The output has twice the input channels (prediction first).
+        class_label: A class index (or ``(B,)`` tensor of indices) bound for a class-conditional
+            model; ``None`` for an unconditional one.
+        data_scale: Width of the model's data range over that of [0, 1] (2 for [-1, 1]).
+        half: Convert the model to float16 (see the module notes).
+        channels: Image channels; default the model's ``in_channels`` attribute if any.
+        image_size: Preferred ``(H, W)``; default the model's ``image_size`` attribute if any.
+
+    Raises:
+        ValueError: On an unknown ``prediction`` or a non-decreasing ``alphas_bar``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | Callable[..., Tensor],
+        alphas_bar: Tensor,
+        prediction: Literal["epsilon", "x0", "v"] = "epsilon",
+        learned_sigma: bool = False,
+        class_label: int | Tensor | None = None,
+        data_scale: float = 2.0,
+        *,
+        half: bool = False,
+        channels: int | None = None,
+        image_size: int | tuple[int, int] | None = None,
+    ) -> None:
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"unknown prediction {prediction!r}; expected one of {list(PREDICTIONS)}")
+        ab = torch.as_tensor(alphas_bar, dtype=torch.float64).detach().cpu().reshape(-1)
+        if ab.numel() < 2 or not bool(torch.all((ab > 0) & (ab < 1))) or not bool(torch.all(ab[1:] < ab[:-1])):
+            raise ValueError("alphas_bar must hold at least 2 values in (0, 1), strictly decreasing")
+        if data_scale <= 0:
+            raise ValueError(f"data_scale must be positive, got {data_scale}")
+        self.model = model
+        self.prediction = prediction
+        self.learned_sigma = bool(learned_sigma)
+        self.class_label = class_label
+        self.data_scale = float(data_scale)
+        self.alphas_bar = ab
+        self.sigma_grid = vp_sigma_grid(ab, self.data_scale)
+        self._log_grid = torch.log(self.sigma_grid)
+        self.data_center = 0.5
+        if isinstance(model, nn.Module):
+            model.eval()
+            if half:
+                convert = getattr(model, "convert_to_fp16", None)
+                if callable(convert):
+                    convert()
+                else:
+                    model.half()
+        elif half:
+            raise ValueError("half=True needs an nn.Module model")
+        self.channels = channels if channels is not None else getattr(model, "in_channels", None)
+        size = image_size if image_size is not None else getattr(model, "image_size", None)
+        self.image_size = (size, size) if isinstance(size, int) else (tuple(size) if size is not None else None)
+
+    @property
+    def num_timesteps(self) -> int:
+        """Number of trained timesteps ``T``."""
+        return int(self.alphas_bar.numel())
+
+    def timesteps_for(self, sigma: Tensor | float) -> Tensor:
+        """The (continuous) model timestep for noise levels in [0, 1] units.
+
+        Args:
+            sigma: Noise level(s), any shape.
+
+        Returns:
+            float64 timesteps of the same shape on the CPU: exact integers on the grid, linear in
+            ``log sigma`` between grid points, clamped to ``[0, T - 1]`` outside it.
+        """
+        s = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu()
+        lg = self._log_grid
+        ls = torch.log(s.clamp(min=float(self.sigma_grid[0]), max=float(self.sigma_grid[-1])))
+        i = (torch.searchsorted(lg, ls.reshape(-1), right=True) - 1).clamp(0, lg.numel() - 2).reshape(ls.shape)
+        t = i + (ls - lg[i]) / (lg[i + 1] - lg[i])
+        nearest = torch.round(t)
+        return torch.where((t - nearest).abs() < _SNAP, nearest, t)
+
+    def _batch_sigma(self, sigma: Tensor | float, batch: int) -> Tensor:
+        s = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu()
+        if s.ndim == 0:
+            s = s.expand(batch)
+        if s.shape != (batch,):
+            raise ValueError(f"sigma must be a float or have shape ({batch},), got {tuple(s.shape)}")
+        if bool(torch.any(s < 0)) or not bool(torch.all(torch.isfinite(s))):
+            raise ValueError("sigma must be finite and non-negative")
+        return s
+
+    def _labels(self, batch: int, device: torch.device) -> Tensor | None:
+        if self.class_label is None:
+            return None
+        y = torch.as_tensor(self.class_label, dtype=torch.long, device=device)
+        if y.ndim == 0:
+            y = y.expand(batch)
+        if y.shape != (batch,):
+            raise ValueError(f"class_label must be an int or have shape ({batch},), got {tuple(y.shape)}")
+        return y
+
+    def _model_device_dtype(self, x: Tensor) -> tuple[torch.device, torch.dtype]:
+        if isinstance(self.model, nn.Module):
+            for p in self.model.parameters():
+                return p.device, (p.dtype if p.is_floating_point() else x.dtype)
+        return x.device, x.dtype
+
+    def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        """MMSE estimate of ``x0`` from ``x = x0 + sigma * n`` (all in [0, 1] units).
+
+        Args:
+            x: ``(B, C, H, W)`` noisy images.
+            sigma: A float or a ``(B,)`` tensor of noise levels.
+
+        Returns:
+            ``(B, C, H, W)`` estimate, on ``x``'s device in ``x``'s dtype.
+        """
+        if x.ndim != 4:
+            raise ValueError(f"x must be (B, C, H, W), got {tuple(x.shape)}")
+        b, c = x.shape[:2]
+        s = self._batch_sigma(sigma, b)
+        if not bool(torch.any(s > 0)):
+            return x
+        device, dtype = self._model_device_dtype(x)
+        sp = self.data_scale * s  # sigma in model units, float64
+        a = 1.0 / torch.sqrt(1.0 + sp * sp)  # sqrt(alphas_bar(sigma))
+        t = self.timesteps_for(s)
+
+        def col(v: Tensor) -> Tensor:
+            return v.to(device=device, dtype=x.dtype).view(b, 1, 1, 1)
+
+        xp = self.data_scale * (x.to(device) - self.data_center)
+        x_vp = xp * col(a)
+        args: tuple = (x_vp.to(dtype), t.to(device=device, dtype=torch.float32))
+        kwargs = {}
+        y = self._labels(b, device)
+        if y is not None:
+            kwargs["y"] = y
+        if x.requires_grad:
+            out = self.model(*args, **kwargs)
+        else:
+            with torch.no_grad():
+                out = self.model(*args, **kwargs)
+
+        expected = 2 * c if self.learned_sigma else c
+        if out.ndim != 4 or out.shape[0] != b or out.shape[1] != expected or out.shape[2:] != x.shape[2:]:
+            hint = "" if out.ndim != 4 or out.shape[1] not in (c, 2 * c) else (
+                f" (set learned_sigma={out.shape[1] == 2 * c})"
+            )
+            raise ValueError(
+                f"model output {tuple(out.shape)} does not match input {tuple(x.shape)} with "
+                f"learned_sigma={self.learned_sigma}: expected {expected} channels{hint}"
+            )
+        out = out[:, :c].to(x.dtype)
+
+        if self.prediction == "epsilon":
+            x0p = xp - col(sp) * out
+        elif self.prediction == "x0":
+            x0p = out
+        else:  # v = sqrt(ab) eps - sqrt(1 - ab) x0  =>  x0 = sqrt(ab) x_vp - sqrt(1 - ab) v
+            x0p = col(a) * x_vp - col(sp * a) * out
+        x0 = (x0p / self.data_scale + self.data_center).to(x.device)
+        if bool(torch.any(s == 0)):
+            x0 = torch.where((s == 0).to(x.device).view(b, 1, 1, 1), x, x0)
+        return x0
