@@ -11,7 +11,7 @@ Example:
     True
 """
 
-from .checks import CheckReport, CheckResult, check_adjoint, check_svd, conformance_cases, run_checks
+from .checks import CheckReport, CheckResult, check_adjoint, check_shapes, check_svd, conformance_cases, run_checks
 from .dense import DEFAULT_MAX_SIZE, DenseSizeError, DenseSVD, matrix_of
 from .hookspecs import hookimpl, hookspec
 from .noise import GaussianNoise, quantization_sigma
@@ -36,6 +36,7 @@ __all__ = [
     "CheckReport",
     "CheckResult",
     "check_adjoint",
+    "check_shapes",
     "check_svd",
     "conformance_cases",
     "run_checks",

@@ -3,6 +3,8 @@
 Every check returns numbers, not just a verdict: a :class:`CheckResult` holds the measured error,
 the tolerance it was held to and whether it passed. All checks run in float64 on the CPU.
 
+* :func:`check_shapes`: every map returns the shape it declares (a broadcasting bug would
+  otherwise slip through the numeric checks).
 * :func:`check_adjoint`: ``<H x, y> = <x, Hᵀ y>`` on random vectors, relative to ``‖Hx‖‖y‖``.
 * :func:`check_svd`: the efficient SVD against :class:`~invkit.dense.DenseSVD` — sorted singular
   values, ``U Σ Vᵀ`` equal to the dense matrix of ``forward``, ``VᵀV = I``, ``UᵀU = I``,
@@ -28,7 +30,7 @@ import torch
 from .dense import DEFAULT_MAX_SIZE, DenseSVD, _apply_to_basis
 from .operator import Operator, SVDOperator
 
-__all__ = ["CheckResult", "CheckReport", "check_adjoint", "check_svd", "run_checks", "conformance_cases", "DEFAULT_TOL"]
+__all__ = ["CheckResult", "CheckReport", "check_shapes", "check_adjoint", "check_svd", "run_checks", "conformance_cases", "DEFAULT_TOL"]
 
 DEFAULT_TOL = 1e-9
 
@@ -75,6 +77,7 @@ class CheckReport:
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
+        lines += [f"FAIL {r.name}: {r.detail}" for r in self.results if not r.passed and r.detail]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,6 +93,42 @@ class CheckReport:
 
 def _rand(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
     return torch.randn(shape, generator=generator, dtype=torch.float64)
+
+
+@torch.no_grad()
+def check_shapes(op: Operator, *, generator: torch.Generator | None = None) -> CheckResult:
+    """Every map returns the shape it declares (``forward``, ``adjoint``, and the SVD surface).
+
+    The error is the number of maps with a wrong output shape (or that raised); the detail names them.
+    """
+    g = generator if generator is not None else torch.Generator().manual_seed(2)
+    b = 2
+    n, m = op.in_numel, op.out_numel
+    probes: list[tuple[str, Any, tuple[int, ...], tuple[int, ...]]] = [
+        ("forward", op.forward, (b, *op.in_shape), (b, *op.out_shape)),
+        ("adjoint", op.adjoint, (b, *op.out_shape), (b, *op.in_shape)),
+    ]
+    if isinstance(op, SVDOperator):
+        probes += [
+            ("Vt", op.Vt, (b, *op.in_shape), (b, n)),
+            ("V", op.V, (b, n), (b, *op.in_shape)),
+            ("Ut", op.Ut, (b, *op.out_shape), (b, m)),
+            ("U", op.U, (b, m), (b, *op.out_shape)),
+        ]
+    wrong: list[str] = []
+    for name, fn, shape_in, shape_out in probes:
+        try:
+            got = tuple(fn(_rand(shape_in, g)).shape)
+        except Exception as exc:  # noqa: BLE001 - report, don't crash the checker
+            wrong.append(f"{name} raised {type(exc).__name__}: {exc}")
+            continue
+        if got != shape_out:
+            wrong.append(f"{name} gave {got}, expected {shape_out}")
+    if isinstance(op, SVDOperator):
+        s_shape = tuple(op.singular_values.shape)
+        if s_shape != (min(m, n),):
+            wrong.append(f"singular_values has shape {s_shape}, expected ({min(m, n)},)")
+    return CheckResult("shapes", float(len(wrong)), 0.0, "; ".join(wrong) or "all maps return their declared shapes")
 
 
 @torch.no_grad()
@@ -192,6 +231,10 @@ def run_checks(
     through :class:`~invkit.dense.DenseSVD` at small sizes).
     """
     report = CheckReport(op.name or type(op).__name__, tuple(op.in_shape), tuple(op.out_shape))
+    shapes = check_shapes(op, generator=generator)
+    report.results.append(shapes)
+    if not shapes.passed:  # the other checks would only crash or broadcast their way to nonsense
+        return report
     report.results.append(check_adjoint(op, tol=tol, generator=generator))
     if isinstance(op, SVDOperator):
         report.results.extend(check_svd(op, dense, tol=tol, max_size=max_size, generator=generator))

@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from .checks import run_checks
 from .commands import add_core_commands
 from .dense import DenseSizeError
 from .params import ParamError, format_schema
-from .registry import KINDS, PluginError, Registry, get_registry
+from .registry import KINDS, PluginError, PluginWarning, Registry, get_registry
 
 __all__ = ["main", "build_parser", "CommandRegistry"]
 
@@ -89,8 +90,6 @@ def _cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
             print(f"  {r['name'].ljust(width)}  {r['distribution'].ljust(dwidth)}  {r['summary']}")
     if registry.skipped:
         print("blocked: " + ", ".join(registry.skipped))
-    for message in registry.warnings:
-        print(f"warning: {message}", file=sys.stderr)
     return 0
 
 
@@ -141,7 +140,18 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
 
     commands = CommandRegistry()
     registry.add_commands(commands)
-    for cmd in commands.commands.values():
+    for cmd in list(commands.commands.values()):
+        who = f"invkit plugin '{cmd.plugin}' from distribution '{cmd.distribution}'"
+        if cmd.name in sub.choices:
+            registry.warn(f"{who} adds command '{cmd.name}', which already exists; the plugin's command is skipped")
+            del commands.commands[cmd.name]
+            continue
+        try:  # a plugin's setup runs on a throwaway parser first, so a failure leaves no half-built command
+            cmd.setup(argparse.ArgumentParser(prog=f"invkit {cmd.name}"))
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+            registry.warn(f"{who} failed to set up command '{cmd.name}' ({type(exc).__name__}: {exc}); skipped")
+            del commands.commands[cmd.name]
+            continue
         cp = sub.add_parser(cmd.name, help=cmd.help)
         cmd.setup(cp)
         cp.set_defaults(handler=cmd.run)
@@ -163,7 +173,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        parser, _ = build_parser()
+        registry = get_registry()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PluginWarning)  # printed once below, as one line each
+            parser, _ = build_parser(registry)
+            registry.names("operator")  # run the registration hooks now, so their failures are reported
+        for message in registry.warnings:
+            print(f"invkit: warning: {message}", file=sys.stderr)
         args = parser.parse_args(argv)
         if getattr(args, "handler", None) is None:
             parser.print_help()

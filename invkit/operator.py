@@ -239,13 +239,16 @@ class SVDOperator(Operator):
 
         Args:
             y: Measurements ``(B, *out_shape)``.
-            rcond: Relative cut-off; default ``max(m, n) * eps(dtype)`` (as ``torch.linalg.pinv``).
+            rcond: Relative cut-off; default ``100 * eps(dtype)`` (2.2e-14 in float64, 1.2e-5 in
+                float32). Every coordinate is divided by its own singular value, so rounding does not
+                accumulate over the matrix size as in a dense pseudo-inverse, whose usual
+                ``max(m, n) * eps`` would drop most of a large blur's spectrum in float32.
         """
         z = self.Ut(y)
         s = self.s_like(z)
         k = s.shape[0]
         if rcond is None:
-            rcond = max(self.in_numel, self.out_numel) * torch.finfo(z.dtype).eps
+            rcond = 100 * torch.finfo(z.dtype).eps
         cutoff = rcond * (float(s.max()) if k else 0.0)
         keep = s > cutoff
         inv = torch.where(keep, 1.0 / torch.where(keep, s, torch.ones_like(s)), torch.zeros_like(s))

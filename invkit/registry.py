@@ -154,7 +154,8 @@ class Registry:
                 self.add_plugin(item)
 
     # ------------------------------------------------------------------ loading
-    def _warn(self, message: str) -> None:
+    def warn(self, message: str) -> None:
+        """Record a plugin problem: kept in :attr:`warnings` and issued as a :class:`PluginWarning`."""
         self.warnings.append(message)
         warnings.warn(message, PluginWarning, stacklevel=3)
 
@@ -167,7 +168,7 @@ class Registry:
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - any import failure must not break invkit
-                self._warn(
+                self.warn(
                     f"invkit plugin '{ep.name}' from distribution '{dist}' failed to import "
                     f"({type(exc).__name__}: {exc}); skipped. Fix or uninstall it, or set {BLOCK_ENV}={ep.name}"
                 )
@@ -182,7 +183,7 @@ class Registry:
             return False
         if self.pm.has_plugin(name):
             other = self._dist.get(name, "?")
-            self._warn(
+            self.warn(
                 f"invkit plugin name '{name}' from distribution '{distribution}' is already used by "
                 f"distribution '{other}'; the second one is skipped. Rename one entry point"
             )
@@ -190,13 +191,13 @@ class Registry:
         try:
             self.pm.register(plugin, name=name)
         except Exception as exc:  # noqa: BLE001
-            self._warn(f"invkit plugin '{name}' from distribution '{distribution}' has invalid hooks ({exc}); skipped")
+            self.warn(f"invkit plugin '{name}' from distribution '{distribution}' has invalid hooks ({exc}); skipped")
             return False
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
             self.pm.unregister(plugin)
-            self._warn(
+            self.warn(
                 f"invkit plugin '{name}' from distribution '{distribution}' implements an unknown hook ({exc}); "
                 f"skipped. Known hooks: {', '.join(sorted([*KINDS.values(), 'invkit_register_commands']))}"
             )
@@ -218,7 +219,7 @@ class Registry:
             try:
                 impl.function(**({argname: arg} if argname else {}))
             except Exception as exc:  # noqa: BLE001
-                self._warn(
+                self.warn(
                     f"invkit plugin '{impl.plugin_name}' from distribution '{dist}' failed in {hook_name} "
                     f"({type(exc).__name__}: {exc}); its registrations are skipped"
                 )
@@ -260,7 +261,7 @@ class Registry:
             self._call_each(hook_name, make)
         for (kind, name), regs in self._conflicts.items():
             who = " and ".join(f"'{r.distribution}' (plugin '{r.plugin}')" for r in regs)
-            self._warn(f"{kind} name '{name}' is registered by {who}; it is unusable until one is uninstalled or blocked with {BLOCK_ENV}")
+            self.warn(f"{kind} name '{name}' is registered by {who}; it is unusable until one is uninstalled or blocked with {BLOCK_ENV}")
         self._entries = entries
         return entries
 

@@ -165,3 +165,89 @@ def test_svd_checks_catch_mispaired_singular_values():
     assert not by["U S V^T = A (dense forward)"].passed
     assert not report.passed
     assert "FAIL" in report.table()
+
+
+def test_shape_check_catches_broadcasting_forward():
+    """A forward that returns (B, 1, H, W) while declaring (3, H, W) must fail, not broadcast."""
+
+    class Squash(Operator):
+        name = "squash"
+
+        def __init__(self, in_shape):
+            super().__init__(in_shape)
+
+        @property
+        def out_shape(self):
+            return self.in_shape
+
+        def forward(self, x):
+            return x.sum(1, keepdim=True)
+
+        def adjoint(self, y):
+            return y.sum(1, keepdim=True).expand(-1, 3, -1, -1)
+
+    report = run_checks(Squash((3, 4, 5)))
+    assert not report.passed
+    shapes = report.results[0]
+    assert shapes.name == "shapes" and "forward gave (2, 1, 4, 5), expected (2, 3, 4, 5)" in shapes.detail
+    assert "FAIL shapes: forward gave" in report.table()
+
+
+def test_shape_check_catches_wrong_spectral_length():
+    class Short(Permute):
+        def Vt(self, x):
+            return super().Vt(x)[:, :-1]
+
+    report = run_checks(Short((1, 2, 3), np.eye(6)))
+    assert not report.passed and "Vt gave (2, 5), expected (2, 6)" in report.results[0].detail
+
+
+def test_svd_checks_catch_wrong_ut_only():
+    q, _ = np.linalg.qr(np.random.default_rng(3).standard_normal((6, 6)))
+
+    class BadUt(Permute):
+        def Ut(self, y):
+            return super().Ut(y) * 1.01
+
+    failed = _failed(BadUt((1, 2, 3), q))
+    assert "Ut = U^T" in failed and "adjoint = V S U^T y" in failed
+    assert "Vt = V^T" not in failed and "U S V^T = A (dense forward)" not in failed
+
+
+def test_svd_checks_catch_adjoint_disagreeing_with_svd_form():
+    class BadAdjoint(Permute):
+        def adjoint(self, y):
+            return 1.5 * y
+
+    failed = _failed(BadAdjoint((1, 2, 3), np.eye(6)))
+    assert {"adjoint <Hx,y> = <x,H^T y>", "adjoint = V S U^T y"} <= failed
+
+
+def test_svd_checks_catch_non_finite_pinv():
+    class NaNPinv(Permute):
+        def pinv(self, y, rcond=None):
+            return torch.full((y.shape[0], *self.in_shape), float("nan"), dtype=y.dtype)
+
+    assert _failed(NaNPinv((1, 2, 3), np.eye(6))) == {"pinv finite"}
+
+
+def test_dense_svd_singular_values_against_numpy_via_checks():
+    """check_svd's singular-value comparison is against the oracle, not the operator itself."""
+    s = np.array([3.0, 2.0, 1.0, 0.5, 0.25, 0.125])
+    q, _ = np.linalg.qr(np.random.default_rng(4).standard_normal((6, 6)))
+    a = q @ np.diag(s) @ q.T
+    wrong = Permute((1, 2, 3), q, s=s[::-1].copy() * 1.1)  # claims different values
+    wrong.forward = lambda x: (x.reshape(x.shape[0], -1) @ torch.from_numpy(a).T.to(x)).reshape(x.shape)
+    failed = {r.name for r in check_svd(wrong, DenseSVD(MatrixOp((1, 2, 3), a))) if not r.passed}
+    assert "singular values = dense" in failed
+
+
+def test_pinv_default_cutoff_keeps_float32_spectrum():
+    """A dense-style max(m, n) * eps cut-off would drop most of a large blur's spectrum in float32."""
+    from invkit_operators.fft_blur import CircularBlur
+
+    op = CircularBlur((1, 256, 256), kernel="gaussian", sigma=1.0)
+    x = torch.rand(1, 1, 256, 256, generator=torch.Generator().manual_seed(0))
+    y = op.forward(x)
+    rel = float((op.pinv(y) - x).norm() / x.norm())
+    assert rel < 1e-2, rel

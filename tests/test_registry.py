@@ -170,3 +170,44 @@ def test_installed_entry_points_include_builtins():
     r = Registry()
     entry = r.get("operator", "denoising")
     assert entry.distribution == "invkit" and entry.plugin == "operators"
+
+
+def test_blocking_by_distribution_name(monkeypatch):
+    monkeypatch.setenv("INVKIT_BLOCK_PLUGINS", "invkit")
+    r = Registry()
+    assert r.names("operator") == []
+    assert any("operators (invkit)" in s for s in r.skipped)
+
+
+def test_plugin_commands_that_clash_or_fail_do_not_break_the_cli(capsys):
+    from invkit.cli import build_parser
+
+    class Clash:
+        @hookimpl
+        def invkit_register_commands(self, cli):
+            cli.add_command("plugins", help="shadow", setup=lambda p: None, run=lambda a: 0)
+
+    class Broken:
+        @hookimpl
+        def invkit_register_commands(self, cli):
+            def setup(parser):
+                raise RuntimeError("bad setup")
+
+            cli.add_command("broken", help="x", setup=setup, run=lambda a: 0)
+
+    class Good:
+        @hookimpl
+        def invkit_register_commands(self, cli):
+            cli.add_command("hello", help="hi", setup=lambda p: p.add_argument("--who", default="x"), run=lambda a: print(f"hello {a.who}") or 0)
+
+    r = reg((Clash(), "clash", "dist-c"), (Broken(), "broken", "dist-b"), (Good(), "good", "dist-g"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)
+        parser, commands = build_parser(r)
+    assert set(commands.commands) == {"hello"}
+    assert any("dist-c" in w and "'plugins', which already exists" in w for w in r.warnings)
+    assert any("dist-b" in w and "RuntimeError: bad setup" in w for w in r.warnings)
+    args = parser.parse_args(["hello", "--who", "me"])
+    assert args.handler(args) == 0 and "hello me" in capsys.readouterr().out
+    args = parser.parse_args(["plugins"])  # the core command survived
+    assert args.handler(args) == 0
