@@ -343,7 +343,7 @@ ADM_PRESETS: dict[str, dict[str, Any]] = {
     ),
     "small": dict(
         image_size=64, num_channels=64, num_res_blocks=1, channel_mult="1,2,2,2", learn_sigma=False,
-        class_cond=False, use_checkpoint=False, attention_resolutions="16,8", num_heads=4, num_head_channels=32,
+        class_cond=False, use_checkpoint=False, attention_resolutions="8", num_heads=4, num_head_channels=32,
         num_heads_upsample=-1, use_scale_shift_norm=True, dropout=0.0, resblock_updown=True,
         use_fp16=False, use_new_attention_order=False,
     ),

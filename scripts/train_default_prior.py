@@ -1,0 +1,274 @@
+#!/usr/bin/env python
+"""Train invkit's built-in natural-image diffusion prior (the ``small`` ADM UNet).
+
+Standard DDPM training (Ho et al.): images in [-1, 1], linear betas 1e-4..0.02 over 1000 steps,
+epsilon prediction, uniform timesteps, MSE loss, AdamW, EMA of the weights. The model is fully
+convolutional and trained on random crops (default 64 px) from a multi-scale pyramid of every
+training photo, so it can be used at any size divisible by 8.
+
+Seeded and resumable: the full training state (model, EMA, optimizer, step, RNG states) lives in
+``--state`` (keep it outside the repository) and is written atomically every ``--save-every``
+steps; the same command resumes. Progress goes to ``<state>/log.jsonl`` and stdout. The same
+script runs unchanged on a GPU (``--device auto`` picks CUDA when present).
+
+Data (see docs/default_prior.md for sources and licences): image files under ``--data`` folders
+(e.g. the extracted Debian wallpaper packages) and scikit-image's photos, EXCEPT the evaluation
+set (astronaut, coffee, chelsea/cat, rocket, motorcycle left/right, camera), which are never
+trained on; Debian's ``mate-backgrounds`` is refused as a data folder.
+
+Usage:
+    python scripts/train_default_prior.py --data /work/data/extracted --state /work/train_state \\
+        --threads 1 --steps 200000
+    python scripts/train_default_prior.py --state /work/train_state --export \\
+        plugins/invkit_priors/weights/default.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from invkit.prior import alphas_bar_from_betas, linear_betas
+from invkit_priors.adm_unet import ADMConfig, ADMUNet
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+#: scikit-image images reserved for evaluation (and the stereo twin of one of them): never trained on.
+EVALUATION_SKIMAGE = {"astronaut", "coffee", "chelsea", "cat", "rocket", "stereo_motorcycle", "camera"}
+#: scikit-image photographs usable for training (grayscale ones are replicated to RGB).
+TRAIN_SKIMAGE = ("brick", "grass", "gravel", "coins", "moon", "clock", "hubble_deep_field")
+FORBIDDEN_DIRS = ("mate-backgrounds", "mate-background")
+MAX_SIDE = 1536  # the pyramid's largest level (short side), to bound memory
+MIN_SIDE = 96  # smallest level kept
+
+
+def find_images(folders: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for folder in folders:
+        if any(bad in str(folder) for bad in FORBIDDEN_DIRS):
+            raise SystemExit(f"refusing {folder}: mate-backgrounds is reserved for independent evaluation")
+        for path in sorted(folder.rglob("*")):
+            if path.suffix.lower() in IMAGE_SUFFIXES and not any(bad in str(path) for bad in FORBIDDEN_DIRS):
+                files.append(path)
+    return files
+
+
+def to_pyramid(img: np.ndarray) -> list[torch.Tensor]:
+    """uint8 HxWx3 -> list of uint8 (3, h, w) tensors, halving until the short side < MIN_SIDE."""
+    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float()[None] / 255.0
+    levels = []
+    while min(x.shape[-2:]) > MAX_SIDE:
+        x = F.interpolate(x, scale_factor=0.5, mode="bilinear", antialias=True, align_corners=False)
+    while min(x.shape[-2:]) >= MIN_SIDE:
+        levels.append((x[0].clamp(0, 1) * 255).round().to(torch.uint8))
+        x = F.interpolate(x, scale_factor=0.5, mode="bilinear", antialias=True, align_corners=False)
+    return levels
+
+
+def load_dataset(folders: list[Path], cache: Path) -> tuple[list[torch.Tensor], list[str]]:
+    """Multi-scale pyramid levels of every training image (cached as one tensor file)."""
+    if cache.exists():
+        blob = torch.load(cache, weights_only=True)
+        return blob["levels"], blob["sources"]
+    from PIL import Image
+
+    levels: list[torch.Tensor] = []
+    sources: list[str] = []
+    for path in find_images(folders):
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"))
+        for lvl in to_pyramid(arr):
+            levels.append(lvl)
+            sources.append(str(path))
+    try:
+        from skimage import data as skdata
+
+        for name in TRAIN_SKIMAGE:
+            assert name not in EVALUATION_SKIMAGE
+            try:
+                arr = getattr(skdata, name)()
+            except Exception as exc:  # noqa: BLE001 - some datasets need a download
+                print(f"skipping skimage.data.{name}: {type(exc).__name__}")
+                continue
+            if arr.ndim == 2:
+                arr = np.repeat(arr[..., None], 3, axis=2)
+            arr = arr[..., :3]
+            if arr.dtype != np.uint8:
+                arr = (255 * (arr.astype(np.float64) / max(1e-8, float(arr.max())))).astype(np.uint8)
+            for lvl in to_pyramid(arr):
+                levels.append(lvl)
+                sources.append(f"skimage.data.{name}")
+    except ImportError:
+        pass
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    torch.save({"levels": levels, "sources": sources}, tmp)
+    os.replace(tmp, cache)
+    return levels, sources
+
+
+def sample_batch(levels: list[torch.Tensor], batch: int, crop: int, gen: torch.Generator, p_gray: float) -> torch.Tensor:
+    """Random crops (random level, position, flip; some converted to grey) in [-1, 1]."""
+    eligible = [i for i, lv in enumerate(levels) if min(lv.shape[-2:]) >= crop]
+    out = torch.empty(batch, 3, crop, crop)
+    for b in range(batch):
+        lv = levels[eligible[int(torch.randint(len(eligible), (1,), generator=gen))]]
+        h, w = lv.shape[-2:]
+        top = int(torch.randint(h - crop + 1, (1,), generator=gen))
+        left = int(torch.randint(w - crop + 1, (1,), generator=gen))
+        x = lv[:, top : top + crop, left : left + crop].float() / 255.0
+        if float(torch.rand((), generator=gen)) < 0.5:
+            x = x.flip(-1)
+        if float(torch.rand((), generator=gen)) < p_gray:
+            x = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).expand(3, -1, -1)
+        out[b] = x
+    return out * 2.0 - 1.0
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def export(state_path: Path, out: Path) -> None:
+    """Write the EMA weights as float16 safetensors with the config and provenance as metadata."""
+    from safetensors.torch import save_file
+
+    state = torch.load(state_path, weights_only=True)
+    ema = {k: v.to(torch.float16).contiguous() for k, v in state["ema"].items()}
+    meta = {
+        "format": "invkit-prior-v1",
+        "architecture": "adm",
+        "flags": json.dumps(state["config"]),
+        "prediction": "epsilon",
+        "schedule": json.dumps({"betas": "linear", "beta_start": 1e-4, "beta_end": 0.02, "steps": 1000}),
+        "data_range": "[-1, 1]",
+        "train_step": str(state["step"]),
+        "train_images_seen": str(state["step"] * state["args"]["batch"]),
+        "train_seconds": f"{state['seconds']:.0f}",
+        "train_crop": str(state["args"]["crop"]),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    save_file(ema, str(tmp), metadata=meta)
+    os.replace(tmp, out)
+    print(f"exported EMA weights of step {state['step']} to {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, action="append", default=[], help="folder of training images (repeatable)")
+    p.add_argument("--state", type=Path, required=True, help="folder for the resumable training state (outside the repo)")
+    p.add_argument("--steps", type=int, default=200_000, help="total optimisation steps")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--p-gray", type=float, default=0.1, help="fraction of crops converted to grey (R=G=B)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--log-every", type=int, default=20)
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (after saving) after this long")
+    p.add_argument("--export", type=Path, default=None, help="only export the EMA weights to this .safetensors and exit")
+    args = p.parse_args()
+
+    args.state.mkdir(parents=True, exist_ok=True)
+    state_path = args.state / "state.pt"
+    if args.export is not None:
+        export(state_path, args.export)
+        return
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+
+    levels, sources = load_dataset(args.data, args.state / "dataset.pt")
+    print(f"dataset: {len(set(sources))} images, {len(levels)} pyramid levels, {sum(lv.numel() for lv in levels) / 1e6:.0f} M bytes")
+
+    config = ADMConfig.small()
+    model = ADMUNet(config).to(device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(args.seed)
+    step, seconds = 0, 0.0
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=True, map_location="cpu")
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"])
+        step, seconds = state["step"], state["seconds"]
+        print(f"resumed at step {step} ({seconds / 3600:.2f} h trained)")
+    ab = alphas_bar_from_betas(linear_betas()).to(torch.float32).to(device)
+
+    def save() -> None:
+        save_atomic(
+            {
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "opt": opt.state_dict(),
+                "gen": gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "step": step,
+                "seconds": seconds,
+                "config": config.to_flags(),
+                "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("data", "state", "export")},
+            },
+            state_path,
+        )
+
+    log = open(args.state / "log.jsonl", "a")
+    started = time.time()
+    window: list[float] = []
+    last = time.time()
+    model.train()
+    while step < args.steps:
+        x0 = sample_batch(levels, args.batch, args.crop, gen, args.p_gray).to(device)
+        t = torch.randint(0, 1000, (args.batch,), generator=gen).to(device)
+        eps = torch.randn(x0.shape, generator=gen).to(device)
+        a = ab[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        loss = F.mse_loss(model(xt, t.float()), eps)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        lr = args.lr * min(1.0, (step + 1) / args.warmup)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.step()
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm, 1 - decay)
+        step += 1
+        now = time.time()
+        seconds += now - last
+        last = now
+        window.append(float(loss))
+        if step % args.log_every == 0:
+            rec = {"step": step, "loss": float(np.mean(window)), "lr": lr, "hours": seconds / 3600, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+            window = []
+            print(json.dumps(rec), flush=True)
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+        if step % args.save_every == 0:
+            save()
+        if args.max_minutes is not None and (now - started) > 60 * args.max_minutes:
+            break
+    save()
+    print(f"saved step {step}")
+
+
+if __name__ == "__main__":
+    main()
