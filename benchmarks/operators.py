@@ -12,31 +12,47 @@ runs on this machine (shared, noisy: compare rows of one run, not runs of differ
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
-import numpy as np
-import torch
+
+def _threads_from_argv(default: int = 1) -> int:
+    """--threads N, read before numpy/torch load so OpenBLAS (scipy's SVDs) obeys it too."""
+    for i, arg in enumerate(sys.argv):
+        if arg == "--threads" and i + 1 < len(sys.argv):
+            return int(sys.argv[i + 1])
+        if arg.startswith("--threads="):
+            return int(arg.split("=", 1)[1])
+    return default
+
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = str(_threads_from_argv())
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 import invkit
 from invkit.operator import SVDOperator
 
 
 def held_bytes(obj: object, seen: set[int] | None = None, depth: int = 0) -> int:
-    """Bytes of tensors/arrays an operator keeps (attributes, dicts, lists; two levels deep)."""
+    """Bytes of tensors/arrays an operator keeps, walking attributes, dicts, lists and helper objects."""
     seen = set() if seen is None else seen
-    if id(obj) in seen or depth > 3:
+    if id(obj) in seen or depth > 6:
         return 0
     seen.add(id(obj))
     if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
+        return obj.untyped_storage().nbytes() if obj.device.type != "meta" else 0
     if isinstance(obj, np.ndarray):
         return obj.nbytes
     if isinstance(obj, dict):
         return sum(held_bytes(v, seen, depth + 1) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
+    if isinstance(obj, (list, tuple, set)):
         return sum(held_bytes(v, seen, depth + 1) for v in obj)
-    if hasattr(obj, "__dict__") and depth == 0:
+    if hasattr(obj, "__dict__") and not isinstance(obj, type) and type(obj).__module__.split(".")[0] in ("invkit", "invkit_operators", "__main__"):
         return sum(held_bytes(v, seen, depth + 1) for v in vars(obj).values())
     return 0
 

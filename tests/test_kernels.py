@@ -13,6 +13,7 @@ from invkit_operators.kernels import (
     box_kernel,
     disk_kernel,
     gaussian_kernel,
+    gaussian_kernel_1d,
     kernel_from_params,
     kernel_size,
     load_kernel,
@@ -52,6 +53,30 @@ def test_gaussian_explicit_size_and_even_size_error():
     np.testing.assert_allclose(k, ref / ref.sum(), rtol=1e-14)
     with pytest.raises(ValueError, match="odd"):
         gaussian_kernel(1.0, 4)
+
+
+@pytest.mark.parametrize("sigma,size", [(1.7, None), (3.0, None), (0.6, 7)])
+def test_one_gaussian_rule_for_blur_and_separable_blurs(sigma, size):
+    """``blur``'s 2-D Gaussian and gaussian_blur's 1-D kernels are the same kernel."""
+    from invkit_operators import blur as separable_blurs
+    from invkit_operators.fft_blur import CircularBlur
+
+    assert separable_blurs.gaussian_kernel_1d is gaussian_kernel_1d
+    g = gaussian_kernel_1d(sigma, size)
+    assert g.shape == (2 * math.ceil(3 * sigma) + 1 if size is None else size,)
+    t = np.arange(g.shape[0]) - g.shape[0] // 2
+    np.testing.assert_allclose(g, np.exp(-0.5 * (t / sigma) ** 2) / np.exp(-0.5 * (t / sigma) ** 2).sum(), rtol=0, atol=1e-16)
+    side = g.shape[0] + 2
+    sep = separable_blurs.GaussianBlur((1, side, side), sigma=sigma, size=size)
+    two_d = gaussian_kernel(sigma, size).numpy()
+    assert np.array_equal(np.outer(sep.kernel_h, sep.kernel_w), two_d)
+    circ = CircularBlur((1, side, side), kernel="gaussian", sigma=sigma, size=size)
+    assert np.array_equal(circ.kernel.numpy(), two_d)
+
+
+def test_gaussian_tiny_sigma_is_a_delta():
+    g = gaussian_kernel_1d(1e-200)
+    assert g.tolist() == [0.0, 1.0, 0.0]
 
 
 # ---------------------------------------------------------------------------- box
@@ -174,8 +199,9 @@ def test_load_colour_png_refused(tmp_path):
     from PIL import Image
 
     Image.fromarray(np.full((3, 3, 3), 200, dtype=np.uint8)).save(tmp_path / "rgb.png")
-    with pytest.raises(ValueError, match="grayscale"):
+    with pytest.raises(ValueError, match=r"colour PSF is ambiguous, save the kernel as a single-channel \(grayscale\) PNG or a 2-D \.npy") as info:
         load_kernel(tmp_path / "rgb.png")
+    assert "\n" not in str(info.value)
 
 
 # ---------------------------------------------------------------------------- dispatcher

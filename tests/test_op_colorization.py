@@ -100,3 +100,14 @@ def test_no_dense_matrix_is_stored():
     op = Colorization((3, 32, 32))
     sizes = [v.numel() for v in vars(op).values() if isinstance(v, torch.Tensor)]
     assert sizes and max(sizes) <= 9
+
+
+def test_infer_in_shape_from_gray_photo():
+    """A real grayscale photo (1, H, W) is the measurement of an RGB image (3, H, W)."""
+    assert Colorization.infer_in_shape((1, 7, 10), {}) == (3, 7, 10)
+    assert Colorization.infer_in_shape((1, 4, 5), {"weights": "rec601"}) == (3, 4, 5)
+    op = Colorization(Colorization.infer_in_shape((1, 7, 10), {}))
+    assert op.out_shape == (1, 7, 10)
+    for bad in [(3, 7, 10), (2, 7, 10), (70,)]:
+        with pytest.raises(ValueError, match=r"one-channel gray image \(1, H, W\)"):
+            Colorization.infer_in_shape(bad, {})

@@ -243,13 +243,26 @@ def test_pairing_bug_would_be_caught():
 
 
 def test_orthogonality_and_ordering_float64():
-    op = AnisotropicBlur((2, 9, 14), sigma_h=1.0, sigma_w=2.0, boundary="reflect", threshold=3e-2)
+    """V, U orthogonal; spectral coordinate i carries s_i, laid out as (c, i, j) with s = s_h[i] s_w[j]."""
+    shape = (2, 9, 14)
+    op = AnisotropicBlur(shape, sigma_h=1.0, sigma_w=2.0, boundary="reflect", threshold=3e-2)
     n = op.in_numel
     vmat = basis_apply(op.V, n, (n,))
     umat = basis_apply(op.U, n, (n,))
     assert np.abs(vmat.T @ vmat - np.eye(n)).max() < TOL
     assert np.abs(umat.T @ umat - np.eye(n)).max() < TOL
-    assert op.singular_values.shape == (n,) and op.singular_values.dtype == torch.float64
+    s = op.singular_values.numpy()
+    assert s.shape == (n,) and op.singular_values.dtype == torch.float64
+    # the documented order, from the test's own thresholded 1-D matrices (numpy: descending)
+    s_h = np.linalg.svd(thresholded(conv_matrix(gauss(1.0), 9, "reflect"), 3e-2), compute_uv=False)
+    s_w = np.linalg.svd(thresholded(conv_matrix(gauss(2.0), 14, "reflect"), 3e-2), compute_uv=False)
+    assert np.abs(s - np.tile(np.outer(s_h, s_w).ravel(), shape[0])).max() < 1e-12
+    assert (s == 0).any() and (s > 0).any()
+    # each spectral coordinate carries its own singular value: |A v_i| = s_i and A v_i = s_i u_i
+    want = expected_matrix(2, gauss(1.0), gauss(2.0), 9, 14, "reflect", 3e-2)
+    av = want @ vmat
+    assert np.abs(np.linalg.norm(av, axis=0) - s).max() < 1e-12
+    assert np.abs(av - umat * s).max() < TOL
 
 
 # ---------------------------------------------------------------------------- kernels and defaults
@@ -257,11 +270,18 @@ def test_gaussian_kernel_and_defaults():
     op = GaussianBlur((1, 20, 24))
     assert op.config == {"sigma": 3.0, "size": None, "boundary": "reflect", "threshold": 0.0}
     assert op.kernel_h.shape == (19,)  # 2 * ceil(3 * 3) + 1: every tap kept
-    assert np.abs(op.kernel_h - gauss(3.0)).max() < 1e-15
-    assert "reflect" in GaussianBlur.__doc__ and "default" in GaussianBlur.__doc__.lower()
-    assert UniformBlur((3, 10, 12)).config["size"] == 9
+    t = np.arange(19) - 9.0
+    assert np.abs(op.kernel_h - np.exp(-t**2 / 18.0) / np.exp(-t**2 / 18.0).sum()).max() < 1e-15
+    # the default boundary is reflect (edge pixel repeated): scipy 'reflect', not zero padding
+    x = torch.rand(1, 1, 20, 24, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    y = op.forward(x).numpy()
+    assert np.abs(y - scipy_blur(x, gauss(3.0), gauss(3.0), "reflect")).max() < TOL
+    assert np.abs(y - scipy_blur(x, gauss(3.0), gauss(3.0), "zero")).max() > 1e-2
+    uni = UniformBlur((3, 10, 12))
+    assert uni.config["size"] == 9 and np.abs(uni.kernel_h - 1 / 9).max() < 1e-16
     aniso = AnisotropicBlur((3, 10, 20))
     assert aniso.kernel_h.shape == (7,) and aniso.kernel_w.shape == (19,)
+    assert np.abs(aniso.kernel_h - gauss(1.0)).max() < 1e-15 and np.abs(aniso.kernel_w - gauss(3.0)).max() < 1e-15
 
 
 def test_float32_svd_maps():
@@ -309,6 +329,39 @@ def test_cuda_matches_cpu(threshold):
 def test_bad_parameters(make, exc, match):
     with pytest.raises(exc, match=match):
         make()
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: GaussianBlur((1, 20, 24), sigma=1e10), r"'sigma' = 10000000000.0 is out of range; expected 0.0 < float <= 256"),
+        (lambda: GaussianBlur((1, 20, 24), sigma=2.0, size=10**9 + 1), r"'size' = 1000000001 is out of range"),
+        (lambda: UniformBlur((1, 20, 24), size=10**9), r"'size' = 1000000000 is out of range"),
+        (lambda: AnisotropicBlur((1, 20, 24), sigma_w=1e9), r"'sigma_w' = 1000000000.0 is out of range"),
+        (lambda: AnisotropicBlur((1, 20, 24), size_h=10**7 + 1), r"'size_h' = 10000001 is out of range"),
+    ],
+)
+def test_huge_sizes_fail_in_the_schema(make, match):
+    """Absurd sigma/size fail with a one-line ParamError, not a numpy memory error."""
+    with pytest.raises(ParamError, match=match) as info:
+        make()
+    assert "\n" not in str(info.value)
+
+
+def test_kernel_size_checked_before_the_kernel_is_built(monkeypatch):
+    import invkit_operators.blur as blur
+
+    def boom(*args, **kwargs):
+        raise AssertionError("kernel built before its size was checked against the image")
+
+    monkeypatch.setattr(blur, "gaussian_kernel_1d", boom)
+    monkeypatch.setattr(blur, "box_kernel_1d", boom)
+    with pytest.raises(ValueError, match=r"kernel height 1537 px exceeds the image height 20 px; use a smaller sigma or size"):
+        GaussianBlur((1, 20, 24), sigma=256.0)
+    with pytest.raises(ValueError, match=r"kernel width 4001 px exceeds the image width 24 px; use a smaller size"):
+        UniformBlur((1, 4001, 24), size=4001)
+    with pytest.raises(ValueError, match=r"kernel width 601 px exceeds the image width 24 px; use a smaller sigma_w or size_w"):
+        AnisotropicBlur((1, 20, 24), sigma_h=1.0, sigma_w=100.0)
 
 
 def test_wrong_shapes_refused():

@@ -112,6 +112,37 @@ def test_block_average_singular_values_are_one_over_r():
     assert np.abs(op.singular_values.numpy() - 0.25).max() < 1e-14
 
 
+@pytest.mark.parametrize("shape,r", [((2, 8, 12), 4), ((1, 6, 9), 3), ((3, 4, 6), 1)], ids=["r4", "r3", "r1"])
+def test_block_average_per_patch_svd_layout(shape, r):
+    """U = I; the first m spectral coordinates are r * patch mean in the measurement's C-order."""
+    op = SuperResolution(shape, factor=r)
+    x = rand((2, *shape), seed=11)
+    z = op.Vt(x)
+    m = op.out_numel
+    patch_means = F.avg_pool2d(x, r).reshape(2, -1)
+    assert (z[:, :m] - r * patch_means).abs().max() < TOL
+    y = rand((2, *op.out_shape), seed=12)
+    assert torch.equal(op.Ut(y), y.reshape(2, -1))
+    assert torch.equal(op.U(y.reshape(2, -1)), y)
+    # the trailing n - m coordinates of every patch are orthogonal to the ones vector: zero mean
+    tail = z.clone()
+    tail[:, :m] = 0
+    assert op.forward(op.V(tail)).abs().max() < TOL
+
+
+def test_block_average_svd_is_linear_memory():
+    """No H x H (or n x n) factor is built: what the operator holds is O(r^2), not O(H^2)."""
+    op = SuperResolution((3, 64, 48), factor=8)
+    x = torch.rand(1, 3, 64, 48, generator=torch.Generator().manual_seed(0))
+    assert (op.V(op.Vt(x)) - x).abs().max() < 1e-5
+    arrays = []
+    for value in vars(op).values():
+        for item in value.values() if isinstance(value, dict) else [value]:
+            if isinstance(item, (torch.Tensor, np.ndarray)):
+                arrays.append(item)
+    assert arrays and max(a.size if isinstance(a, np.ndarray) else a.numel() for a in arrays) <= 8 * 8
+
+
 def test_block_average_pinv_is_nearest_upsampling():
     op = SuperResolution((1, 12, 18), factor=3)
     y = rand((2, 1, 4, 6), seed=4)
@@ -181,6 +212,15 @@ def test_factor_must_divide_both_sides(cls):
         cls((1, 10, 14), factor=4)
     with pytest.raises(ParamError, match="factor"):
         cls((1, 8, 8), factor=0)
+
+
+@pytest.mark.parametrize("cls", [SuperResolution, BicubicSuperResolution])
+def test_image_smaller_than_factor_suggests_padding_only(cls):
+    with pytest.raises(ValueError, match=r"H=6 and W=6 < 8, so cropping cannot help: pad it to 8x8") as info:
+        cls((3, 6, 6), factor=8)
+    assert "crop the image" not in str(info.value)
+    with pytest.raises(ValueError, match=r"H=6 < 8, so cropping cannot help: pad it to 8x24"):
+        cls((1, 6, 20), factor=8)
 
 
 @pytest.mark.parametrize("cls", [SuperResolution, BicubicSuperResolution])

@@ -19,6 +19,12 @@ its SVD form. With it off, ``forward`` is the exact convolution, computed with
 and ``adjoint`` is its exact transpose (the transposed convolution followed by folding the
 padding back onto the pixels it copied).
 
+Gaussian kernels follow invkit's one rule (:func:`invkit_operators.kernels.gaussian_kernel_1d`,
+re-exported here): ``2 ceil(3 sigma) + 1`` taps by default, centred, normalised to sum 1. The
+kernel sizes are checked against the image before any kernel is built, and the schema bounds
+``sigma <= 256`` and ``size <= 4096`` (those of ``blur``), so an absurd value fails with a
+one-line message instead of a memory error.
+
 The SVD comes from the two 1-D SVDs (:mod:`invkit_operators.separable`). Memory O(H² + W²)
 for the 1-D factors, built lazily (the threshold-free ``forward``/``adjoint`` never build them);
 SVD maps cost O(C H W (H + W)) per image and the 1-D SVDs O(H³ + W³) to build once, so for
@@ -27,7 +33,6 @@ multi-megapixel photos the FFT-based ``blur`` operator (circular boundary) is th
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +44,7 @@ from torch import Tensor
 
 from invkit.params import Param
 
+from .kernels import MAX_SIGMA, MAX_SIZE, gaussian_kernel_1d, gaussian_size
 from .separable import SeparableOperator
 
 __all__ = [
@@ -70,15 +76,6 @@ _THRESHOLD_PARAM = Param(
     "zero the 1-D singular values below this (the DDRM paper uses 3e-2); 0 = exact convolution",
     min=0.0,
 )
-
-
-def gaussian_kernel_1d(sigma: float, size: int | None = None) -> np.ndarray:
-    """Sampled, normalised 1-D Gaussian; ``size`` defaults to ``2 * ceil(3 sigma) + 1`` (odd)."""
-    if size is None:
-        size = 2 * math.ceil(3 * sigma) + 1
-    t = np.arange(size, dtype=np.float64) - (size - 1) / 2
-    k = np.exp(-(t**2) / (2.0 * sigma**2))
-    return k / k.sum()
 
 
 def box_kernel_1d(size: int) -> np.ndarray:
@@ -185,16 +182,10 @@ class SeparableConvolution(SeparableOperator):
         self.kernel_w = np.ascontiguousarray(kernel_w, dtype=np.float64)
         self.boundary = boundary
         self.threshold = float(threshold)
-        _, h, w = self.in_shape
-        what_h, what_w = (what, what) if isinstance(what, str) else what
-        for axis, kernel, size, what in (("height", self.kernel_h, h, what_h), ("width", self.kernel_w, w, what_w)):
+        for axis, kernel in (("height", self.kernel_h), ("width", self.kernel_w)):
             if kernel.ndim != 1 or kernel.shape[0] < 1:
                 raise ValueError(f"{self.name}: the {axis} kernel must be a non-empty 1-D array")
-            if kernel.shape[0] > size:
-                raise ValueError(
-                    f"{self.name}: kernel {axis} {kernel.shape[0]} px exceeds the image {axis} {size} px; "
-                    f"use a smaller {what} or an image at least {kernel.shape[0]} px in {axis}"
-                )
+        self._check_kernel_fits(self.kernel_h.shape[0], self.kernel_w.shape[0], what)
         if self.threshold > 0:
             top = float(np.linalg.svd(self.factors[0], compute_uv=False)[0]), float(
                 np.linalg.svd(self.factors[1], compute_uv=False)[0]
@@ -203,6 +194,26 @@ class SeparableConvolution(SeparableOperator):
                 raise ValueError(
                     f"{self.name}: threshold {self.threshold} is above the largest 1-D singular value "
                     f"({min(top):.3g}) and would zero the whole operator; use a smaller threshold (the paper uses 3e-2)"
+                )
+
+    def _check_kernel_fits(self, size_h: int, size_w: int, what: str | tuple[str, str]) -> None:
+        """Refuse kernels longer than the image; call it *before* building the kernels.
+
+        Args:
+            size_h: Kernel taps along the height.
+            size_w: Kernel taps along the width.
+            what: How the user sets the sizes (one phrase, or one per axis), for the message.
+
+        Raises:
+            ValueError: A kernel longer than the image along its axis.
+        """
+        _, h, w = self.in_shape
+        what_h, what_w = (what, what) if isinstance(what, str) else what
+        for axis, k, n, phrase in (("height", size_h, h, what_h), ("width", size_w, w, what_w)):
+            if k > n:
+                raise ValueError(
+                    f"{self.name}: kernel {axis} {k} px exceeds the image {axis} {n} px; "
+                    f"use a smaller {phrase} or an image at least {k} px in {axis}"
                 )
 
     # ------------------------------------------------------------------ separable hooks
@@ -286,8 +297,8 @@ class GaussianBlur(SeparableConvolution):
 
     name = "gaussian_blur"
     params = (
-        Param("sigma", float, 3.0, "Gaussian std in pixels", min=0.0, min_inclusive=False),
-        Param("size", int, None, "kernel taps per axis, odd; default 2*ceil(3*sigma)+1", min=1),
+        Param("sigma", float, 3.0, "Gaussian std in pixels", min=0.0, max=MAX_SIGMA, min_inclusive=False),
+        Param("size", int, None, "kernel taps per axis, odd; default 2*ceil(3*sigma)+1", min=1, max=MAX_SIZE),
         _BOUNDARY_PARAM,
         _THRESHOLD_PARAM,
     )
@@ -313,7 +324,9 @@ class GaussianBlur(SeparableConvolution):
         super().__init__(in_shape, sigma=sigma, size=size, boundary=boundary, threshold=threshold)
         cfg: dict[str, Any] = self.config
         _check_odd(self.name, "size", cfg["size"])
-        kernel = gaussian_kernel_1d(cfg["sigma"], cfg["size"])
+        size = cfg["size"] or gaussian_size(cfg["sigma"])
+        self._check_kernel_fits(size, size, "sigma or size")
+        kernel = gaussian_kernel_1d(cfg["sigma"], size)
         self._setup(kernel, kernel, cfg["boundary"], cfg["threshold"], "sigma or size")
 
 
@@ -334,7 +347,7 @@ class UniformBlur(SeparableConvolution):
 
     name = "uniform_blur"
     params = (
-        Param("size", int, 9, "box side in pixels (an even size is anchored at size//2)", min=1),
+        Param("size", int, 9, "box side in pixels (an even size is anchored at size//2)", min=1, max=MAX_SIZE),
         _BOUNDARY_PARAM,
         _THRESHOLD_PARAM,
     )
@@ -357,6 +370,7 @@ class UniformBlur(SeparableConvolution):
     ) -> None:
         super().__init__(in_shape, size=size, boundary=boundary, threshold=threshold)
         cfg: dict[str, Any] = self.config
+        self._check_kernel_fits(cfg["size"], cfg["size"], "size")
         kernel = box_kernel_1d(cfg["size"])
         self._setup(kernel, kernel, cfg["boundary"], cfg["threshold"], "size")
 
@@ -377,10 +391,10 @@ class AnisotropicBlur(SeparableConvolution):
 
     name = "anisotropic_blur"
     params = (
-        Param("sigma_h", float, 1.0, "Gaussian std along the height, pixels", min=0.0, min_inclusive=False),
-        Param("sigma_w", float, 3.0, "Gaussian std along the width, pixels", min=0.0, min_inclusive=False),
-        Param("size_h", int, None, "kernel taps along the height, odd; default 2*ceil(3*sigma_h)+1", min=1),
-        Param("size_w", int, None, "kernel taps along the width, odd; default 2*ceil(3*sigma_w)+1", min=1),
+        Param("sigma_h", float, 1.0, "Gaussian std along the height, pixels", min=0.0, max=MAX_SIGMA, min_inclusive=False),
+        Param("sigma_w", float, 3.0, "Gaussian std along the width, pixels", min=0.0, max=MAX_SIGMA, min_inclusive=False),
+        Param("size_h", int, None, "kernel taps along the height, odd; default 2*ceil(3*sigma_h)+1", min=1, max=MAX_SIZE),
+        Param("size_w", int, None, "kernel taps along the width, odd; default 2*ceil(3*sigma_w)+1", min=1, max=MAX_SIZE),
         _BOUNDARY_PARAM,
         _THRESHOLD_PARAM,
     )
@@ -408,12 +422,16 @@ class AnisotropicBlur(SeparableConvolution):
         cfg: dict[str, Any] = self.config
         _check_odd(self.name, "size_h", cfg["size_h"])
         _check_odd(self.name, "size_w", cfg["size_w"])
+        size_h = cfg["size_h"] or gaussian_size(cfg["sigma_h"])
+        size_w = cfg["size_w"] or gaussian_size(cfg["sigma_w"])
+        what = ("sigma_h or size_h", "sigma_w or size_w")
+        self._check_kernel_fits(size_h, size_w, what)
         self._setup(
-            gaussian_kernel_1d(cfg["sigma_h"], cfg["size_h"]),
-            gaussian_kernel_1d(cfg["sigma_w"], cfg["size_w"]),
+            gaussian_kernel_1d(cfg["sigma_h"], size_h),
+            gaussian_kernel_1d(cfg["sigma_w"], size_w),
             cfg["boundary"],
             cfg["threshold"],
-            ("sigma_h or size_h", "sigma_w or size_w"),
+            what,
         )
 
 

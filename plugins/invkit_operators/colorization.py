@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from invkit.operator import SVDOperator
+from invkit.operator import Shape, SVDOperator, as_shape
 from invkit.params import Param
 
 __all__ = ["Colorization", "color_weights", "resolve_weights", "NAMED_WEIGHTS", "OPERATORS"]
@@ -114,6 +115,20 @@ class Colorization(SVDOperator):
         if float(vh[0] @ wvec) < 0:
             vh = -vh
         self._basis = vh.contiguous()  # (3, 3): basis[j] . x_pixel = spectral coordinate j
+
+    @classmethod
+    def infer_in_shape(cls, out_shape: Sequence[int], params: dict[str, Any]) -> Shape:
+        """``(1, H, W) -> (3, H, W)``: a grayscale measurement (e.g. a real gray photo) has RGB images behind it.
+
+        Raises:
+            ValueError: ``out_shape`` is not a one-channel image ``(1, H, W)``.
+        """
+        if len(out_shape) != 3 or int(out_shape[0]) != 1:
+            raise ValueError(
+                f"operator '{cls.name}': a measurement must be a one-channel gray image (1, H, W), got shape "
+                f"{tuple(out_shape)}; convert the photo to grayscale first"
+            )
+        return as_shape((3, out_shape[1], out_shape[2]))
 
     @property
     def out_shape(self) -> tuple[int, int, int]:

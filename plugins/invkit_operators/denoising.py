@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import torch
+from collections.abc import Sequence
+
 from torch import Tensor
 
 from invkit.operator import SVDOperator
@@ -19,8 +21,9 @@ class Denoising(SVDOperator):
     name = "denoising"
     params = ()
     check_shape = (3, 8, 12)
+    check_cases = (((1, 9, 14), {}),)
 
-    def __init__(self, in_shape) -> None:
+    def __init__(self, in_shape: Sequence[int] | str) -> None:
         super().__init__(in_shape)
 
     @property

@@ -23,7 +23,10 @@ Kinds (see :func:`kernel_from_params`, whose parameters :data:`KERNEL_PARAMS` de
 * ``disk``: the area of each pixel covered by a disk of ``radius`` pixels centred on the anchor
   (16 × 16 sub-samples on the boundary pixels), normalised to sum 1.
 * ``file``: a kernel read from ``.npy`` (2-D numeric array) or ``.png`` (8- or 16-bit grayscale,
-  read with Pillow). NaN or infinite entries and all-zero kernels are refused. With
+  read with Pillow). Colour PNGs are refused rather than converted: a colour PSF is ambiguous
+  (one kernel per channel, or a luma mix?), so save a single-channel PNG or a ``.npy``
+  (``inpainting``'s mask files, by contrast, are converted to grayscale: a mask is a yes/no
+  picture). NaN or infinite entries and all-zero kernels are refused. With
   ``normalize=True`` (default) the kernel is divided by its sum, which must be positive;
   negative entries are allowed (a measured PSF after background subtraction has some), they are
   kept as they are. ``normalize=False`` uses the values as stored, e.g. for a signed or zero-sum
@@ -58,6 +61,8 @@ __all__ = [
     "KERNEL_KINDS",
     "KERNEL_PARAMS",
     "kernel_size",
+    "gaussian_size",
+    "gaussian_kernel_1d",
     "gaussian_kernel",
     "box_kernel",
     "motion_kernel",
@@ -133,8 +138,41 @@ def kernel_anchor(shape: Sequence[int]) -> tuple[int, int]:
     return (int(shape[0]) // 2, int(shape[1]) // 2)
 
 
+def gaussian_size(sigma: float) -> int:
+    """The default Gaussian kernel size, ``2 * ceil(3 sigma) + 1`` (odd; every tap within 3 sigma).
+
+    Cheap to compute, so callers can check a kernel against the image before building it.
+    """
+    return 2 * math.ceil(3.0 * sigma) + 1
+
+
+def gaussian_kernel_1d(sigma: float, size: int | None = None) -> np.ndarray:
+    """Sampled 1-D Gaussian centred on its middle tap, normalised to sum 1 (float64 numpy).
+
+    The one Gaussian rule of invkit: :func:`gaussian_kernel` (2-D, the ``blur`` operator) is the
+    outer product of two of these, and the separable blurs use them directly.
+
+    Args:
+        sigma: Standard deviation in pixels (> 0).
+        size: Odd number of taps; default :func:`gaussian_size` ``(sigma)``.
+
+    Raises:
+        ValueError: ``sigma`` not a positive number, or ``size`` even or below 1.
+    """
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(f"gaussian kernel: sigma must be a positive number, got {sigma}")
+    if size is None:
+        size = gaussian_size(sigma)
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"gaussian kernel: size {size} must be odd and >= 1 (the Gaussian is centred on the middle tap)")
+    t = np.arange(size, dtype=np.float64) - size // 2
+    with np.errstate(over="ignore"):  # tiny sigma: (t / sigma)**2 = inf -> exp(-inf) = 0, a delta
+        k = np.exp(-0.5 * (t / sigma) ** 2)
+    return k / k.sum()
+
+
 def gaussian_kernel(sigma: float, size: int | Sequence[int] | None = None) -> Tensor:
-    """Sampled isotropic Gaussian, normalised to sum 1.
+    """Sampled isotropic Gaussian, normalised to sum 1: the outer product of two :func:`gaussian_kernel_1d`.
 
     Args:
         sigma: Standard deviation in pixels (> 0).
@@ -146,8 +184,7 @@ def gaussian_kernel(sigma: float, size: int | Sequence[int] | None = None) -> Te
     if not (sigma > 0 and math.isfinite(sigma)):
         raise ValueError(f"gaussian kernel: sigma must be a positive number, got {sigma}")
     if size is None:
-        radius = math.ceil(3.0 * sigma)
-        kh = kw = 2 * radius + 1
+        kh = kw = gaussian_size(sigma)
     else:
         kh, kw = kernel_size(size)
         if kh % 2 == 0 or kw % 2 == 0:
@@ -155,10 +192,7 @@ def gaussian_kernel(sigma: float, size: int | Sequence[int] | None = None) -> Te
                 f"gaussian kernel: size {kh}x{kw} must be odd (the Gaussian is centred on the middle tap); "
                 f"use e.g. size={kh | 1}x{kw | 1} or leave size unset"
             )
-    r = torch.arange(kh, dtype=torch.float64) - kh // 2
-    c = torch.arange(kw, dtype=torch.float64) - kw // 2
-    k = torch.exp(-(r[:, None] ** 2 + c[None, :] ** 2) / (2.0 * sigma * sigma))
-    return k / k.sum()
+    return torch.from_numpy(np.outer(gaussian_kernel_1d(sigma, kh), gaussian_kernel_1d(sigma, kw)))
 
 
 def box_kernel(size: int | Sequence[int] = DEFAULT_BOX_SIZE) -> Tensor:
@@ -283,7 +317,10 @@ def load_kernel(path: str | os.PathLike[str], normalize: bool = True, owner: str
             with Image.open(p) as img:
                 img.load()
                 if img.mode not in ("L", "I", "I;16", "I;16B", "I;16L", "I;16N"):
-                    raise ValueError(f"PNG mode {img.mode} is not 8/16-bit grayscale; save the kernel as a grayscale PNG")
+                    raise ValueError(
+                        f"PNG mode {img.mode} is not 8/16-bit grayscale; a colour PSF is ambiguous, "
+                        "save the kernel as a single-channel (grayscale) PNG or a 2-D .npy array"
+                    )
                 arr = np.asarray(img)
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
