@@ -24,11 +24,14 @@ import torch
 
 from .io import MEASUREMENT_SUFFIX, Measurement, read_image, read_measurement, write_image, write_measurement
 from .noise import GaussianNoise, quantization_sigma
-from .params import parse_params
+from .params import parse_kv, parse_params
 from .registry import Registry
 from .solver import Problem, Step
 
-__all__ = ["add_core_commands"]
+__all__ = ["add_core_commands", "build_prior", "CHECKPOINT_SUFFIXES"]
+
+#: File suffixes that make ``--prior VALUE`` a checkpoint path even before the file exists.
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 
 
 class CommandError(ValueError):
@@ -48,6 +51,26 @@ def _check_output(output: Path, inputs: list[Path], force: bool) -> None:
             raise CommandError(f"output {output} is the input file; choose another output path")
     if output.exists() and not force:
         raise CommandError(f"output {output} exists; pass --force to overwrite it")
+
+
+def build_prior(registry: Registry, value: str, args: Any = None) -> Any:
+    """Build ``--prior VALUE`` with ``--prior-arg`` values: a registered prior name, or a checkpoint path.
+
+    A value that is not a registered name but looks like a path (it exists, or ends in one of
+    :data:`CHECKPOINT_SUFFIXES`) builds the registered prior ``checkpoint`` with ``path=VALUE``
+    plus ``args``; a missing file is a :class:`CommandError` (one line). Anything else goes to the
+    registry, whose error lists the known names.
+    """
+    if value not in registry.names("prior"):
+        path = Path(value).expanduser()
+        if path.exists() or path.suffix.lower() in CHECKPOINT_SUFFIXES:
+            if not path.exists():
+                raise CommandError(f"prior checkpoint not found: {path} (a prior name or a checkpoint file/folder; see `invkit plugins`)")
+            given = dict(args) if isinstance(args, dict) else parse_kv(args or [])
+            if "path" in given:
+                raise CommandError(f"--prior {value} is a checkpoint path; drop --prior-arg path=...")
+            return registry.build("prior", "checkpoint", {"path": str(path), **given})
+    return registry.build("prior", value, args)
 
 
 def _setup_degrade(p: argparse.ArgumentParser) -> None:
@@ -86,8 +109,8 @@ def _setup_solve(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solver-arg", action="append", default=[], metavar="K=V", help="solver parameter (repeatable)")
     p.add_argument("--operator", default=None, help="operator name (read from a .safetensors measurement if omitted)")
     p.add_argument("--arg", action="append", default=None, metavar="K=V", help="operator parameter (repeatable)")
-    p.add_argument("--prior", required=True, help="prior name (see `invkit plugins`)")
-    p.add_argument("--prior-arg", action="append", default=[], metavar="K=V", help="prior parameter (repeatable)")
+    p.add_argument("--prior", required=True, metavar="NAME|PATH", help="prior name (see `invkit plugins`) or checkpoint file/diffusers folder")
+    p.add_argument("--prior-arg", action="append", default=[], metavar="K=V", help="prior parameter (repeatable), e.g. arch=adm, flags=..., class_label=N")
     p.add_argument("--input", required=True, type=Path, help="the measurement: an image file or a .safetensors from `invkit degrade`")
     p.add_argument("--output", required=True, type=Path, help="restored image (PNG/TIFF/JPEG)")
     p.add_argument("--size", default=None, metavar="C,H,W", help="image shape, when the measurement does not determine it")
@@ -134,7 +157,7 @@ def _run_solve(args: argparse.Namespace, registry: Registry) -> int:
     if not math.isfinite(sigma_y) or sigma_y < 0:
         raise CommandError(f"--sigma-y must be a finite number >= 0, got {sigma_y}")
     problem = Problem(op, y.to(torch.float32), GaussianNoise(sigma_y))
-    prior = registry.build("prior", args.prior, args.prior_arg)
+    prior = build_prior(registry, args.prior, args.prior_arg)
     solver = registry.build("solver", args.solver, args.solver_arg)
     generator = torch.Generator().manual_seed(args.seed)
     started = time.perf_counter()

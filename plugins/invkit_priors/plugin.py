@@ -1,13 +1,54 @@
 """Entry-point module of the built-in priors (group ``invkit``, name ``priors``).
 
 Registers the analytic priors ``gaussian`` and ``gaussian_mixture``
-(:mod:`invkit_priors.analytic`) and the ``exact`` solver (:mod:`invkit_priors.exact`), each
-under the ``name`` of the class it builds.
+(:mod:`invkit_priors.analytic`), the ``checkpoint`` prior (any ADM/DDPM/diffusers checkpoint
+file, :mod:`invkit_priors.loaders`), the ``exact`` solver (:mod:`invkit_priors.exact`) and the
+``invkit prior list|fetch`` command (:mod:`invkit_priors.commands`). Heavy modules are imported
+only when their name is used.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from invkit.hookspecs import Register, hookimpl
+from invkit.params import Param
+
+
+def checkpoint(
+    path: str,
+    arch: str = "auto",
+    flags: str | None = None,
+    class_label: int | None = None,
+    prediction: str | None = None,
+    half: bool = False,
+    device: str = "cpu",
+    key: str | None = None,
+) -> Any:
+    """A diffusion checkpoint file (ADM, DDPM, invkit .safetensors) or diffusers folder, loaded strictly.
+
+    ``invkit solve --prior PATH`` builds this prior with ``path=PATH``; see
+    :func:`invkit_priors.loaders.load_checkpoint_prior` for the layouts and docs/checkpoints.md
+    for the public checkpoints (``invkit prior fetch NAME`` downloads them).
+    """
+    from .loaders import load_checkpoint_prior
+
+    return load_checkpoint_prior(
+        path, arch=arch, flags=flags, class_label=class_label, prediction=prediction, half=half, device=device, key=key
+    )
+
+
+checkpoint.name = "checkpoint"  # type: ignore[attr-defined]
+checkpoint.params = (  # type: ignore[attr-defined]
+    Param("path", str, doc="checkpoint file (.pt/.pth/.ckpt/.bin/.safetensors) or diffusers folder"),
+    Param("arch", str, "auto", "architecture; auto reads it off the keys, metadata or folder", choices=("auto", "adm", "ddpm", "diffusers")),
+    Param("flags", str, None, "architecture flags: preset name, k=v pairs, or the guided-diffusion '--image_size 256 ...' line"),
+    Param("class_label", int, None, "class index for a class-conditional model (required there)", min=0),
+    Param("prediction", str, None, "network output; default from the file/scheduler, else epsilon", choices=("epsilon", "x0", "v", "sample", "v_prediction")),
+    Param("half", bool, False, "run in float16 (GPU)"),
+    Param("device", str, "cpu", "torch device: cpu, cuda, cuda:1, ... or auto"),
+    Param("key", str, None, "top-level entry holding the state dict in a wrapped checkpoint (default: ema, ema_model, state_dict, model)"),
+)
 
 
 @hookimpl
@@ -15,7 +56,7 @@ def invkit_register_priors(register: Register) -> None:
     """Register the built-in priors."""
     from .analytic import gaussian, gaussian_mixture
 
-    for factory in (gaussian, gaussian_mixture):
+    for factory in (gaussian, gaussian_mixture, checkpoint):
         register(factory.name, factory)
 
 
@@ -25,3 +66,11 @@ def invkit_register_solvers(register: Register) -> None:
     from .exact import ExactSolver
 
     register(ExactSolver.name, ExactSolver)
+
+
+@hookimpl
+def invkit_register_commands(cli: Any) -> None:
+    """Add ``invkit prior list|fetch``."""
+    from .commands import run_prior_command, setup_prior_command
+
+    cli.add_command("prior", help="list and download the public diffusion checkpoints", setup=setup_prior_command, run=run_prior_command)

@@ -1,0 +1,553 @@
+"""The catalogue of public diffusion checkpoints, and verified downloads into a cache.
+
+The catalogue (``catalogue.json``, shipped with the package) lists for each checkpoint a short
+name, the file name(s), the URLs (official first, then mirrors; ``direct: false`` marks a page to
+open in a browser), the size and hashes where anyone published them **and whose they are**
+(``hash_by``: the authors', or a mirror's own), the licence terms, and the architecture flags that
+:func:`invkit_priors.loaders.load_checkpoint_prior` uses when the file carries none. A hash given
+on one source applies to that source's copy only (e.g. a mirror whose identity with the original
+is unverified).
+
+:func:`fetch` downloads an entry with :mod:`urllib` into the cache directory (``cache_dir``, else
+``$INVKIT_CACHE``, else ``$XDG_CACHE_HOME/invkit``, else ``~/.cache/invkit``):
+
+* it tries the direct URLs in catalogue order and falls back to the next one when a server
+  refuses, is unreachable, or sends an HTML page instead of the file (as Google Drive does for
+  large files);
+* the bytes go to ``<file>.part`` and are renamed into place (atomically) only once the size and
+  every known hash match; a mismatch deletes the partial file and raises
+  :class:`HashMismatchError` naming the expected and received values;
+* an interrupted download keeps ``<file>.part``; the next call resumes it with an HTTP ``Range``
+  request when the server supports that (else it starts over);
+* a file already in the cache is not downloaded again: its verification is recorded in
+  ``<file>.invkit.json`` (size, sha256, md5), and a file placed there by hand is hashed once;
+* progress goes to stderr (a one-line bar on a terminal), or to a callable.
+
+``$INVKIT_CATALOGUE`` may name a JSON file (same layout) whose entries are added to the shipped
+ones, replacing those of the same name (e.g. an in-house mirror); every function also takes an
+explicit ``catalogue``, which is how the tests point an entry at a local server.
+
+Example:
+    >>> from invkit_priors.fetch import load_catalogue
+    >>> cat = load_catalogue()
+    >>> cat["adm-imagenet256-uncond"].files[0].sha256[:8]
+    'a37c32ff'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Union
+
+__all__ = [
+    "Source",
+    "CatalogueFile",
+    "Entry",
+    "FetchError",
+    "HashMismatchError",
+    "load_catalogue",
+    "find_by_filename",
+    "fetch",
+    "resolve_cache_dir",
+    "cached_path",
+    "CACHE_ENV",
+    "CATALOGUE_ENV",
+]
+
+CACHE_ENV = "INVKIT_CACHE"
+CATALOGUE_ENV = "INVKIT_CATALOGUE"
+CATALOGUE_FORMAT = "invkit-catalogue-v1"
+_CHUNK = 1 << 20
+_TIMEOUT = 60.0
+_SIDECAR = ".invkit.json"
+
+
+class FetchError(RuntimeError):
+    """A checkpoint could not be downloaded (every URL failed, or no direct URL exists)."""
+
+
+class HashMismatchError(FetchError):
+    """The downloaded bytes differ from the catalogue's size or hash (the partial file is deleted)."""
+
+
+# ====================================================================== catalogue
+@dataclass(frozen=True)
+class Source:
+    """One place a file is published.
+
+    Attributes:
+        url: The address.
+        role: ``official``, ``mirror`` ... as the reference says.
+        direct: The URL serves the file itself (``False``: a page for a browser).
+        size_bytes, sha256, md5: This copy's own size/hashes, when they differ from (or are
+            unverified against) the file's; ``None`` to use the file's.
+        hash_by: Whose hash these are.
+        given_by: Who points at this URL.
+    """
+
+    url: str
+    role: str = ""
+    direct: bool = True
+    size_bytes: int | None = None
+    sha256: str | None = None
+    md5: str | None = None
+    hash_by: str | None = None
+    given_by: str = ""
+
+    @property
+    def has_own_checks(self) -> bool:
+        """Whether this source carries its own size or hash."""
+        return any(v is not None for v in (self.size_bytes, self.sha256, self.md5))
+
+
+@dataclass(frozen=True)
+class CatalogueFile:
+    """One file of an entry (a single checkpoint, or one file of a diffusers folder)."""
+
+    path: str
+    sources: tuple[Source, ...]
+    size_bytes: int | None = None
+    sha256: str | None = None
+    md5: str | None = None
+    hash_by: str | None = None
+
+    def checks(self, source: Source | None = None) -> tuple[int | None, str | None, str | None, str | None]:
+        """``(size, sha256, md5, hash_by)`` that a download from ``source`` must match."""
+        if source is not None and source.has_own_checks:
+            return source.size_bytes, source.sha256, source.md5, source.hash_by
+        return self.size_bytes, self.sha256, self.md5, self.hash_by
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One public checkpoint.
+
+    Attributes:
+        name: Short name (``invkit prior fetch NAME``).
+        title: What it is.
+        arch: ``adm``, ``ddpm`` or ``diffusers``.
+        flags: Architecture flags for the loader (``None`` for diffusers folders).
+        path: Where it lands in the cache: the file, or the folder of a multi-file entry.
+        files: The files to download.
+        aliases: Other names the same checkpoint goes by (matched by :func:`find_by_filename`).
+        class_cond: Needs a class label.
+        resolution: Training resolution.
+        license: Licence terms as stated for the weights.
+        raw: The JSON object, with every other field (notes, sources of facts, ...).
+    """
+
+    name: str
+    title: str
+    arch: str
+    flags: str | None
+    path: str
+    files: tuple[CatalogueFile, ...]
+    aliases: tuple[str, ...] = ()
+    class_cond: bool = False
+    resolution: int | None = None
+    license: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def is_folder(self) -> bool:
+        """Several files, fetched into one folder (a diffusers model)."""
+        return len(self.files) > 1 or self.arch == "diffusers"
+
+    @property
+    def size_bytes(self) -> int | None:
+        """Total published size, if every file's is known."""
+        sizes = [f.checks(next((s for s in f.sources if s.direct), None))[0] for f in self.files]
+        return sum(sizes) if all(s is not None for s in sizes) else None  # type: ignore[misc]
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Entry:
+        """Build from one catalogue JSON object (validating the fields fetch needs)."""
+        try:
+            name = str(obj["name"])
+            files = tuple(
+                CatalogueFile(
+                    path=str(f["path"]),
+                    sources=tuple(
+                        Source(
+                            url=str(s["url"]), role=str(s.get("role", "")), direct=bool(s.get("direct", True)),
+                            size_bytes=_opt_int(s.get("size_bytes")), sha256=_opt_hex(s.get("sha256")), md5=_opt_hex(s.get("md5")),
+                            hash_by=s.get("hash_by"), given_by=str(s.get("given_by", "")),
+                        )
+                        for s in f.get("sources", [])
+                    ),
+                    size_bytes=_opt_int(f.get("size_bytes")), sha256=_opt_hex(f.get("sha256")), md5=_opt_hex(f.get("md5")),
+                    hash_by=f.get("hash_by"),
+                )
+                for f in obj["files"]
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"catalogue entry {obj.get('name', '?')!r} is malformed ({type(err).__name__}: {err})") from None
+        if not files:
+            raise ValueError(f"catalogue entry {name!r} lists no files")
+        return cls(
+            name=name, title=str(obj.get("title", name)), arch=str(obj.get("arch", "")), flags=obj.get("flags"),
+            path=str(obj.get("path", files[0].path)), files=files, aliases=tuple(obj.get("aliases", ()) or ()),
+            class_cond=bool(obj.get("class_cond", False)), resolution=_opt_int(obj.get("resolution")),
+            license=obj.get("license"), raw=dict(obj),
+        )
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _opt_hex(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    int(text, 16)  # ValueError if not hex
+    return text
+
+
+CatalogueLike = Union[Mapping[str, "Entry"], Mapping[str, Any], Iterable[Any], str, os.PathLike, None]
+
+
+def _entries_from(obj: Any) -> list[Entry]:
+    if isinstance(obj, (str, os.PathLike)):
+        path = Path(obj)
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"cannot read catalogue {path}: {err}") from None
+    if isinstance(obj, Mapping) and "entries" in obj:
+        fmt = obj.get("format", CATALOGUE_FORMAT)
+        if fmt != CATALOGUE_FORMAT:
+            raise ValueError(f"catalogue format {fmt!r} is not {CATALOGUE_FORMAT!r}")
+        obj = obj["entries"]
+    if isinstance(obj, Mapping):
+        obj = list(obj.values())
+    return [e if isinstance(e, Entry) else Entry.from_json(e) for e in obj]
+
+
+def _builtin() -> list[Entry]:
+    text = resources.files("invkit_priors").joinpath("catalogue.json").read_text(encoding="utf-8")
+    return _entries_from(json.loads(text))
+
+
+def load_catalogue(catalogue: CatalogueLike = None) -> dict[str, Entry]:
+    """The catalogue as ``{name: Entry}``.
+
+    Args:
+        catalogue: ``None`` for the shipped catalogue plus ``$INVKIT_CATALOGUE`` (if set); or an
+            explicit catalogue: a ``{name: Entry}`` mapping, a list of entries/JSON objects, a
+            catalogue JSON object, or the path of a catalogue JSON file (used as it is).
+
+    Raises:
+        ValueError: A malformed catalogue.
+    """
+    if catalogue is not None:
+        if isinstance(catalogue, Mapping) and catalogue and all(isinstance(v, Entry) for v in catalogue.values()):
+            return dict(catalogue)  # type: ignore[arg-type]
+        return {e.name: e for e in _entries_from(catalogue)}
+    entries = {e.name: e for e in _builtin()}
+    extra = os.environ.get(CATALOGUE_ENV)
+    if extra:
+        entries.update({e.name: e for e in _entries_from(extra)})
+    return entries
+
+
+def find_by_filename(filename: str, catalogue: CatalogueLike = None) -> Entry | None:
+    """The catalogue entry whose file name (or an alias) is ``filename``, if exactly one is."""
+    base = Path(filename).name
+    hits = [
+        e for e in load_catalogue(catalogue).values()
+        if not e.is_folder and (base == Path(e.files[0].path).name or base in e.aliases)
+    ]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _get(name: str, catalogue: CatalogueLike) -> Entry:
+    entries = load_catalogue(catalogue)
+    if name not in entries:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(entries), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise KeyError(f"unknown checkpoint '{name}'; known: {', '.join(sorted(entries))} (see `invkit prior list`).{hint}")
+    return entries[name]
+
+
+# ====================================================================== cache
+def resolve_cache_dir(path: str | os.PathLike[str] | None = None) -> Path:
+    """The cache directory: ``path``, ``$INVKIT_CACHE``, ``$XDG_CACHE_HOME/invkit`` or ``~/.cache/invkit``."""
+    if path is not None:
+        return Path(path).expanduser()
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "invkit"
+    return Path.home() / ".cache" / "invkit"
+
+
+def cached_path(name: str, cache: str | os.PathLike[str] | None = None, catalogue: CatalogueLike = None) -> Path:
+    """Where :func:`fetch` puts entry ``name`` (whether or not it is there yet)."""
+    return resolve_cache_dir(cache) / _get(name, catalogue).path
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + _SIDECAR)
+
+
+def _hash_file(path: Path) -> tuple[str, str]:
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            sha.update(chunk)
+            md5.update(chunk)
+    return sha.hexdigest(), md5.hexdigest()
+
+
+def _matches(record: Mapping[str, Any], size: int | None, sha256: str | None, md5: str | None) -> bool:
+    return (
+        (size is None or record.get("size") == size)
+        and (sha256 is None or record.get("sha256") == sha256)
+        and (md5 is None or record.get("md5") == md5)
+    )
+
+
+def _is_cached(dest: Path, cfile: CatalogueFile) -> bool:
+    """True when ``dest`` holds a verified copy (hashing a hand-placed file once)."""
+    if not dest.is_file():
+        return False
+    size_now = dest.stat().st_size
+    candidates = [cfile.checks(None)] + [cfile.checks(s) for s in cfile.sources if s.has_own_checks]
+    try:
+        record = json.loads(_sidecar(dest).read_text())
+    except (OSError, json.JSONDecodeError):
+        record = None
+    if record is not None and record.get("size") == size_now:
+        return any(_matches(record, *c[:3]) for c in candidates)
+    if not any(c[1] or c[2] for c in candidates):  # nothing to verify against but the size
+        return all(c[0] is None for c in candidates) or any(c[0] == size_now for c in candidates)
+    sha, md5 = _hash_file(dest)
+    record = {"size": size_now, "sha256": sha, "md5": md5, "url": None}
+    if any(_matches(record, *c[:3]) for c in candidates):
+        _write_json(_sidecar(dest), record)
+        return True
+    return False
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+# ====================================================================== download
+Progress = Union[bool, Callable[[int, "int | None"], None]]
+
+
+class _Bar:
+    """A one-line progress bar on stderr (only on a terminal), at most ~5 updates per second."""
+
+    def __init__(self, label: str, total: int | None, enabled: Progress, start: int = 0) -> None:
+        self.label, self.total, self.done = label, total, start
+        self.callback = enabled if callable(enabled) else None
+        self.tty = enabled is True and sys.stderr.isatty()
+        self.t0 = self.last = time.monotonic()
+        self.start = start
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+        now = time.monotonic()
+        if self.tty and (now - self.last > 0.2 or (self.total and self.done >= self.total)):
+            self.last = now
+            rate = (self.done - self.start) / max(now - self.t0, 1e-6) / 1e6
+            if self.total:
+                frac = self.done / self.total
+                bar = "#" * int(30 * frac)
+                text = f"{self.label} [{bar:<30}] {self.done / 1e6:,.1f}/{self.total / 1e6:,.1f} MB {100 * frac:5.1f}% {rate:.1f} MB/s"
+            else:
+                text = f"{self.label} {self.done / 1e6:,.1f} MB {rate:.1f} MB/s"
+            print("\r" + text, end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr, flush=True)
+
+
+class _SourceFailed(Exception):
+    """This URL did not deliver the file (try the next one)."""
+
+
+def _say(progress: Progress, text: str) -> None:
+    if progress is True:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _download(url: str, dest: Path, checks: tuple[int | None, str | None, str | None, str | None], label: str, progress: Progress) -> dict[str, Any]:
+    """Download ``url`` to ``dest`` via ``dest.part`` (resuming it if it came from the same URL)."""
+    size, sha256, md5, hash_by = checks
+    part = dest.with_name(dest.name + ".part")
+    part_src = dest.with_name(dest.name + ".part.url")
+    start = 0
+    if part.is_file():
+        try:
+            same = part_src.read_text().strip() == url
+        except OSError:
+            same = False
+        start = part.stat().st_size if same else 0
+        if size is not None and start > size:
+            start = 0
+    headers = {"User-Agent": "invkit-fetch/1 (python urllib)"}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=_TIMEOUT)  # noqa: S310 - http(s) URLs from the catalogue
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and start:  # the range is past the end: start over next time
+            part.unlink(missing_ok=True)
+            raise _SourceFailed(f"HTTP 416 on resume; the partial file was discarded, run again") from None
+        raise _SourceFailed(f"HTTP {err.code} {err.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise _SourceFailed(f"{type(err).__name__}: {reason}") from None
+    with response:
+        ctype = response.headers.get("Content-Type", "") or ""
+        if "text/html" in ctype.lower():
+            raise _SourceFailed("the server sent an HTML page, not the file (a confirmation or login page?)")
+        resumed = start > 0 and response.status == 206 and (response.headers.get("Content-Range", "") or "").startswith(f"bytes {start}-")
+        if not resumed:
+            start = 0
+        length = response.headers.get("Content-Length")
+        total = (start + int(length)) if length and length.isdigit() else size
+        if size is not None and total is not None and total != size:
+            part.unlink(missing_ok=True)
+            raise HashMismatchError(f"{label}: size mismatch for {url}: expected {size} bytes, the server announces {total}; nothing kept")
+        sha, md = hashlib.sha256(), hashlib.md5()
+        if start:
+            with open(part, "rb") as fh:
+                while chunk := fh.read(_CHUNK):
+                    sha.update(chunk)
+                    md.update(chunk)
+            _say(progress, f"resuming {label} at {start / 1e6:,.1f} MB from {url}")
+        else:
+            _say(progress, f"downloading {label} from {url}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part_src.write_text(url)
+        bar = _Bar(label, total, progress, start)
+        got = start
+        try:
+            with open(part, "ab" if start else "wb") as out:
+                while True:
+                    chunk = response.read(_CHUNK)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    sha.update(chunk)
+                    md.update(chunk)
+                    got += len(chunk)
+                    bar.update(len(chunk))
+                    if size is not None and got > size:
+                        break
+        except (OSError, urllib.error.URLError, http.client.HTTPException) as err:
+            bar.close()
+            raise FetchError(
+                f"{label}: download from {url} interrupted at {got} of {total or '?'} bytes ({type(err).__name__}: {err}); "
+                f"run the same command again to resume"
+            ) from None
+        bar.close()
+    if total is not None and got < total and not (size is not None and got > size):
+        raise FetchError(f"{label}: download from {url} ended at {got} of {total} bytes; run the same command again to resume")
+    record = {"size": got, "sha256": sha.hexdigest(), "md5": md.hexdigest(), "url": url}
+    problems = []
+    if size is not None and got != size:
+        problems.append(f"size: expected {size} bytes, got {got}")
+    if sha256 is not None and record["sha256"] != sha256:
+        problems.append(f"sha256: expected {sha256}, got {record['sha256']}")
+    if md5 is not None and record["md5"] != md5:
+        problems.append(f"md5: expected {md5}, got {record['md5']}")
+    if problems:
+        part.unlink(missing_ok=True)
+        part_src.unlink(missing_ok=True)
+        whose = f" ({hash_by})" if hash_by else ""
+        raise HashMismatchError(f"{label}: {'; '.join(problems)}{whose} for {url}; the partial file was deleted")
+    os.replace(part, dest)
+    part_src.unlink(missing_ok=True)
+    record["verified"] = [k for k, v in (("size", size), ("sha256", sha256), ("md5", md5)) if v is not None]
+    record["hash_by"] = hash_by
+    _write_json(_sidecar(dest), record)
+    return record
+
+
+def _fetch_file(cfile: CatalogueFile, dest: Path, label: str, url: str | None, progress: Progress) -> Path:
+    if _is_cached(dest, cfile):
+        _say(progress, f"{label}: already in the cache ({dest})")
+        return dest
+    if url is not None:
+        sources = [Source(url=url, role="given with --url")]
+    else:
+        sources = [s for s in cfile.sources if s.direct]
+        if not sources:
+            pages = ", ".join(s.url for s in cfile.sources) or "none listed"
+            raise FetchError(f"{label}: no direct download URL; get it from {pages} and pass the file's path to --prior")
+    failures = []
+    for src in sources:
+        try:
+            record = _download(src.url, dest, cfile.checks(src if url is None else None), label, progress)
+        except _SourceFailed as why:
+            failures.append(f"{src.url}: {why}")
+            _say(progress, f"{label}: {src.url} failed ({why}); trying the next URL" if src is not sources[-1] else f"{label}: {src.url} failed ({why})")
+            continue
+        checked = ", ".join(record["verified"]) or "nothing (no size or hash published)"
+        _say(progress, f"{label}: saved {dest} ({record['size']:,} bytes; verified {checked})")
+        return dest
+    raise FetchError(f"{label}: every URL failed — " + "; ".join(failures))
+
+
+def fetch(
+    name: str,
+    cache_dir: str | os.PathLike[str] | None = None,
+    url: str | None = None,
+    progress: Progress = True,
+    *,
+    catalogue: CatalogueLike = None,
+) -> Path:
+    """Download the catalogue entry ``name`` (if not cached yet) and return its local path.
+
+    Args:
+        name: Catalogue name (see ``invkit prior list``).
+        cache_dir: Cache directory (default ``$INVKIT_CACHE`` or ``~/.cache/invkit``).
+        url: Download from this URL instead of the catalogue's (single-file entries; still
+            verified against the catalogue's size and hash).
+        progress: ``True`` for messages and a progress bar on stderr, ``False`` for silence, or
+            ``callback(bytes_done, total_or_None)``.
+        catalogue: Use this catalogue instead of the shipped one (see :func:`load_catalogue`).
+
+    Returns:
+        The checkpoint file, or the folder of a multi-file (diffusers) entry.
+
+    Raises:
+        KeyError: Unknown name (the message lists the known ones).
+        HashMismatchError: Size or hash differ (expected and received values named).
+        FetchError: No URL delivered the file.
+    """
+    entry = _get(name, catalogue)
+    root = resolve_cache_dir(cache_dir)
+    target = root / entry.path
+    if url is not None and len(entry.files) != 1:
+        raise FetchError(f"{name}: --url works for single-file entries only; this one has {len(entry.files)} files")
+    if entry.is_folder:
+        for cfile in entry.files:
+            _fetch_file(cfile, target / cfile.path, f"{name}/{cfile.path}", url, progress)
+        return target
+    return _fetch_file(entry.files[0], target, name, url, progress)
