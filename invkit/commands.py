@@ -109,7 +109,7 @@ def _setup_solve(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solver-arg", action="append", default=[], metavar="K=V", help="solver parameter (repeatable)")
     p.add_argument("--operator", default=None, help="operator name (read from a .safetensors measurement if omitted)")
     p.add_argument("--arg", action="append", default=None, metavar="K=V", help="operator parameter (repeatable)")
-    p.add_argument("--prior", required=True, metavar="NAME|PATH", help="prior name (see `invkit plugins`) or checkpoint file/diffusers folder")
+    p.add_argument("--prior", default="default", metavar="NAME|PATH", help="prior name (see `invkit plugins`) or checkpoint file/diffusers folder (default: the built-in 'default' prior)")
     p.add_argument("--prior-arg", action="append", default=[], metavar="K=V", help="prior parameter (repeatable), e.g. arch=adm, flags=..., class_label=N")
     p.add_argument("--input", required=True, type=Path, help="the measurement: an image file or a .safetensors from `invkit degrade`")
     p.add_argument("--output", required=True, type=Path, help="restored image (PNG/TIFF/JPEG)")

@@ -103,3 +103,11 @@ def test_output_safety(photo, tmp_path):
     bad.write_bytes(b"garbage")
     proc = run("solve", "--operator", "denoising", "--prior", "gaussian", "--input", str(bad), "--output", str(tmp_path / "z.png"))
     assert proc.returncode == 2 and "cannot read image" in proc.stderr
+
+
+def test_default_prior_when_prior_is_omitted(photo, tmp_path):
+    out = tmp_path / "default.png"
+    proc = run("solve", "--operator", "denoising", "--input", str(photo), "--output", str(out), "--steps", "3", "--sigma-y", "0.05")
+    assert proc.returncode == 0, proc.stderr
+    assert "prior default" in proc.stdout
+    assert read_image(out).x.shape == read_image(photo).x.shape

@@ -55,8 +55,9 @@ checkpoint.params = (  # type: ignore[attr-defined]
 def invkit_register_priors(register: Register) -> None:
     """Register the built-in priors."""
     from .analytic import gaussian, gaussian_mixture
+    from .default_prior import default
 
-    for factory in (gaussian, gaussian_mixture, checkpoint):
+    for factory in (default, gaussian, gaussian_mixture, checkpoint):
         register(factory.name, factory)
 
 
