@@ -12,7 +12,7 @@ Example:
 """
 
 from .checks import CheckReport, CheckResult, check_adjoint, check_shapes, check_svd, conformance_cases, run_checks
-from .dense import DEFAULT_MAX_SIZE, DenseSizeError, DenseSVD, matrix_of
+from .dense import DEFAULT_MAX_SIZE, DenseSizeError, DenseSVD, MatrixOperator, matrix_of
 from .hookspecs import hookimpl, hookspec
 from .noise import GaussianNoise, quantization_sigma
 from .operator import Operator, Shape, SVDOperator, as_shape
@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_MAX_SIZE",
     "DenseSizeError",
     "DenseSVD",
+    "MatrixOperator",
     "matrix_of",
     "hookimpl",
     "hookspec",

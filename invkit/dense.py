@@ -31,7 +31,7 @@ from torch import Tensor
 
 from .operator import Operator, SVDOperator
 
-__all__ = ["DenseSVD", "DenseSizeError", "matrix_of", "adjoint_matrix_of", "DEFAULT_MAX_SIZE"]
+__all__ = ["DenseSVD", "MatrixOperator", "DenseSizeError", "matrix_of", "adjoint_matrix_of", "DEFAULT_MAX_SIZE"]
 
 DEFAULT_MAX_SIZE = 4096
 
@@ -133,3 +133,42 @@ class DenseSVD(SVDOperator):
     def adjoint(self, y: Tensor) -> Tensor:
         a = self.const("a", torch.from_numpy(self.matrix), y)
         return (y.reshape(y.shape[0], -1) @ a).reshape(y.shape[0], *self.in_shape)
+
+
+class MatrixOperator(Operator):
+    """``y = A x`` for an explicit ``m × n`` matrix (images ``(C, H, W)`` -> vectors ``(m,)``).
+
+    For small custom degradations known only as a matrix, and for tests. It has no SVD of its
+    own: SVD-based solvers use :class:`DenseSVD` through :meth:`invkit.Problem.require_svd`.
+
+    Args:
+        in_shape: Image shape ``(C, H, W)`` with ``C H W = n``.
+        matrix: The ``m × n`` matrix (numpy array or tensor); kept in float64.
+
+    Example:
+        >>> import numpy as np, torch
+        >>> op = MatrixOperator((1, 1, 2), np.array([[1.0, 1.0]]))
+        >>> op.forward(torch.tensor([[[[2.0, 3.0]]]])).tolist()
+        [[5.0]]
+    """
+
+    name = "matrix"
+
+    def __init__(self, in_shape, matrix) -> None:
+        super().__init__(in_shape)
+        a = torch.as_tensor(np.asarray(matrix, dtype=np.float64))
+        if a.dim() != 2 or a.shape[1] != self.in_numel:
+            raise ValueError(f"matrix has shape {tuple(a.shape)}; expected (m, {self.in_numel}) for images {self.in_shape}")
+        self.a = a
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return (self.a.shape[0],)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_image(x)
+        return x.reshape(x.shape[0], -1) @ self.const("a", self.a, x).T
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        self.check_measurement(y)
+        return (y @ self.const("a", self.a, y)).reshape(y.shape[0], *self.in_shape)

@@ -208,6 +208,15 @@ class SVDOperator(Operator):
     def U(self, z: Tensor) -> Tensor:
         """``U z``: ``(B, m)`` -> measurements ``(B, *out_shape)``."""
 
+    # ------------------------------------------------------------------ input checks
+    def check_spectral(self, z: Tensor) -> None:
+        """Raise ``ValueError`` unless ``z`` is a ``(B, n)`` spectral vector (input of ``V``)."""
+        _check_batched(z, (self.in_numel,), f"{self.label}: spectral vector")
+
+    def check_coordinates(self, z: Tensor) -> None:
+        """Raise ``ValueError`` unless ``z`` is a ``(B, m)`` vector of measurement coordinates (input of ``U``)."""
+        _check_batched(z, (self.out_numel,), f"{self.label}: measurement coordinates")
+
     # ------------------------------------------------------------------ derived maps
     def s_like(self, like: Tensor) -> Tensor:
         """The singular values on ``like``'s device and dtype (cached)."""

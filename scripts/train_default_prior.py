@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
+
 import os
 import time
 from pathlib import Path

@@ -12,12 +12,12 @@ import scipy.stats
 import torch
 
 from invkit.dense import DenseSVD
-from invkit.operator import Operator
 from invkit.params import ParamError
 from invkit.prior import ddpm_sigma_grid
 from invkit.registry import get_registry
 from invkit_priors.analytic import GaussianMixturePrior, GaussianPrior, PowerLawSpectrum
 from invkit_priors.bases import DCTBasis, IdentityBasis, MatrixBasis, basis_matrix, dct_matrix
+from invkit.dense import MatrixOperator as MatrixOp
 
 
 # ---------------------------------------------------------------------- helpers
@@ -41,25 +41,6 @@ def np_mixture_denoise(x: np.ndarray, weights, mus, covs, sigma: float) -> np.nd
     r = np.exp(logs - scipy.special.logsumexp(logs))
     return sum(rk * np_denoise(x, m, c, sigma) for rk, m, c in zip(r, mus, covs))
 
-
-class MatrixOp(Operator):
-    """y = A x for an explicit matrix (for DenseSVD-as-basis tests)."""
-
-    name = "matrix"
-
-    def __init__(self, in_shape, a: np.ndarray):
-        super().__init__(in_shape)
-        self.a = torch.from_numpy(a)
-
-    @property
-    def out_shape(self):
-        return (self.a.shape[0],)
-
-    def forward(self, x):
-        return x.reshape(x.shape[0], -1) @ self.const("a", self.a, x).T
-
-    def adjoint(self, y):
-        return (y @ self.const("a", self.a, y)).reshape(y.shape[0], *self.in_shape)
 
 
 def rand(shape, seed: int, dtype=torch.float64) -> torch.Tensor:

@@ -17,30 +17,12 @@ import scipy.stats
 import torch
 
 import invkit
-from invkit import DenseSVD, GaussianNoise, Operator, Problem, ddpm_sigma_grid
+from invkit.dense import MatrixOperator as MatrixOp
+from invkit import DenseSVD, GaussianNoise, Problem, ddpm_sigma_grid
 from invkit_ddrm import DDRM, ddrm_schedule
 
 ALPHA = 1e-3  # family-wise false-alarm rate of each statistical test
 
-
-class MatrixOp(Operator):
-    """y = A x for an explicit matrix (no SVD of its own: DDRM uses the dense fallback)."""
-
-    name = "matrix"
-
-    def __init__(self, in_shape, a: np.ndarray):
-        super().__init__(in_shape)
-        self.a = torch.from_numpy(a)
-
-    @property
-    def out_shape(self):
-        return (self.a.shape[0],)
-
-    def forward(self, x):
-        return x.reshape(x.shape[0], -1) @ self.const("a", self.a, x).T
-
-    def adjoint(self, y):
-        return (y @ self.const("a", self.a, y)).reshape(y.shape[0], *self.in_shape)
 
 
 class SpectralGaussian(invkit.Prior):

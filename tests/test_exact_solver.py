@@ -11,7 +11,7 @@ import scipy.stats
 import torch
 
 from invkit import GaussianNoise, Prior, Problem, Step
-from invkit.operator import Operator
+from invkit.dense import MatrixOperator as MatrixOp
 from invkit.registry import get_registry
 from invkit_operators.denoising import Denoising
 from invkit_operators.inpainting import Inpainting
@@ -27,25 +27,6 @@ from invkit_priors.exact import (
 
 
 # ---------------------------------------------------------------------- helpers
-class MatrixOp(Operator):
-    """y = A x for an explicit matrix A: image (C, H, W) -> vector (m,)."""
-
-    name = "matrix"
-
-    def __init__(self, in_shape, a: np.ndarray):
-        super().__init__(in_shape)
-        self.a = torch.from_numpy(np.asarray(a, dtype=np.float64))
-
-    @property
-    def out_shape(self):
-        return (self.a.shape[0],)
-
-    def forward(self, x):
-        return x.reshape(x.shape[0], -1) @ self.const("a", self.a, x).T
-
-    def adjoint(self, y):
-        return (y @ self.const("a", self.a, y)).reshape(y.shape[0], *self.in_shape)
-
 
 class Flat(Prior):
     """A non-analytic prior (identity denoiser)."""

@@ -154,7 +154,7 @@ class Colorization(SVDOperator):
         return torch.einsum("jc,bchw->bjhw", basis, x).reshape(x.shape[0], -1)
 
     def V(self, z: Tensor) -> Tensor:
-        _check_flat(z, self.in_numel, f"{self.label}: spectral vector")
+        self.check_spectral(z)
         basis = self.const("basis", self._basis, z)
         return torch.einsum("jc,bjhw->bchw", basis, z.reshape(z.shape[0], *self.in_shape))
 
@@ -163,13 +163,9 @@ class Colorization(SVDOperator):
         return y.reshape(y.shape[0], -1).clone()
 
     def U(self, z: Tensor) -> Tensor:
-        _check_flat(z, self.out_numel, f"{self.label}: measurement coordinates")
+        self.check_coordinates(z)
         return z.reshape(z.shape[0], *self.out_shape).clone()
 
-
-def _check_flat(z: Tensor, size: int, what: str) -> None:
-    if z.dim() != 2 or z.shape[1] != size:
-        raise ValueError(f"{what} has shape {tuple(z.shape)}; expected (B, {size})")
 
 
 OPERATORS = (Colorization,)

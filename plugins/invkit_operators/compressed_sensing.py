@@ -150,7 +150,7 @@ class CompressedSensing(SVDOperator):
         return torch.cat((coef[:, :, :m].reshape(b, -1), coef[:, :, m:].reshape(b, -1)), dim=1)
 
     def V(self, z: Tensor) -> Tensor:
-        _check_flat(z, self.in_numel, f"{self.label}: spectral vector")
+        self.check_spectral(z)
         inv = self.const("inv", self._inv, z)
         b, c, m = z.shape[0], self.in_shape[0], self._m
         kept = z[:, : c * m].reshape(b, c, m)
@@ -163,7 +163,7 @@ class CompressedSensing(SVDOperator):
         return y.clone()
 
     def U(self, z: Tensor) -> Tensor:
-        _check_flat(z, self.out_numel, f"{self.label}: measurement coordinates")
+        self.check_coordinates(z)
         return z.clone()
 
 
@@ -174,10 +174,6 @@ def _pow2_below(v: int) -> int:
 def _pow2_above(v: int) -> int:
     return 1 << (v - 1).bit_length()
 
-
-def _check_flat(z: Tensor, size: int, what: str) -> None:
-    if z.dim() != 2 or z.shape[1] != size:
-        raise ValueError(f"{what} has shape {tuple(z.shape)}; expected (B, {size})")
 
 
 OPERATORS = (CompressedSensing,)

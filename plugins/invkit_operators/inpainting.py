@@ -271,7 +271,7 @@ class Inpainting(SVDOperator):
         return x.reshape(x.shape[0], -1).index_select(1, perm)
 
     def V(self, z: Tensor) -> Tensor:
-        _check_flat(z, self.in_numel, f"{self.label}: spectral vector")
+        self.check_spectral(z)
         inv = self.const("inv", self._inv, z)
         return z.index_select(1, inv).reshape(z.shape[0], *self.in_shape)
 
@@ -280,13 +280,9 @@ class Inpainting(SVDOperator):
         return y.clone()
 
     def U(self, z: Tensor) -> Tensor:
-        _check_flat(z, self._m, f"{self.label}: measurement coordinates")
+        self.check_coordinates(z)
         return z.clone()
 
-
-def _check_flat(z: Tensor, size: int, what: str) -> None:
-    if z.dim() != 2 or z.shape[1] != size:
-        raise ValueError(f"{what} has shape {tuple(z.shape)}; expected (B, {size})")
 
 
 OPERATORS = (Inpainting,)

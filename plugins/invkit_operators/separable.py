@@ -202,11 +202,6 @@ class SeparableOperator(SVDOperator):
             self._s = s
         return self._s
 
-    def _check_flat(self, z: Tensor, size: int, what: str) -> None:
-        if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[1] != size:
-            got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
-            raise ValueError(f"{self.label}: {what} has shape {got}; expected (B, {size})")
-
     def Vt(self, x: Tensor) -> Tensor:
         self.check_image(x)
         v_h = self.const("sep_v_h", self.svd.v_h, x)
@@ -218,7 +213,7 @@ class SeparableOperator(SVDOperator):
         return z
 
     def V(self, z: Tensor) -> Tensor:
-        self._check_flat(z, self.in_numel, "spectral vector")
+        self.check_spectral(z)
         perm = self._perm("in")
         if perm is not None:
             z = z.index_select(1, self.const("sep_iperm_in", perm[1], z))
@@ -237,7 +232,7 @@ class SeparableOperator(SVDOperator):
         return z
 
     def U(self, z: Tensor) -> Tensor:
-        self._check_flat(z, self.out_numel, "spectral vector")
+        self.check_coordinates(z)
         perm = self._perm("out")
         if perm is not None:
             z = z.index_select(1, self.const("sep_iperm_out", perm[1], z))

@@ -174,7 +174,7 @@ class SuperResolution(SVDOperator):
         return torch.cat([observed, rest], dim=1)
 
     def V(self, z: Tensor) -> Tensor:
-        _check_flat(z, self.in_numel, f"{self.label}: spectral vector")
+        self.check_spectral(z)
         b = z.shape[0]
         c, h, w = self.in_shape
         r = self.factor
@@ -189,14 +189,9 @@ class SuperResolution(SVDOperator):
         return y.reshape(y.shape[0], -1).clone()
 
     def U(self, z: Tensor) -> Tensor:
-        _check_flat(z, self.out_numel, f"{self.label}: measurement coordinates")
+        self.check_coordinates(z)
         return z.reshape(z.shape[0], *self.out_shape).clone()
 
-
-def _check_flat(z: Tensor, size: int, what: str) -> None:
-    if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[1] != size:
-        got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
-        raise ValueError(f"{what} has shape {got}; expected (B, {size})")
 
 
 class BicubicSuperResolution(SeparableOperator):

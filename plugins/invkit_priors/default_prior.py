@@ -26,7 +26,6 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from invkit.params import Param
