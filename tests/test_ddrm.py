@@ -260,7 +260,7 @@ def test_schedule_and_validation():
     problem = Problem(op, torch.zeros(1, 1, 2, 2), GaussianNoise(0.1))
     # sigma_y / s = 0.1 and the schedule's smallest level above 0.1 is 0.171: eta_b <= 1.71 is valid
     DDRM(eta_b=1.5).solve(problem, Grey(), steps=20, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(ValueError, match="eta_b = 2.0 makes a transition variance negative.*use eta_b <= 1.71"):
+    with pytest.raises(ValueError, match=r"eta_b = 2.0 makes a transition variance .* negative .*use eta_b <= 1.711"):
         DDRM(eta_b=2.0).solve(problem, Grey(), steps=20, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="strictly decreasing"):
         DDRM().solve(problem, Grey(), sigmas=[1.0, 2.0], generator=torch.Generator().manual_seed(0))
@@ -286,3 +286,49 @@ def test_tiny_singular_values_do_not_amplify_rounding_float32():
     # with the threshold off, the same problem blows up: the threshold is what saves it
     bad = DDRM(svd_rtol=0.0).solve(Problem(op, y), Iso(), steps=20, generator=torch.Generator().manual_seed(0))
     assert float(bad.x.abs().max()) > 10.0
+
+
+def test_eta_b_bound_is_the_smallest_over_the_schedule():
+    op = invkit.get_registry().build_operator("denoising", (1, 2, 2))
+
+    class Grey(invkit.Prior):
+        sigma_grid = ddpm_sigma_grid()
+
+        def denoise(self, x, sigma):
+            return torch.full_like(x, 0.5)
+
+    problem = Problem(op, torch.zeros(1, 1, 2, 2), GaussianNoise(0.1))
+    with pytest.raises(ValueError, match=r"use eta_b <= 1.711"):  # not the first failing level's 86.9
+        DDRM(eta_b=100.0).solve(problem, Grey(), steps=20, generator=torch.Generator().manual_seed(0))
+    # sigma_T is not a transition target: eta_b = 1.02 is valid when only sigma_T would violate it
+    problem = Problem(op, torch.zeros(1, 1, 2, 2), GaussianNoise(0.99))
+    DDRM(eta_b=1.02).solve(problem, Grey(), sigmas=[1.0, 0.5], generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("sigma_y", [0.0, 0.2])
+def test_start_distribution_and_data_centre_with_a_short_schedule(sigma_y):
+    """With sigma_T small the chain remembers its start: N(ybar, sigma_T^2 - nstd^2) or N(cbar, sigma_T^2)."""
+    sing = [2.0, 1.0, 0.5, 0.3, 0.1, 0.05]
+    op = DenseSVD(make_problem(sing, shape=(1, 3, 4), m=8, seed=3))
+    n = op.in_numel
+    rng = np.random.default_rng(5)
+    lam = torch.from_numpy(rng.uniform(1.0, 2.0, n))  # a broad prior: the denoiser keeps most of the start
+    center = 0.2
+    mu_bar = op.Vt(torch.full((1, *op.in_shape), 0.7, dtype=torch.float64))[0]
+    prior = SpectralGaussian(op, mu_bar, lam, center=center)
+    y = op.forward(op.V(mu_bar[None])) + sigma_y * torch.from_numpy(rng.standard_normal((1, op.out_numel)))
+    sigmas = [0.3, 0.12]
+    samples_n = 4000
+    out = DDRM().solve(Problem(op, y.repeat(samples_n, 1), GaussianNoise(sigma_y)), prior, sigmas=sigmas, generator=torch.Generator().manual_seed(9))
+    s_full = np.zeros(n)
+    s_full[: len(op.singular_values)] = op.singular_values.numpy()
+    ut = np.pad(op.Ut(y)[0].numpy(), (0, n - op.out_numel))
+    nz = s_full > 0
+    ybar = np.zeros(n)
+    ybar[nz] = ut[nz] / s_full[nz]
+    c_bar = op.Vt(torch.full((1, *op.in_shape), center, dtype=torch.float64))[0].numpy()
+    mean, var, obs, nstd = reference_moments(s_full, ybar, sigma_y, mu_bar.numpy(), lam.numpy(), c_bar, sigmas + [0.0], 0.85, 1.0, 1e-3)
+    if sigma_y > 0:  # both start cases are exercised
+        assert (obs & (nstd > sigmas[0])).any() and (obs & (nstd < sigmas[0]) & (nstd > 0.1)).any()
+    zmax, bound = max_z_ok(op.Vt(out.x).numpy(), mean, var)
+    assert zmax < bound, f"max |z| = {zmax:.2f} >= {bound:.2f}"

@@ -227,11 +227,22 @@ class DDRM(Solver):
         return sched
 
     def _check_variances(self, schedule: list[float], nstd_obs: Tensor) -> None:
-        """Reject η_b values that would make a transition variance σ_t² − η_b² σ_y²/s_i² negative."""
+        """Reject η_b values that would make a transition variance σ_t² − η_b² σ_y²/s_i² negative.
+
+        Only the levels transitions land on count (``schedule[1:]``; the start at σ_T does not use
+        η_b). The largest valid η_b is the smallest ``σ_t / (σ_y/s_i)`` over the pairs with
+        ``σ_t ≥ σ_y/s_i`` (the branch that uses η_b), which the error message reports.
+        """
         if self.eta_b <= 1.0 or nstd_obs.numel() == 0:
             return
-        for sig_t in schedule[:-1]:
-            active = nstd_obs[nstd_obs <= sig_t]
-            if active.numel() and float(sig_t**2 - (self.eta_b * active.max()) ** 2) < 0:
-                worst = float(sig_t / active.max())
-                raise ValueError(f"solver 'ddrm': eta_b = {self.eta_b} makes a transition variance negative at sigma_t = {sig_t:.4g}; use eta_b <= {worst:.4g} (or <= 1)")
+        levels = torch.tensor(schedule[1:], dtype=nstd_obs.dtype, device=nstd_obs.device)
+        nstd = nstd_obs[nstd_obs > 0]
+        if nstd.numel() == 0:
+            return
+        ratio = levels[:, None] / nstd[None, :]
+        bound = float(ratio[ratio >= 1.0].min()) if bool((ratio >= 1.0).any()) else math.inf
+        if self.eta_b > bound:
+            raise ValueError(
+                f"solver 'ddrm': eta_b = {self.eta_b} makes a transition variance sigma_t^2 - eta_b^2 sigma_y^2/s^2 "
+                f"negative for this schedule and noise; use eta_b <= {bound:.4g} (or <= 1)"
+            )
