@@ -592,7 +592,10 @@ def _load_diffusers(source: Path, class_label: Any, prediction: str | None, half
     _fill(unet, state, weights)
 
     scfg = _read_json(sched_path)
-    sched_cls = getattr(diffusers, str(scfg.get("_class_name", "DDPMScheduler")), None) or diffusers.DDPMScheduler
+    # Only scheduler classes may be named by the file (never an arbitrary diffusers attribute).
+    named = getattr(diffusers, str(scfg.get("_class_name", "DDPMScheduler")), None)
+    base = getattr(diffusers, "SchedulerMixin", None)
+    sched_cls = named if isinstance(named, type) and base is not None and issubclass(named, base) else diffusers.DDPMScheduler
     try:
         scheduler = sched_cls.from_config(scfg)
     except Exception as err:  # noqa: BLE001
