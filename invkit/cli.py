@@ -4,8 +4,10 @@ Subcommands in the core: ``plugins`` (what is installed, by distribution) and
 ``check-operator`` (run the conformance checks on any registered operator). Plugins add their
 own subcommands through the ``invkit_register_commands`` hook.
 
-Errors a user can fix (unknown names, bad parameters, bad sizes) print one line and exit with
-status 2; ``--debug`` shows the traceback. A failed check exits with status 1.
+Errors a user can fix (unknown names, bad parameters, bad sizes, missing or unreadable files)
+print one line and exit with status 2; any other failure prints one line and exits with status
+1; ``--debug`` (before or after the subcommand) shows the traceback. A failed check exits with
+status 1; Ctrl-C exits with status 130.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -120,6 +123,7 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
 
     p = sub.add_parser("plugins", help="list registered operators, priors and solvers with their distributions")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
     p.set_defaults(handler=lambda a: _cmd_plugins(a, registry))
 
     p = sub.add_parser(
@@ -134,6 +138,7 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
     p.add_argument("--tol", type=float, default=1e-9, help="tolerance for every relative error (default 1e-9)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--list-params", action="store_true", help="show the operator's parameters and exit")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
     p.set_defaults(handler=lambda a: _cmd_check_operator(a, registry))
 
     add_core_commands(sub, registry)
@@ -186,8 +191,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         code = args.handler(args)
         return int(code or 0)
-    except (PluginError, ParamError, UsageError, DenseSizeError, ValueError, FileNotFoundError) as exc:
+    except KeyboardInterrupt:
         if debug:
-            raise
-        print(f"invkit: error: {exc}", file=sys.stderr)
+            traceback.print_exc()
+        print("invkit: interrupted (no partial output is left: files are written atomically)", file=sys.stderr)
+        return 130
+    except (PluginError, ParamError, UsageError, DenseSizeError, ValueError, OSError) as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"invkit: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure: one line, the traceback with --debug
+        if debug:
+            traceback.print_exc()
+        print(f"invkit: error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_FAIL
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's message on one line."""
+    text = str(exc)
+    if isinstance(exc, KeyError) and not isinstance(exc, PluginError) and text.startswith("'"):
+        text = text.strip("'")
+    return " ".join(text.split()) or type(exc).__name__

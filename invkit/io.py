@@ -1,8 +1,13 @@
 """Image and measurement files <-> tensors.
 
-* Images (PNG, JPEG, TIFF, BMP; 8-bit, and 16-bit grayscale) are read with Pillow into float
-  tensors ``(1, C, H, W)`` in [0, 1]; the bit depth is reported so callers can default the
-  measurement noise to the quantisation noise (``1 / ((2^b − 1) √12)``).
+* Images (PNG, JPEG, TIFF, BMP; 8- and 16-bit, grayscale and RGB; 32-bit float TIFF) are read
+  with Pillow into float tensors ``(1, C, H, W)`` in [0, 1]; the bit depth is reported so
+  callers can default the measurement noise to the quantisation noise (``1 / ((2^b − 1) √12)``).
+  Pillow itself reduces 16-bit RGB(A) PNG/TIFF to 8 bits; :func:`read_image` recovers the low
+  byte by decoding the file a second time with the opposite byte order, so no precision is lost.
+* 16-bit output: grayscale through Pillow; RGB PNG through a small built-in encoder (Pillow
+  cannot write it); RGB TIFF through ``tifffile`` when it is installed (a clear error otherwise).
+  JPEG is 8-bit only. JPEG/TIFF orientation tags are applied on reading (photos come out upright).
 * Measurements that are not images (a compact vector of kept pixels, compressed-sensing
   coefficients), and any measurement that must stay lossless, are stored as a
   ``.safetensors`` file holding the tensor plus the operator's name, parameters and image
@@ -27,6 +32,8 @@ from torch import Tensor
 
 __all__ = [
     "ImageData",
+    "list_images",
+    "write_figure",
     "Measurement",
     "read_image",
     "write_image",
@@ -105,36 +112,96 @@ def read_image(path: str | os.PathLike[str]) -> ImageData:
     """Read an image file into ``(1, C, H, W)`` float32 in [0, 1].
 
     Grayscale stays 1 channel; palette, RGBA and other modes are converted to RGB (alpha
-    dropped). 16-bit grayscale PNG/TIFF keep their precision.
+    dropped). 16-bit files (grayscale, RGB, RGBA) keep their precision (``bits = 16``); a
+    32-bit float TIFF is read as is (``bits = 32``; values are not clipped, NaN stays NaN so
+    the caller can refuse it). The EXIF orientation of photos is applied.
 
     Raises:
         FileNotFoundError: No such file.
         ValueError: The file is not a readable image.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image file {path} does not exist")
+        raise FileNotFoundError(f"image file {path} does not exist" if not path.is_dir() else f"{path} is a folder, not an image file")
     try:
         with Image.open(path) as img:
+            raw16 = _rawmode16(img)
             img.load()
             mode = img.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(img, dtype=np.float64)
+            if raw16 is not None:
+                arr, bits = _read_wide(path, img), 16
+            elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+                arr = np.asarray(img, dtype=np.float64) / 65535.0
                 bits = 16
-                arr = arr / 65535.0
                 arr = arr[None]
+            elif mode == "F":
+                arr = np.asarray(img, dtype=np.float64)[None]
+                bits = 32
             else:
+                img = ImageOps.exif_transpose(img)
+                mode = img.mode
                 if mode not in ("L", "RGB"):
-                    img = img.convert("L" if mode in ("1", "LA") else "RGB")
+                    img = img.convert("L" if mode in ("1", "LA", "La") else "RGB")
                 arr = np.asarray(img, dtype=np.float64) / 255.0
                 bits = 8
                 arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"cannot read image {path}: {exc}; use a PNG, JPEG or TIFF file") from None
+    if arr.shape[1] == 0 or arr.shape[2] == 0:
+        raise ValueError(f"cannot read image {path}: it is empty ({arr.shape[2]}x{arr.shape[1]} pixels)")
     x = torch.from_numpy(np.ascontiguousarray(arr)).to(torch.float32)[None]
     return ImageData(x=x, bits=bits, path=path)
+
+
+def _rawmode16(img: Any) -> str | None:
+    """The 16-bit raw mode of a multi-channel image that Pillow would reduce to 8 bits, else None."""
+    if img.mode not in ("RGB", "RGBA", "LA") or not img.tile:
+        return None
+    args = img.tile[0][3]
+    raw = args[0] if isinstance(args, tuple) else args
+    return raw if isinstance(raw, str) and ";16" in raw else None
+
+
+def _swap_tiles(img: Any) -> None:
+    """Decode with the opposite byte order: the same unfiltering, but the other byte of each sample."""
+    import sys
+
+    other = {"B": "L", "L": "B", "N": "B" if sys.byteorder == "little" else "L"}
+    tiles = []
+    for tile in img.tile:
+        args = tile[3]
+        raw = args[0] if isinstance(args, tuple) else args
+        head, _, order = raw.rpartition(";16")
+        swapped = f"{head};16{other.get(order[:1], 'B')}{order[1:]}"
+        new_args = (swapped, *args[1:]) if isinstance(args, tuple) else swapped
+        tiles.append(tile._replace(args=new_args) if hasattr(tile, "_replace") else (tile[0], tile[1], tile[2], new_args))
+    img.tile = tiles
+
+
+def _read_wide(path: Path, img: Any) -> np.ndarray:
+    """16-bit RGB/RGBA/LA -> ``(C, H, W)`` in [0, 1] (alpha dropped): high byte from ``img``, low byte from a second decode."""
+    from PIL import Image
+
+    hi = np.asarray(img, dtype=np.uint32)
+    with Image.open(path) as again:
+        _swap_tiles(again)
+        again.load()
+        lo = np.asarray(again, dtype=np.uint32)
+    if lo.shape != hi.shape:  # pragma: no cover - a decoder that ignores the raw mode
+        raise ValueError("inconsistent 16-bit decode")
+    arr = (hi * 256 + lo).astype(np.float64) / 65535.0
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    channels = 1 if img.mode == "LA" else 3
+    return arr[..., :channels].transpose(2, 0, 1)
+
+
+def list_images(folder: str | os.PathLike[str], suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """The files directly in ``folder`` whose suffix is in ``suffixes`` (case-insensitive), sorted; hidden files skipped."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes)
 
 
 def write_image(path: str | os.PathLike[str], x: Tensor, bits: int = 8) -> Path:
@@ -143,12 +210,13 @@ def write_image(path: str | os.PathLike[str], x: Tensor, bits: int = 8) -> Path:
     Args:
         path: Destination; the format follows the suffix (PNG, JPEG, TIFF, BMP).
         x: The image; C = 1 or 3.
-        bits: 8, or 16 for grayscale PNG/TIFF.
+        bits: 8, or 16 for PNG and TIFF (grayscale or RGB; RGB TIFF needs ``tifffile``).
     """
     from PIL import Image
 
     path = Path(path)
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
         raise ValueError(f"cannot write an image to {path}: use one of {', '.join(IMAGE_SUFFIXES)}")
     if x.dim() == 4:
         if x.shape[0] != 1:
@@ -156,17 +224,87 @@ def write_image(path: str | os.PathLike[str], x: Tensor, bits: int = 8) -> Path:
         x = x[0]
     if x.dim() != 3 or x.shape[0] not in (1, 3):
         raise ValueError(f"image must be (C, H, W) with C = 1 or 3, got {tuple(x.shape)}")
-    arr = x.detach().to(torch.float64).clamp(0, 1).cpu().numpy()
+    arr = np.nan_to_num(x.detach().to(torch.float64).cpu().numpy(), nan=0.0).clip(0, 1)
     if bits == 16:
-        if arr.shape[0] != 1:
-            raise ValueError("16-bit output is supported for grayscale images only; use bits=8 for RGB")
-        img = Image.fromarray(np.round(arr[0] * 65535.0).astype(np.uint16))
+        if suffix not in (".png", ".tif", ".tiff"):
+            raise ValueError(f"{path.name}: {suffix} files hold 8 bits per sample; write 16 bits to .png or .tiff, or use 8 bits")
+        q16 = np.round(arr * 65535.0).astype(np.uint16)
+        if q16.shape[0] == 1:
+            img = Image.fromarray(q16[0])
+        elif suffix == ".png":
+            data = _png16_rgb(q16.transpose(1, 2, 0))
+            return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+        else:
+            try:
+                import tifffile
+            except ImportError:
+                raise ValueError(
+                    f"{path.name}: writing a 16-bit RGB TIFF needs the tifffile package (pip install tifffile); "
+                    "or write a 16-bit RGB .png"
+                ) from None
+            hwc = np.ascontiguousarray(q16.transpose(1, 2, 0))
+            return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, hwc, photometric="rgb"))
     elif bits == 8:
         q = np.round(arr * 255.0).astype(np.uint8)
         img = Image.fromarray(q[0]) if q.shape[0] == 1 else Image.fromarray(q.transpose(1, 2, 0))
     else:
         raise ValueError(f"bits must be 8 or 16, got {bits}")
-    return atomic_write(path, lambda tmp: img.save(tmp))
+    options = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
+    return atomic_write(path, lambda tmp: img.save(tmp, **options))
+
+
+def _png16_rgb(hwc: np.ndarray) -> bytes:
+    """Encode ``(H, W, 3)`` uint16 as a 16-bit RGB PNG (Pillow cannot): 'Up' filter on every row, zlib."""
+    import struct
+    import zlib
+
+    h, w, _ = hwc.shape
+    rows = np.ascontiguousarray(hwc.astype(">u2")).view(np.uint8).reshape(h, w * 6)
+    up = rows.copy()
+    up[1:] = rows[1:] - rows[:-1]  # uint8 arithmetic wraps modulo 256, as the PNG filter does
+    raw = np.concatenate([np.full((h, 1), 2, dtype=np.uint8), up], axis=1).tobytes()
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+
+
+def write_figure(path: str | os.PathLike[str], panels: list[tuple[str, Tensor]], min_width: int = 128) -> Path:
+    """Write a side-by-side PNG of labelled panels (each ``(C, H, W)`` in [0, 1]; grey shown as grey).
+
+    Panels of different sizes are top-aligned; small images are enlarged by an integer factor
+    (nearest neighbour, so pixels stay visible) until the widest panel is at least ``min_width``.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    arrays = []
+    for _, x in panels:
+        if x.dim() == 4:
+            x = x[0]
+        a = np.nan_to_num(x.detach().to(torch.float64).cpu().numpy(), nan=0.0).clip(0, 1)
+        a = np.repeat(a, 3, axis=0) if a.shape[0] == 1 else a
+        arrays.append(np.round(a.transpose(1, 2, 0) * 255).astype(np.uint8))
+    widest = max(a.shape[1] for a in arrays)
+    scale = max(1, -(-min_width // widest))
+    if scale > 1:
+        arrays = [a.repeat(scale, axis=0).repeat(scale, axis=1) for a in arrays]
+    gap, label_h = 6, 16
+    width = sum(a.shape[1] for a in arrays) + gap * (len(arrays) + 1)
+    height = max(a.shape[0] for a in arrays) + label_h + gap * 2
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    try:
+        font: Any = ImageFont.load_default(size=11)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    left = gap
+    for (label, _), a in zip(panels, arrays):
+        canvas.paste(Image.fromarray(a), (left, gap + label_h))
+        draw.text((left, gap), label, fill="black", font=font)
+        left += a.shape[1] + gap
+    return atomic_write(Path(path), lambda tmp: canvas.save(tmp, format="PNG"))
 
 
 def write_measurement(path: str | os.PathLike[str], m: Measurement) -> Path:

@@ -91,3 +91,122 @@ def test_atomic_write_leaves_target_untouched_on_failure(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
     with pytest.raises(FileNotFoundError, match="output folder"):
         atomic_write(tmp_path / "nope" / "x.png", lambda t: None)
+
+
+# ---------------------------------------------------------------------------- 16-bit colour, float, orientation
+def _png16_with_filters(path, hwc: np.ndarray) -> None:
+    """A reference 16-bit PNG encoder that cycles through all five row filters (0-4), as real encoders mix them."""
+    import struct
+    import zlib
+
+    h, w, c = hwc.shape
+    bpp = 2 * c
+    rows = hwc.astype(">u2").view(np.uint8).reshape(h, w * bpp).astype(np.int64)
+    out = []
+    for i in range(h):
+        cur = rows[i]
+        prev = rows[i - 1] if i else np.zeros_like(cur)
+        left = np.concatenate([np.zeros(bpp, dtype=np.int64), cur[:-bpp]])
+        upleft = np.concatenate([np.zeros(bpp, dtype=np.int64), prev[:-bpp]])
+        kind = i % 5
+        if kind == 0:
+            f = cur
+        elif kind == 1:
+            f = cur - left
+        elif kind == 2:
+            f = cur - prev
+        elif kind == 3:
+            f = cur - (left + prev) // 2
+        else:
+            p = left + prev - upleft
+            pa, pb, pc = np.abs(p - left), np.abs(p - prev), np.abs(p - upleft)
+            pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, prev, upleft))
+            f = cur - pred
+        out.append(bytes([kind]) + (f % 256).astype(np.uint8).tobytes())
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+
+    color = {3: 2, 4: 6}[c]
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(b"".join(out))) + chunk(b"IEND", b"")
+    path.write_bytes(data)
+
+
+def test_16bit_rgb_png_keeps_precision_through_every_filter(tmp_path):
+    rng = np.random.default_rng(3)
+    rgb = (rng.random((11, 9, 3)) * 65535).astype(np.uint16)
+    rgb[5:] = np.cumsum(rgb[5:] // 64, axis=1, dtype=np.uint16)  # smooth rows too, not only noise
+    path = tmp_path / "rgb16.png"
+    _png16_with_filters(path, rgb)
+    assert Image.open(path).mode == "RGB"  # what Pillow alone gives: 8 bits per sample
+    back = read_image(path)
+    assert back.bits == 16 and tuple(back.x.shape) == (1, 3, 11, 9)
+    expected = torch.from_numpy(rgb.astype(np.float64) / 65535).permute(2, 0, 1)
+    assert float((back.x[0].double() - expected).abs().max()) < 1e-7
+    rgba = np.concatenate([rgb, np.full((11, 9, 1), 1234, dtype=np.uint16)], axis=2)
+    _png16_with_filters(tmp_path / "rgba16.png", rgba)
+    back = read_image(tmp_path / "rgba16.png")
+    assert back.bits == 16 and float((back.x[0].double() - expected).abs().max()) < 1e-7  # alpha dropped
+
+
+def test_16bit_rgb_write_round_trips(tmp_path):
+    x = torch.rand(1, 3, 6, 10, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    path = write_image(tmp_path / "o16.png", x, bits=16)
+    assert Image.open(path).size == (10, 6)  # a valid PNG for other readers
+    back = read_image(path)
+    assert back.bits == 16 and float((back.x.double() - x).abs().max()) <= 0.5 / 65535 + 1e-7
+    with pytest.raises(ValueError, match="8 bits per sample"):
+        write_image(tmp_path / "o16.jpg", x, bits=16)
+    tifffile = pytest.importorskip("tifffile")
+    path = write_image(tmp_path / "o16.tif", x, bits=16)
+    raw = tifffile.imread(path)
+    assert raw.dtype == np.uint16 and raw.shape == (6, 10, 3)
+    back = read_image(path)
+    assert back.bits == 16 and float((back.x.double() - x).abs().max()) <= 0.5 / 65535 + 1e-7
+
+
+@pytest.mark.parametrize("compression,byteorder", [(None, "<"), (None, ">"), ("zlib", "<"), ("zlib", ">")])
+def test_16bit_rgb_tiff_read(tmp_path, compression, byteorder):
+    tifffile = pytest.importorskip("tifffile")
+    rgb = (np.random.default_rng(5).random((7, 12, 3)) * 65535).astype(np.uint16)
+    path = tmp_path / "t.tif"
+    tifffile.imwrite(path, rgb, photometric="rgb", compression=compression, byteorder=byteorder)
+    back = read_image(path)
+    assert back.bits == 16
+    assert float((back.x[0].double() - torch.from_numpy(rgb / 65535.0).permute(2, 0, 1)).abs().max()) < 1e-7
+
+
+def test_float_tiff_is_read_as_is_and_keeps_nan(tmp_path):
+    arr = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
+    arr[1, 2] = np.nan
+    Image.fromarray(arr, mode="F").save(tmp_path / "f.tif")
+    back = read_image(tmp_path / "f.tif")
+    assert back.bits == 32 and tuple(back.x.shape) == (1, 1, 3, 4)
+    assert int(torch.isnan(back.x).sum()) == 1 and float(back.x[0, 0, 2, 3]) == 1.0
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    arr = np.zeros((4, 6, 3), dtype=np.uint8)
+    arr[0, :, 0] = 255  # top row red
+    img = Image.fromarray(arr)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: display needs a 90 degree clockwise turn
+    img.save(tmp_path / "p.jpg", exif=exif, quality=100)
+    back = read_image(tmp_path / "p.jpg")
+    assert tuple(back.x.shape) == (1, 3, 6, 4)  # upright: width and height swap
+    red = back.x[0, 0]
+    assert float(red[:, -1].mean()) > float(red[:, 0].mean()) + 0.3  # the red top row became the right column
+
+
+def test_list_images_and_figure(tmp_path):
+    from invkit.io import list_images, write_figure
+
+    for name in ("b.png", "a.JPG", ".hidden.png", "notes.txt", "m.safetensors"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub.png").mkdir()
+    assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png"]
+    assert [p.name for p in list_images(tmp_path, (".png", ".safetensors"))] == ["b.png", "m.safetensors"]
+    fig = write_figure(tmp_path / "fig.png", [("clean", torch.rand(3, 10, 20)), ("grey", torch.rand(1, 10, 20)), ("small", torch.rand(3, 5, 10))])
+    w, h = Image.open(fig).size
+    assert Image.open(fig).mode == "RGB"
+    assert w == 7 * 20 * 2 + 7 * 10 + 4 * 6 and h == 7 * 10 + 16 + 12  # enlarged 7x so panels are >= 128 px
