@@ -416,7 +416,7 @@ def _download(url: str, dest: Path, checks: tuple[int | None, str | None, str | 
     except urllib.error.HTTPError as err:
         if err.code == 416 and start:  # the range is past the end: start over next time
             part.unlink(missing_ok=True)
-            raise _SourceFailed(f"HTTP 416 on resume; the partial file was discarded, run again") from None
+            raise _SourceFailed("HTTP 416 on resume; the partial file was discarded, run again") from None
         raise _SourceFailed(f"HTTP {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as err:
         reason = getattr(err, "reason", err)

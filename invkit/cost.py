@@ -1,0 +1,93 @@
+"""Cost of a ``solve`` run: a timed prior evaluation at a small size, extrapolated to the image,
+stated up front for large images; images over ``--max-megapixels`` are refused with the options
+(``--resize``, ``--crop``, a higher limit) that would run."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .cli_common import CommandError
+from .progress import format_duration
+from .sizing import prior_multiple
+
+if TYPE_CHECKING:
+    from .solve_inputs import Prepared
+
+#: Images above this many pixels get an up-front cost estimate (a timed prior evaluation).
+ESTIMATE_PIXELS = 512 * 512
+#: Default of ``--max-megapixels``.
+DEFAULT_MAX_MEGAPIXELS = 4.0
+#: A projected solve longer than this (seconds) is announced on stderr even without a terminal.
+ANNOUNCE_SECONDS = 30.0
+#: Steps assumed for estimates when ``--steps`` is not given (DDRM's default).
+ASSUMED_STEPS = 20
+
+
+class Timer:
+    """Wall time of one prior evaluation at a small size, to extrapolate the cost of large images."""
+
+    def __init__(self, prior: Any, device: torch.device, multiple: int) -> None:
+        self.prior, self.device = prior, device
+        self.side = max(128 // max(multiple, 1) * max(multiple, 1), multiple)
+        self.cache: dict[int, float | None] = {}
+
+    def seconds_per_pixel(self, channels: int) -> float | None:
+        if channels not in self.cache:
+            try:
+                g = torch.Generator().manual_seed(0)
+                x = (0.5 + 0.1 * torch.randn(1, channels, self.side, self.side, generator=g)).to(self.device)
+                self.prior.denoise(x, 0.2)  # warm-up (lazy set-up, allocator)
+                _sync(self.device)
+                t0 = time.perf_counter()
+                self.prior.denoise(x, 0.2)
+                _sync(self.device)
+                self.cache[channels] = (time.perf_counter() - t0) / (self.side * self.side)
+            except Exception:  # noqa: BLE001 - an estimate must never break a run
+                self.cache[channels] = None
+        return self.cache[channels]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _cost_text(per_eval: float, steps: int, samples: int, batch: int) -> str:
+    chunks = math.ceil(samples / batch)
+    total = per_eval * min(batch, samples) * steps * chunks
+    what = f"{steps} steps" + (f" x {samples} samples" if samples > 1 else "")
+    return f"about {format_duration(per_eval)} per prior evaluation, {format_duration(total)} for {what}"
+
+
+def check_cost(prep: Prepared, args: argparse.Namespace, timer: Timer, say_note: Any) -> None:
+    """Refuse images over --max-megapixels (with the estimate and a --resize that fits); announce large ones."""
+    cost_or_refuse(prep.job.src.name, *prep.op.in_shape, args=args, timer=timer, say_note=say_note)
+
+
+def cost_or_refuse(name: str, c: int, H: int, W: int, *, args: argparse.Namespace, timer: Timer, say_note: Any = None) -> None:
+    pixels = H * W
+    limit = args.max_megapixels * 1e6
+    steps = args.steps or ASSUMED_STEPS
+    if pixels <= ESTIMATE_PIXELS and pixels <= limit:
+        return
+    spp = timer.seconds_per_pixel(c)
+    per_eval = spp * pixels if spp is not None else None
+    estimate = f"{_cost_text(per_eval, steps, args.samples, args.batch)} on {timer.device.type}, extrapolated from a {timer.side}x{timer.side} timing" if per_eval else "no estimate (the prior failed on a small test image)"
+    if pixels > limit:
+        side = max(H, W) * math.sqrt(limit / pixels)
+        m = max(prior_multiple(timer.prior), 1)
+        n = max(m, int(side // m * m))
+        small = pixels * (n / max(H, W)) ** 2
+        small_cost = f", {_cost_text(spp * small, steps, args.samples, args.batch)}" if spp else ""
+        raise CommandError(
+            f"{name} is {W}x{H} pixels ({pixels / 1e6:.3g} MP), over --max-megapixels {args.max_megapixels:g}: {estimate}; "
+            f"pass --resize {n} (longest side, {small / 1e6:.3g} MP{small_cost}), crop a region with --crop Y,X,H,W, "
+            f"or --max-megapixels {math.ceil(pixels / 1e6 * 10) / 10:g} to run it anyway"
+        )
+    if say_note is not None:
+        say_note(f"{name}: {W}x{H} pixels ({pixels / 1e6:.3g} MP): {estimate}")

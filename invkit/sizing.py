@@ -1,0 +1,197 @@
+"""Image sizes for ``solve``: which sizes an operator and the prior accept, the nearest ones that
+do, and the ``--pad`` (symmetric reflection, cropped back after) / ``--crop`` / ``--resize`` fixes
+applied to the input file."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .cli_common import CommandError
+from .operator import Operator
+
+
+@dataclass
+class Geometry:
+    """What was done to the input file's size: for the message and for cropping back."""
+
+    note: str = ""
+    # (top, bottom, left, right) padding in input-file pixels, and the image/input scale
+    pad: tuple[int, int, int, int] | None = None
+    scale: tuple[int, int] = (1, 1)
+
+
+def parse_crop(text: str) -> tuple[int, int, int, int] | None:
+    if text == "centre":
+        return None
+    try:
+        vals = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) != 4 or vals[0] < 0 or vals[1] < 0 or vals[2] < 1 or vals[3] < 1:
+        raise CommandError(f"--crop {text!r}: give Y,X,H,W (top row, left column, height, width), or --crop alone for a centred crop")
+    return vals  # type: ignore[return-value]
+
+
+def parse_resize(text: str) -> tuple[str, tuple[int, ...]]:
+    try:
+        vals = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) == 1 and vals[0] >= 1:
+        return "longest", vals
+    if len(vals) == 2 and min(vals) >= 1:
+        return "exact", vals
+    raise CommandError(f"--resize {text!r}: give N (longest side in pixels) or H,W")
+
+
+def _pad_symmetric(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor:
+    a = np.pad(x.numpy(), ((0, 0), (0, 0), (top, bottom), (left, right)), mode="symmetric")
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _resize(x: Tensor, h: int, w: int, clip: bool) -> Tensor:
+    out = torch.nn.functional.interpolate(x.double(), size=(h, w), mode="bicubic", antialias=True, align_corners=False)
+    return (out.clamp(0, 1) if clip else out).to(x.dtype)
+
+
+def _candidates(n: int, grow: bool, multiple: int, count: int = 48) -> list[int]:
+    out: list[int] = []
+    v = n
+    while len(out) < count and v >= 1 and v <= n + 65536:
+        if v % multiple == 0:
+            out.append(v)
+        v += 1 if grow else -1
+    return out
+
+
+class SizeRules:
+    """Which input-file sizes (h, w) the operator and the prior accept, and the nearest ones that do."""
+
+    def __init__(self, to_in_shape: Any, build: Any, prior_multiple: int, prior_label: str, scale: tuple[int, int]) -> None:
+        self.to_in_shape = to_in_shape  # (h, w) -> (C, H, W), may raise ValueError
+        self.build = build  # in_shape -> Operator, may raise ValueError
+        self.multiple = prior_multiple
+        self.prior_label = prior_label
+        self.scale = scale
+        self.built: dict[tuple[int, int], Operator] = {}
+
+    def reason(self, h: int, w: int) -> str | None:
+        """None if (h, w) works (the operator is kept), else why not."""
+        if (h, w) in self.built:
+            return None
+        try:
+            shape = self.to_in_shape(h, w)
+        except ValueError as exc:
+            return str(exc)
+        _, hh, ww = shape
+        m = self.multiple
+        if m > 1 and (hh % m or ww % m):
+            return f"{self.prior_label} needs image H and W divisible by {m}, got {hh}x{ww}"
+        try:
+            op = self.build(shape)
+        except ValueError as exc:
+            return str(exc)
+        self.built[(h, w)] = op
+        return None
+
+    def nearest(self, h: int, w: int, grow: bool, budget: int = 400) -> tuple[int, int] | None:
+        mh = self.multiple // math.gcd(self.multiple, self.scale[0])
+        mw = self.multiple // math.gcd(self.multiple, self.scale[1])
+        hs, ws = _candidates(h, grow, mh), _candidates(w, grow, mw)
+        pairs = sorted(((a, b) for a in hs for b in ws), key=lambda ab: (abs(ab[0] * ab[1] - h * w), abs(ab[0] - h) + abs(ab[1] - w)))
+        for a, b in pairs[:budget]:
+            if self.reason(a, b) is None:
+                return a, b
+        return None
+
+    def fixes(self, h: int, w: int, unit: str) -> str:
+        """The --pad / --crop sizes that would work, as a sentence."""
+        parts = []
+        up = self.nearest(h, w, True)
+        if up:
+            parts.append(f"--pad (reflect to {up[0]}x{up[1]}{unit}, cropped back after)")
+        down = self.nearest(h, w, False)
+        if down:
+            parts.append(f"--crop (centre {down[0]}x{down[1]}{unit})")
+        parts.append("--resize H,W")
+        return "fix the size with " + ", ".join(parts[:-1]) + f" or {parts[-1]}" if len(parts) > 1 else "resize it with --resize H,W"
+
+
+def apply_geometry(x: Tensor, rules: SizeRules, args: argparse.Namespace, clip: bool, what: str, unit: str) -> tuple[Tensor, Geometry, Operator]:
+    """Resize / crop / pad the input-file tensor ``x`` (1, C, h, w) as asked; refuse a size that does not work."""
+    geo = Geometry(scale=rules.scale)
+    notes = []
+    h, w = x.shape[-2:]
+    if args.pad and args.crop is not None:
+        raise CommandError("--pad and --crop exclude each other; choose one")
+    if args.resize is not None:
+        kind, vals = parse_resize(args.resize)
+        if kind == "exact":
+            th, tw = vals
+        else:
+            s = vals[0] / max(h, w)
+            th, tw = max(1, round(h * s)), max(1, round(w * s))
+            if rules.reason(th, tw) is not None and not args.pad and args.crop is None:
+                near = [c for c in (rules.nearest(th, tw, False), rules.nearest(th, tw, True)) if c]
+                if near:
+                    th, tw = min(near, key=lambda c: abs(c[0] - th) + abs(c[1] - tw))
+        x = _resize(x, th, tw, clip)
+        notes.append(f"resized {h}x{w} -> {th}x{tw}{unit}")
+        h, w = th, tw
+    if args.crop is not None:
+        region = parse_crop(args.crop)
+        if region is None:
+            target = rules.nearest(h, w, False) if rules.reason(h, w) is not None else (h, w)
+            if target is None:
+                raise CommandError(f"{what}: no smaller size works ({rules.reason(h, w)}); use --pad or --resize")
+            th, tw = target
+            top, left = (h - th) // 2, (w - tw) // 2
+        else:
+            top, left, th, tw = region
+            if top + th > h or left + tw > w:
+                raise CommandError(f"--crop {args.crop}: the region exceeds the {h}x{w}{unit} {what}")
+        if (th, tw) != (h, w):
+            x = x[..., top : top + th, left : left + tw].contiguous()
+            notes.append(f"cropped {h}x{w} -> {th}x{tw}{unit} at ({top}, {left})")
+        h, w = th, tw
+    if args.pad:
+        if rules.reason(h, w) is not None:
+            target = rules.nearest(h, w, True)
+            if target is None:
+                raise CommandError(f"{what}: no larger size works ({rules.reason(h, w)}); use --crop or --resize")
+            th, tw = target
+            top, left = (th - h) // 2, (tw - w) // 2
+            geo.pad = (top, th - h - top, left, tw - w - left)
+            x = _pad_symmetric(x, *geo.pad)
+            notes.append(f"padded {h}x{w} -> {th}x{tw}{unit} (reflect; cropped back after)")
+            h, w = th, tw
+    why = rules.reason(h, w)
+    if why is not None:
+        done = f" ({'; '.join(notes)})" if notes else ""
+        raise CommandError(f"{what} is {h}x{w}{unit}{done}: {why}; {rules.fixes(h, w, unit)}")
+    geo.note = "; ".join(notes)
+    return x, geo, rules.built[(h, w)]
+
+
+def crop_back(x: Tensor, geo: Geometry) -> Tensor:
+    if geo.pad is None:
+        return x
+    top, bottom, left, right = geo.pad
+    sh, sw = geo.scale
+    H, W = x.shape[-2:]
+    return x[..., top * sh : H - bottom * sh, left * sw : W - right * sw]
+
+
+def prior_multiple(prior: Any) -> int:
+    for obj in (prior, getattr(prior, "model", None), getattr(getattr(prior, "rgb", None), "model", None)):
+        m = getattr(obj, "size_multiple", None)
+        if isinstance(m, int) and m > 1:
+            return m
+    return 1

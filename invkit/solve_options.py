@@ -1,0 +1,165 @@
+"""The ``invkit solve`` command line: its ``--help`` text (:data:`SOLVE_DESCRIPTION`,
+:data:`SOLVE_EPILOG`, the full contract), its options, and the keys of every ``--json`` record
+(:data:`JSON_KEYS`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .cost import DEFAULT_MAX_MEGAPIXELS
+
+#: Keys of every ``--json`` record, in order (documented in ``invkit solve --help``).
+JSON_KEYS = (
+    "image",
+    "output",
+    "mode",
+    "operator",
+    "operator_params",
+    "solver",
+    "prior",
+    "shape",
+    "sigma_y",
+    "steps",
+    "samples",
+    "seed",
+    "device",
+    "seconds",
+    "psnr_measurement",
+    "psnr_restored",
+    "ssim_measurement",
+    "ssim_restored",
+    "lpips_measurement",
+    "lpips_restored",
+    "measurement_metrics_from",
+    "std_mean",
+    "std_max",
+    "files",
+)
+
+
+SOLVE_DESCRIPTION = """\
+Restore images y = H x + noise with a solver (DDRM by default) and a diffusion prior (the
+built-in 'default' prior unless --prior is given).
+
+Two modes:
+  measurement mode (default)  --input is the measurement: a real degraded photo, or a file made
+                              by `invkit degrade` (.safetensors measurements carry their operator,
+                              parameters and noise level, so --operator/--arg may be omitted).
+  --simulate                  --input is a clean image: invkit degrades it (operator, --arg,
+                              --sigma-y, noise seed --seed: the same draw as `invkit degrade`),
+                              restores it and prints PSNR/SSIM of the measurement and of the
+                              restoration against it, and writes a side-by-side picture.
+A folder as --input processes every image in it (PNG/JPEG/TIFF/BMP, and .safetensors
+measurements in measurement mode) into the folder --output (created if needed)."""
+
+SOLVE_EPILOG = """\
+output files (OUT = --output without its suffix, EXT = its suffix; folder mode: OUT is
+OUTDIR/<input name>, EXT is .png):
+  OUT.EXT              the restoration; with --samples N > 1 the posterior mean
+  OUT_std.EXT          --samples N > 1: per-pixel posterior std (root mean square over channels),
+                       grayscale, scaled so that white = its maximum (printed as std_max)
+  OUT_sample<i>.EXT    --samples N > 1: the samples, i = 1..N (zero-padded to the width of N)
+  OUT_figure.png       side by side: clean | measurement | restoration | std map (the panels
+                       that exist); always in --simulate mode, else with --figure; --figure PATH
+                       names it (a folder in folder mode)
+  Outputs are written atomically; an output equal to an input is refused, and an existing one
+  is kept unless --force. All outputs are checked before any work starts. 16-bit inputs give
+  16-bit PNG/TIFF outputs (--bits to choose).
+
+noise level (--sigma-y, [0, 1] pixel units):
+  measurement mode: the value recorded in a .safetensors measurement, else the file's
+  quantisation noise (1/(255*sqrt(12)) = 0.00113 for 8 bits); `auto` estimates it from the image
+  (median absolute diagonal Haar detail), and a note suggests it when the image looks noisier
+  than its quantisation. A sigma_y below the photo's real noise makes DDRM amplify that noise
+  (the result can be ruined); one above it only smooths more. --simulate: the noise added
+  (default 0: noiseless, not quantised).
+
+metrics (--simulate; restoration = the posterior mean when --samples > 1; all images clipped to
+[0, 1], before rounding to the output's bits):
+  PSNR  10 log10(1 / MSE) over all pixels and channels, in dB (kornia.metrics.psnr)
+  SSIM  Gaussian window 11, sigma 1.5, valid region, mean over channels (kornia.metrics.ssim;
+        equals scikit-image's structural_similarity with gaussian_weights=True,
+        use_sample_covariance=False, data_range=1)
+  LPIPS AlexNet LPIPS, only if the `lpips` package and its AlexNet weights are already on this
+        machine (never downloaded); otherwise null / not shown
+  The measurement is compared as is when it is an image of the clean image's shape (blur,
+  denoising); otherwise through its pseudo-inverse H+ y (super-resolution: block replication;
+  inpainting: holes at 0; colorization: grey; compressed sensing: back-projection), marked *
+  in the table and "pseudo_inverse" in JSON; null when the operator has no pseudo-inverse.
+
+--json: one JSON object per image on stdout (JSON Lines; messages go to stderr), keys:
+  image, output, mode ("measurement" | "simulate"), operator, operator_params, solver, prior,
+  shape [C, H, W] of the restoration, sigma_y, steps (prior evaluations per sample), samples,
+  seed, device, seconds, psnr_measurement, psnr_restored, ssim_measurement, ssim_restored,
+  lpips_measurement, lpips_restored (numbers, or null: measurement mode, not available, or
+  infinite), measurement_metrics_from ("measurement" | "pseudo_inverse" | null),
+  std_mean, std_max (--samples > 1, else null), files {"restored", "std", "samples", "figure"}.
+
+sizes: an image the operator or the prior cannot take (e.g. the default prior needs H and W
+divisible by 8, compressed sensing powers of two) is refused with the sizes that would work;
+--pad (symmetric reflection, edge repeated as scipy's 'reflect'; the result is cropped back),
+--crop (centred, or an explicit Y,X,H,W region) and --resize (N = longest side, adjusted to the
+nearest size that works; or exact H,W) fix it. They act on the input file (the measurement in
+measurement mode: operator parameters such as a blur's sigma stay in its pixels, and resizing a
+measurement changes its noise level: prefer --pad or --crop there).
+
+cost: images over 0.26 MP get an up-front estimate from a timed prior evaluation; a progress
+bar (stderr, terminals only, not with --quiet) shows steps, time per step and time left, and
+without a terminal the projection after the first step is printed when it exceeds 30 s.
+Images over --max-megapixels are refused before any work, with the estimate and the --resize
+that fits.
+
+reproducibility: the same --seed, --batch, device and inputs give the same draws (float
+rounding in CPU BLAS may still differ in the last bits between runs)."""
+
+
+def _sigma_arg(text: str) -> float | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'auto'") from None
+    return value
+
+
+FIGURE_AUTO = "<next to the output>"
+
+
+def setup_solve(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("what to run")
+    g.add_argument("--solver", default="ddrm", help="solver name (default ddrm; see `invkit plugins`)")
+    g.add_argument("--solver-arg", action="append", default=[], metavar="K=V", help="solver parameter (repeatable), e.g. eta=0.85")
+    g.add_argument("--operator", default=None, help="operator name (read from a .safetensors measurement if omitted)")
+    g.add_argument("--arg", action="append", default=None, metavar="K=V", help="operator parameter (repeatable), e.g. sigma=2.0")
+    g.add_argument("--prior", default="default", metavar="NAME|PATH", help="prior name or checkpoint file/diffusers folder (default: the built-in 'default' prior)")
+    g.add_argument("--prior-arg", action="append", default=[], metavar="K=V", help="prior parameter (repeatable), e.g. arch=adm, class_label=N")
+
+    g = p.add_argument_group("input and output")
+    g.add_argument("--input", required=True, type=Path, help="measurement (or clean image with --simulate): an image file, a .safetensors measurement, or a folder")
+    g.add_argument("--output", required=True, type=Path, help="restored image file (PNG/TIFF/JPEG), or a folder when --input is a folder")
+    g.add_argument("--simulate", action="store_true", help="--input is a clean image: degrade it first, then report metrics against it")
+    g.add_argument("--figure", nargs="?", const=FIGURE_AUTO, default=None, metavar="PATH", help="write the side-by-side picture (always written with --simulate); PATH names it")
+    g.add_argument("--size", default=None, metavar="C,H,W", help="image shape, when the measurement does not determine it")
+    g.add_argument("--bits", type=int, choices=(8, 16), default=None, help="bits per sample of image outputs (default: 16 for 16-bit inputs written to PNG/TIFF, else 8)")
+    g.add_argument("--force", action="store_true", help="overwrite existing outputs")
+
+    g = p.add_argument_group("noise and sampling")
+    g.add_argument("--sigma-y", type=_sigma_arg, default=None, metavar="SIGMA|auto", help="measurement noise std in [0, 1] units (see 'noise level' below)")
+    g.add_argument("--steps", type=int, default=None, help="prior evaluations per sample (solver default if omitted; DDRM: 20)")
+    g.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    g.add_argument("--samples", type=int, default=1, metavar="N", help="posterior samples per image (default 1); N > 1 writes the mean, a std map and the samples")
+    g.add_argument("--batch", type=int, default=1, metavar="B", help="samples per solver call (default 1; larger is faster on a GPU and uses more memory)")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available); the prior and the tensors run there")
+
+    g = p.add_argument_group("image size")
+    g.add_argument("--pad", action="store_true", help="reflect-pad to the nearest size that works; the result is cropped back")
+    g.add_argument("--crop", nargs="?", const="centre", default=None, metavar="Y,X,H,W", help="crop to the largest centred size that works, or to the region Y,X,H,W")
+    g.add_argument("--resize", default=None, metavar="N|H,W", help="resize first: N = longest side in pixels (adjusted to a size that works), or exactly H,W")
+    g.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_MEGAPIXELS, metavar="MP", help=f"refuse larger images up front, with an estimate and the options that work (default {DEFAULT_MAX_MEGAPIXELS:g})")
+
+    g = p.add_argument_group("reporting")
+    g.add_argument("--json", action="store_true", help="one JSON object per image on stdout (keys below)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar, notes or summary lines (errors and --json still print)")
+    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
