@@ -68,12 +68,12 @@ OUTDIR/<input name>, EXT is .png):
   16-bit PNG/TIFF outputs (--bits to choose).
 
 noise level (--sigma-y, [0, 1] pixel units):
-  measurement mode: the value recorded in a .safetensors measurement, else the file's
-  quantisation noise (1/(255*sqrt(12)) = 0.00113 for 8 bits); `auto` estimates it from the image
-  (median absolute diagonal Haar detail), and a note suggests it when the image looks noisier
-  than its quantisation. A sigma_y below the photo's real noise makes DDRM amplify that noise
-  (the result can be ruined); one above it only smooths more. --simulate: the noise added
-  (default 0: noiseless, not quantised).
+  measurement mode: the value recorded in a .safetensors measurement; for an image file, the
+  noise estimated from the image (median absolute diagonal Haar detail), never below the file's
+  quantisation noise (1/(255*sqrt(12)) = 0.00113 for 8 bits); `auto` forces the estimate. A
+  sigma_y below the photo's real noise makes DDRM amplify that noise (the result can be ruined);
+  one above it only smooths more, so when in doubt give a larger value. --simulate: the noise
+  added (default 0: noiseless, not quantised).
 
 metrics (--simulate; restoration = the posterior mean when --samples > 1; all images clipped to
 [0, 1], before rounding to the output's bits):

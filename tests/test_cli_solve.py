@@ -79,9 +79,12 @@ def test_compact_measurement_round_trip_and_defaults(photo, tmp_path):
     assert "operator inpainting" in proc.stdout and "sigma_y=0.01" in proc.stdout  # read back from the file
 
 
-def test_quantised_image_defaults_sigma_y_to_rounding_noise(photo, tmp_path):
+def test_quantised_image_sigma_y_is_never_below_rounding_noise(tmp_path):
+    """A flat 8-bit image has no noise to estimate: the default is its quantisation noise, never 0."""
+    flat = tmp_path / "flat.png"
+    write_image(flat, torch.full((1, 3, 16, 16), 0.5))
     out = tmp_path / "denoised.png"
-    proc = run("solve", "--operator", "denoising", "--prior", "gaussian", "--input", str(photo), "--output", str(out), "--steps", "3")
+    proc = run("solve", "--operator", "denoising", "--prior", "gaussian", "--input", str(flat), "--output", str(out), "--steps", "3")
     assert proc.returncode == 0, proc.stderr
     assert f"sigma_y={1 / (255 * 12 ** 0.5):.4g}" in proc.stdout
 
