@@ -28,7 +28,7 @@ from .registry import (
     get_registry,
     reset_registry,
 )
-from .solver import Callback, Problem, Result, Solver, Step
+from .solver import Callback, Problem, Result, Solver, Step, resolve_generator
 
 __version__ = "0.1.0"
 
@@ -76,5 +76,6 @@ __all__ = [
     "Result",
     "Solver",
     "Step",
+    "resolve_generator",
     "__version__",
 ]

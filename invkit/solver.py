@@ -22,7 +22,7 @@ from .operator import Operator, SVDOperator
 from .params import Param
 from .prior import Prior
 
-__all__ = ["Problem", "Result", "Solver", "Step", "Callback"]
+__all__ = ["Problem", "Result", "Solver", "Step", "Callback", "resolve_generator"]
 
 
 @dataclass
@@ -99,6 +99,18 @@ class Step:
 
 
 Callback = Callable[[Step], None]
+
+
+def resolve_generator(generator: torch.Generator | None, device: torch.device | str = "cpu") -> torch.Generator:
+    """The generator a solver draws from: the one passed, or a fresh randomly seeded one on ``device``.
+
+    Solvers never touch torch's global random state; pass a seeded generator for reproducible output.
+    """
+    if generator is not None:
+        return generator
+    fresh = torch.Generator(device=device)
+    fresh.seed()
+    return fresh
 
 
 class Solver(ABC):

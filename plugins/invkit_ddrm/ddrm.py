@@ -44,7 +44,7 @@ from torch import Tensor
 
 from invkit.params import Param
 from invkit.prior import Prior
-from invkit.solver import Callback, Problem, Result, Solver, Step
+from invkit.solver import Callback, Problem, Result, Solver, Step, resolve_generator
 
 __all__ = ["DDRM", "ddrm_schedule"]
 
@@ -155,9 +155,7 @@ class DDRM(Solver):
         op = problem.require_svd(self.max_dense)
         y = problem.y
         sigma_y = problem.sigma_y
-        if generator is None:
-            generator = torch.Generator(device=y.device)
-            generator.seed()
+        generator = resolve_generator(generator, y.device)
         schedule = self._schedule(prior, steps, sigmas)
         eta, eta_b = self.eta, self.eta_b
 

@@ -71,7 +71,7 @@ from invkit.noise import GaussianNoise
 from invkit.operator import Operator, Shape
 from invkit.params import Param
 from invkit.prior import Prior
-from invkit.solver import Callback, Problem, Result, Solver, Step
+from invkit.solver import Callback, Problem, Result, Solver, Step, resolve_generator
 
 from .analytic import GaussianMixturePrior, GaussianParts, GaussianPrior
 
@@ -418,14 +418,14 @@ class ExactSolver(Solver):
             problem: Linear operator, ``y`` and Gaussian noise.
             prior: :class:`GaussianPrior` or :class:`GaussianMixturePrior`.
             steps: Ignored.
-            generator: Source of all randomness (``None``: torch's default generator).
+            generator: Source of all randomness (``None``: a fresh, randomly seeded one).
             callback: Called once with a :class:`invkit.Step`.
 
         Returns:
             ``Result(x=(B, C, H, W) samples on y's device and in its dtype, info={...})``.
         """
         post = exact_posterior(problem, prior, self.max_size)
-        samples, comp = post.sample(generator)
+        samples, comp = post.sample(resolve_generator(generator))
         y = problem.y
         dtype = y.dtype if y.is_floating_point() else torch.get_default_dtype()
         shape = (samples.shape[0], *post.shape)
