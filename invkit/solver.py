@@ -52,6 +52,16 @@ class Problem:
         """Measurement noise std in [0, 1] pixel units."""
         return float(self.noise.sigma)
 
+    def repeat(self, count: int) -> "Problem":
+        """The same problem with every measurement repeated ``count`` times, consecutively.
+
+        Solvers return one sample per measurement, so this is how to draw ``count`` posterior
+        samples of each in one batch: sample ``b * count + j`` belongs to measurement ``b``.
+        """
+        if count < 1:
+            raise ValueError(f"Problem.repeat: count must be >= 1, got {count}")
+        return Problem(self.operator, self.y.repeat_interleave(count, dim=0), self.noise)
+
     def require_svd(self, max_dense: int = DEFAULT_MAX_SIZE) -> SVDOperator:
         """The operator's SVD surface: its own, or a :class:`DenseSVD` for small operators.
 

@@ -104,9 +104,7 @@ def repeat_measurements(problem: Problem, count: int) -> Problem:
         >>> repeat_measurements(Problem(Denoising((1, 2, 2)), torch.zeros(2, 1, 2, 2)), 3).y.shape
         torch.Size([6, 1, 2, 2])
     """
-    if count < 1:
-        raise ValueError(f"repeat_measurements: count must be >= 1, got {count}")
-    return Problem(problem.operator, problem.y.repeat_interleave(count, dim=0), problem.noise)
+    return problem.repeat(count)
 
 
 def simulate_problem(
