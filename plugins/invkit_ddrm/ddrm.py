@@ -139,6 +139,8 @@ class DDRM(Solver):
     ) -> Result:
         """Draw one posterior sample per measurement in ``problem.y``.
 
+        For several samples of each measurement in one batch, pass ``problem.repeat(k)``.
+
         Args:
             problem: Operator, measurements ``(B, *out_shape)`` and noise model.
             prior: Any prior with ``denoise(x, sigma)`` in [0, 1] units.
