@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
@@ -173,10 +175,25 @@ def _shape_arg(text: str) -> tuple[int, ...]:
     return values
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``invkit`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    handle_term = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    if handle_term:  # SIGTERM unwinds like Ctrl-C, so temporary files are removed
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return _main(argv, debug)
+    finally:
+        if handle_term:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _main(argv: list[str], debug: bool) -> int:
     try:
         registry = get_registry()
         with warnings.catch_warnings():
@@ -194,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()
-        print("invkit: interrupted (no partial output is left: files are written atomically)", file=sys.stderr)
+        print("invkit: interrupted (every file written is complete; the one being written was discarded, later ones were not written)", file=sys.stderr)
         return 130
     except (PluginError, ParamError, UsageError, DenseSizeError, ValueError, OSError) as exc:
         if debug:

@@ -2,9 +2,9 @@
 
 * **measurement mode** (default): the input *is* the measurement -- a real degraded photo, or a
   file from ``invkit degrade``. When ``--sigma-y`` is not given it uses the noise recorded in a
-  ``.safetensors`` measurement, or, for an image file, that file's quantisation noise
-  (``1/(255·√12)`` for 8 bits) -- never an exact 0 that would magnify rounding. ``--sigma-y
-  auto`` estimates it from the image instead (:func:`invkit.metrics.estimate_noise_sigma`).
+  ``.safetensors`` measurement, or, for an image file, the noise estimated from the image
+  (:func:`invkit.metrics.estimate_noise_sigma`), never below that file's quantisation noise
+  (``1/(255·√12)`` for 8 bits) and so never an exact 0 that would magnify rounding.
 * **simulate mode** (``--simulate``): the input is a clean image; it is degraded first (the same
   draw as ``invkit degrade --seed``), restored, and compared with the original (PSNR, SSIM and,
   where available locally, LPIPS), as a table or as JSON lines.

@@ -105,7 +105,9 @@ class SizeRules:
         mh = self.multiple // math.gcd(self.multiple, self.scale[0])
         mw = self.multiple // math.gcd(self.multiple, self.scale[1])
         hs, ws = _candidates(h, grow, mh), _candidates(w, grow, mw)
-        pairs = sorted(((a, b) for a in hs for b in ws), key=lambda ab: (abs(ab[0] * ab[1] - h * w), abs(ab[0] - h) + abs(ab[1] - w)))
+        # fewest pixels added/removed on the worse side first (so 48x48 -> 64x64 for a power-of-two
+        # operator is reached), then the closest area
+        pairs = sorted(((a, b) for a in hs for b in ws), key=lambda ab: (max(abs(ab[0] - h), abs(ab[1] - w)), abs(ab[0] * ab[1] - h * w)))
         for a, b in pairs[:budget]:
             if self.reason(a, b) is None:
                 return a, b

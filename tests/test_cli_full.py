@@ -26,6 +26,11 @@ from invkit.io import Measurement, read_image, read_measurement, write_image, wr
 from invkit.metrics import psnr, ssim
 
 GAUSS = ["--prior", "gaussian"]
+STABLE_JSON_KEYS = (
+    "image", "output", "mode", "operator", "operator_params", "solver", "prior", "shape", "sigma_y", "steps",
+    "samples", "seed", "device", "seconds", "psnr_measurement", "psnr_restored", "ssim_measurement", "ssim_restored",
+    "lpips_measurement", "lpips_restored", "measurement_metrics_from", "std_mean", "std_max", "files",
+)
 
 
 def run(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -70,7 +75,7 @@ def test_simulate_json_metrics_match_an_independent_computation(photos, tmp_path
     records = [json.loads(ln) for ln in lines(proc.stdout)]  # stdout holds only JSON
     assert len(records) == 1
     rec = records[0]
-    assert tuple(rec) == JSON_KEYS
+    assert tuple(rec) == JSON_KEYS == STABLE_JSON_KEYS  # documented keys: renaming one is a breaking change
     assert rec["mode"] == "simulate" and rec["operator"] == "gaussian_blur" and rec["operator_params"]["sigma"] == 1.0
     assert rec["sigma_y"] == 0.02 and rec["steps"] == 3 and rec["samples"] == 1 and rec["shape"] == [3, 24, 32]
     assert rec["measurement_metrics_from"] == "measurement" and rec["std_mean"] is None
@@ -405,3 +410,65 @@ def test_plugins_and_check_operator_json():
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["operator"] == "gaussian_blur" and report["in_shape"] == [1, 8, 9]
+
+
+def test_outputs_get_the_usual_file_mode(photos, tmp_path):
+    """Atomic writes go through mkstemp (0600); the result must have the mode a plain write gives."""
+    out = tmp_path / "mode.png"
+    proc = run("solve", "--operator", "denoising", *GAUSS, "--steps", "2", "--input", str(photos["chelsea"]), "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_output_equal_to_input_through_symlink_or_other_path_is_refused(photos, tmp_path):
+    link = tmp_path / "link.png"
+    link.symlink_to(photos["chelsea"])
+    before = photos["chelsea"].read_bytes()
+    for out in (link, photos["chelsea"].parent / "." / photos["chelsea"].name):
+        proc = run("solve", "--operator", "denoising", *GAUSS, "--input", str(photos["chelsea"]), "--output", str(out), "--force")
+        assert proc.returncode == 2 and "input" in proc.stderr, proc.stderr
+    assert photos["chelsea"].read_bytes() == before
+
+
+def test_pad_finds_power_of_two_sizes(tmp_path):
+    """48x48 with compressed sensing (powers of two): --pad reaches 64x64, --crop 32x32."""
+    src = tmp_path / "rgb48.png"
+    write_image(src, torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0)))
+    for flag, size in (("--pad", 64), ("--crop", 32)):
+        out = tmp_path / f"cs{flag[2:]}.png"
+        proc = run("solve", "--simulate", "--operator", "compressed_sensing", *GAUSS, "--steps", "2", "--input", str(src), "--output", str(out), flag, "--json")
+        assert proc.returncode == 0, proc.stderr
+        if flag == "--crop":
+            assert read_image(out).x.shape[-2:] == (size, size)
+        else:
+            assert read_image(out).x.shape[-2:] == (48, 48)  # padded to 64 for the operator, cropped back
+
+
+def test_sigterm_leaves_no_temporary_file(tmp_path):
+    """SIGTERM during a write unwinds like Ctrl-C: the temporary file is removed, exit 130."""
+    script = tmp_path / "slow.py"
+    script.write_text(
+        "import sys, time, invkit.io as io\n"
+        "orig = io.atomic_write\n"
+        "def slow(path, write):\n"
+        "    def w(tmp):\n"
+        "        write(tmp); print('writing', flush=True); time.sleep(30)\n"
+        "    return orig(path, w)\n"
+        "io.atomic_write = slow\n"
+        "from invkit.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    src = tmp_path / "in.png"
+    write_image(src, torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "INVKIT_BLOCK_PLUGINS"}
+    proc = subprocess.Popen([sys.executable, str(script), "degrade", "--operator", "denoising", "--input", str(src), "--output", str(out_dir / "m.png")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert list(out_dir.iterdir()) == []
