@@ -43,7 +43,7 @@ def run_degrade(args: argparse.Namespace, registry: Registry) -> int:
     noise = GaussianNoise(args.sigma_y)
     y = noise.sample(op.forward(image.x.double()), torch.Generator().manual_seed(args.seed)).float()
     if args.output.suffix == MEASUREMENT_SUFFIX:
-        meta = Measurement(y=y, operator=args.operator, params=dict(op.config), in_shape=op.in_shape, sigma_y=args.sigma_y)
+        meta = Measurement(y=y, operator=args.operator, params=_portable(op.config), in_shape=op.in_shape, sigma_y=args.sigma_y)
         write_measurement(args.output, meta)
         kind = "lossless measurement"
     else:
@@ -57,3 +57,14 @@ def run_degrade(args: argparse.Namespace, registry: Registry) -> int:
     if not args.quiet:
         print(f"wrote {args.output}: {kind}, operator {args.operator} on {op.in_shape} -> {tuple(op.out_shape)}, sigma_y={args.sigma_y}")
     return 0
+
+
+def _portable(config: dict) -> dict:
+    """Operator parameters as recorded in a measurement: file paths (a mask or kernel file) made
+    absolute, so `invkit solve` run from another folder reads the same file, not a namesake."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, str) and key.endswith("_file") and Path(value).is_file():
+            value = str(Path(value).resolve())
+        out[key] = value
+    return out

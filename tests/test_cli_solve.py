@@ -144,3 +144,21 @@ def test_recorded_operator_params_are_kept_and_contradictions_refused(photo, tmp
     assert '"seed": 5' in proc.stdout
     proc = run("solve", "--prior", "gaussian", "--input", str(meas), "--output", str(tmp_path / "b.png"), "--steps", "2", "--arg", "seed=0")
     assert proc.returncode == 2 and "made with seed=5; --arg seed=0 contradicts it" in proc.stderr
+
+
+def test_mask_file_is_recorded_with_an_absolute_path(photo, tmp_path):
+    """A measurement made with a mask file restores from another folder with the same mask."""
+    from PIL import Image
+
+    work = tmp_path / "work"
+    work.mkdir()
+    mask = np.ones((24, 32), dtype=np.uint8) * 255
+    mask[8:16, 10:20] = 0
+    Image.fromarray(mask).save(work / "mask.png")
+    proc = subprocess.run([sys.executable, "-m", "invkit", "degrade", "--operator", "inpainting", "--arg", "mask=file", "--arg", "mask_file=mask.png",
+                           "--input", str(photo), "--output", "m.safetensors"], cwd=work, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    recorded = read_measurement(work / "m.safetensors").params["mask_file"]
+    assert recorded == str((work / "mask.png").resolve())
+    proc = run("solve", "--prior", "gaussian", "--input", str(work / "m.safetensors"), "--output", str(tmp_path / "r.png"), "--steps", "2")
+    assert proc.returncode == 0, proc.stderr
