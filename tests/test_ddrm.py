@@ -24,7 +24,6 @@ from invkit_ddrm import DDRM, ddrm_schedule
 ALPHA = 1e-3  # family-wise false-alarm rate of each statistical test
 
 
-
 class SpectralGaussian(invkit.Prior):
     """N(mu, V diag(lam) V^T) with V the basis of an SVD operator: exact, linear denoiser."""
 
@@ -37,6 +36,27 @@ class SpectralGaussian(invkit.Prior):
         z = self.basis.Vt(x)
         r = self.lam / (self.lam + sigma**2)
         return self.basis.V(self.mu_bar + r * (z - self.mu_bar))
+
+
+class GreyPrior(invkit.Prior):
+    """Denoiser that always answers mid-grey."""
+
+    sigma_grid = ddpm_sigma_grid()
+
+    def denoise(self, x, sigma):
+        return torch.full_like(x, 0.5)
+
+
+class IsoGaussian(invkit.Prior):
+    """N(0.5, v I): exact denoiser 0.5 + v / (v + sigma^2) (x - 0.5)."""
+
+    sigma_grid = ddpm_sigma_grid()
+
+    def __init__(self, v: float):
+        self.v = v
+
+    def denoise(self, x, sigma):
+        return 0.5 + self.v / (self.v + sigma**2) * (x - 0.5)
 
 
 def reference_moments(s, ybar, sigma_y, mu_bar, lam, c_bar, sigmas, eta, eta_b, rtol):
@@ -178,11 +198,6 @@ def test_dense_and_efficient_svd_sample_the_same_distribution():
     op = reg.build_operator(name, (1, 4, 6), args)
     dense = DenseSVD(op)
 
-    class Iso(invkit.Prior):
-        sigma_grid = ddpm_sigma_grid()
-
-        def denoise(self, x, sigma):
-            return 0.5 + 0.05 / (0.05 + sigma**2) * (x - 0.5)
 
     x_true = torch.rand(1, 1, 4, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     y = op.forward(x_true) + 0.05 * torch.randn(1, *op.out_shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -190,7 +205,7 @@ def test_dense_and_efficient_svd_sample_the_same_distribution():
     runs = []
     for which, seed in ((op, 10), (dense, 11)):
         problem = Problem(which, y.repeat(S, *([1] * len(op.out_shape))), GaussianNoise(0.05))
-        runs.append(DDRM().solve(problem, Iso(), steps=20, generator=torch.Generator().manual_seed(seed)).x.reshape(S, -1).numpy())
+        runs.append(DDRM().solve(problem, IsoGaussian(0.05), steps=20, generator=torch.Generator().manual_seed(seed)).x.reshape(S, -1).numpy())
     a, b = runs
     zm = (a.mean(0) - b.mean(0)) / np.sqrt((a.var(0, ddof=1) + b.var(0, ddof=1)) / S)
     # Var of a sample variance for Gaussian data: 2 var^2 / (S - 1)
@@ -202,15 +217,10 @@ def test_dense_and_efficient_svd_sample_the_same_distribution():
 def test_seed_reproduces_bit_for_bit_and_differs_across_seeds():
     op = invkit.get_registry().build_operator("denoising", (3, 5, 4))
 
-    class Iso(invkit.Prior):
-        sigma_grid = ddpm_sigma_grid()
-
-        def denoise(self, x, sigma):
-            return 0.5 + 0.1 / (0.1 + sigma**2) * (x - 0.5)
 
     y = torch.rand(2, 3, 5, 4, generator=torch.Generator().manual_seed(0))
     problem = Problem(op, y, GaussianNoise(0.05))
-    run = lambda seed: DDRM().solve(problem, Iso(), steps=8, generator=torch.Generator().manual_seed(seed)).x
+    run = lambda seed: DDRM().solve(problem, IsoGaussian(0.1), steps=8, generator=torch.Generator().manual_seed(seed)).x
     assert torch.equal(run(3), run(3))
     assert not torch.equal(run(3), run(4))
     assert run(3).dtype == torch.float32
@@ -219,14 +229,9 @@ def test_seed_reproduces_bit_for_bit_and_differs_across_seeds():
 def test_noiseless_observed_coefficients_reproduce_the_measurement():
     op = invkit.get_registry().build_operator("denoising", (1, 4, 4))
 
-    class Grey(invkit.Prior):
-        sigma_grid = ddpm_sigma_grid()
-
-        def denoise(self, x, sigma):
-            return torch.full_like(x, 0.5)
 
     y = torch.rand(1, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    out = DDRM().solve(Problem(op, y), Grey(), steps=5, generator=torch.Generator().manual_seed(0))
+    out = DDRM().solve(Problem(op, y), GreyPrior(), steps=5, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(out.x, y, rtol=0, atol=1e-12)
 
 
@@ -251,19 +256,14 @@ def test_schedule_and_validation():
         DDRM(eta=1.5)
     op = invkit.get_registry().build_operator("denoising", (1, 2, 2))
 
-    class Grey(invkit.Prior):
-        sigma_grid = ddpm_sigma_grid()
-
-        def denoise(self, x, sigma):
-            return torch.full_like(x, 0.5)
 
     problem = Problem(op, torch.zeros(1, 1, 2, 2), GaussianNoise(0.1))
     # sigma_y / s = 0.1 and the schedule's smallest level above 0.1 is 0.171: eta_b <= 1.71 is valid
-    DDRM(eta_b=1.5).solve(problem, Grey(), steps=20, generator=torch.Generator().manual_seed(0))
+    DDRM(eta_b=1.5).solve(problem, GreyPrior(), steps=20, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match=r"eta_b = 2.0 makes a transition variance .* negative .*use eta_b <= 1.711"):
-        DDRM(eta_b=2.0).solve(problem, Grey(), steps=20, generator=torch.Generator().manual_seed(0))
+        DDRM(eta_b=2.0).solve(problem, GreyPrior(), steps=20, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="strictly decreasing"):
-        DDRM().solve(problem, Grey(), sigmas=[1.0, 2.0], generator=torch.Generator().manual_seed(0))
+        DDRM().solve(problem, GreyPrior(), sigmas=[1.0, 2.0], generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="NaN"):
         Problem(op, torch.full((1, 1, 2, 2), float("nan")))
 
@@ -275,34 +275,24 @@ def test_tiny_singular_values_do_not_amplify_rounding_float32():
     x_true = torch.rand(1, 1, 4, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     y = op.forward(x_true).float()
 
-    class Iso(invkit.Prior):
-        sigma_grid = ddpm_sigma_grid()
 
-        def denoise(self, x, sigma):
-            return 0.5 + 0.08 / (0.08 + sigma**2) * (x - 0.5)
-
-    out = DDRM().solve(Problem(op, y), Iso(), steps=20, generator=torch.Generator().manual_seed(0))
+    out = DDRM().solve(Problem(op, y), IsoGaussian(0.08), steps=20, generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(out.x).all() and float(out.x.abs().max()) < 5.0
     # with the threshold off, the same problem blows up: the threshold is what saves it
-    bad = DDRM(svd_rtol=0.0).solve(Problem(op, y), Iso(), steps=20, generator=torch.Generator().manual_seed(0))
+    bad = DDRM(svd_rtol=0.0).solve(Problem(op, y), IsoGaussian(0.08), steps=20, generator=torch.Generator().manual_seed(0))
     assert float(bad.x.abs().max()) > 10.0
 
 
 def test_eta_b_bound_is_the_smallest_over_the_schedule():
     op = invkit.get_registry().build_operator("denoising", (1, 2, 2))
 
-    class Grey(invkit.Prior):
-        sigma_grid = ddpm_sigma_grid()
-
-        def denoise(self, x, sigma):
-            return torch.full_like(x, 0.5)
 
     problem = Problem(op, torch.zeros(1, 1, 2, 2), GaussianNoise(0.1))
     with pytest.raises(ValueError, match=r"use eta_b <= 1.711"):  # not the first failing level's 86.9
-        DDRM(eta_b=100.0).solve(problem, Grey(), steps=20, generator=torch.Generator().manual_seed(0))
+        DDRM(eta_b=100.0).solve(problem, GreyPrior(), steps=20, generator=torch.Generator().manual_seed(0))
     # sigma_T is not a transition target: eta_b = 1.02 is valid when only sigma_T would violate it
     problem = Problem(op, torch.zeros(1, 1, 2, 2), GaussianNoise(0.99))
-    DDRM(eta_b=1.02).solve(problem, Grey(), sigmas=[1.0, 0.5], generator=torch.Generator().manual_seed(0))
+    DDRM(eta_b=1.02).solve(problem, GreyPrior(), sigmas=[1.0, 0.5], generator=torch.Generator().manual_seed(0))
 
 
 @pytest.mark.parametrize("sigma_y", [0.0, 0.2])
