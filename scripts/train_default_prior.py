@@ -182,6 +182,10 @@ def main() -> None:
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--max-minutes", type=float, default=None, help="stop (after saving) after this long")
     p.add_argument("--export", type=Path, default=None, help="only export the EMA weights to this .safetensors and exit")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="when --state holds no state yet: start model and EMA from these exported weights (e.g. the "
+                   "committed plugins/invkit_priors/weights/default.safetensors), with a fresh optimizer and step count "
+                   "taken from the file's metadata")
     args = p.parse_args()
 
     args.state.mkdir(parents=True, exist_ok=True)
@@ -201,6 +205,7 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(args.seed)
     step, seconds = 0, 0.0
+    warm_from = 0  # the learning-rate warm-up restarts whenever the optimizer state is new
     if state_path.exists():
         state = torch.load(state_path, weights_only=True, map_location="cpu")
         model.load_state_dict(state["model"])
@@ -210,6 +215,19 @@ def main() -> None:
         torch.set_rng_state(state["torch_rng"])
         step, seconds = state["step"], state["seconds"]
         print(f"resumed at step {step} ({seconds / 3600:.2f} h trained)")
+    elif args.init_from is not None:
+        from safetensors import safe_open
+
+        with safe_open(str(args.init_from), framework="pt") as f:
+            meta = f.metadata() or {}
+            weights = {k: f.get_tensor(k).to(torch.float32) for k in f.keys()}
+        if json.loads(meta.get("flags", "{}")) != config.to_flags():
+            raise SystemExit(f"{args.init_from} was trained with other flags than the small preset; cannot continue from it")
+        model.load_state_dict(weights)
+        ema.load_state_dict(weights)
+        step, seconds = int(meta.get("train_step", 0)), float(meta.get("train_seconds", 0))
+        warm_from = step
+        print(f"initialised from {args.init_from} (EMA weights of step {step}); optimizer state starts fresh")
     ab = alphas_bar_from_betas(linear_betas()).to(torch.float32).to(device)
 
     def save() -> None:
@@ -243,7 +261,7 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        lr = args.lr * min(1.0, (step + 1) / args.warmup)
+        lr = args.lr * min(1.0, (step + 1 - warm_from) / args.warmup)
         for group in opt.param_groups:
             group["lr"] = lr
         opt.step()
@@ -255,7 +273,7 @@ def main() -> None:
         now = time.time()
         seconds += now - last
         last = now
-        window.append(float(loss))
+        window.append(loss.item())
         if step % args.log_every == 0:
             rec = {"step": step, "loss": float(np.mean(window)), "lr": lr, "hours": seconds / 3600, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
             window = []
