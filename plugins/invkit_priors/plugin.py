@@ -51,14 +51,45 @@ checkpoint.params = (  # type: ignore[attr-defined]
 )
 
 
+def catalogue_prior(name: str) -> Any:
+    """A prior factory for catalogue entry ``name``: loads the file ``invkit prior fetch NAME`` downloaded."""
+    from .fetch import load_catalogue
+
+    entry = load_catalogue()[name]
+
+    def factory(class_label: int | None = None, half: bool = False, device: str = "cpu") -> Any:
+        from .fetch import cached_path
+        from .loaders import load_checkpoint_prior
+
+        path = cached_path(name)
+        if not path.exists():
+            size = f" ({entry.size_bytes / 1e9:.1f} GB)" if entry.size_bytes else ""
+            raise FileNotFoundError(
+                f"prior '{name}' is not downloaded yet: run `invkit prior fetch {name}`{size}, or pass the file with --prior PATH"
+            )
+        return load_checkpoint_prior(path, arch=entry.arch, flags=entry.flags, class_label=class_label, half=half, device=device)
+
+    factory.__doc__ = f"Public checkpoint: {entry.title} (`invkit prior fetch {name}` first; docs/checkpoints.md)."
+    factory.name = name  # type: ignore[attr-defined]
+    factory.params = (  # type: ignore[attr-defined]
+        Param("class_label", int, None, "class index (class-conditional models only)", min=0),
+        Param("half", bool, False, "run in float16 (GPU)"),
+        Param("device", str, "cpu", "torch device: cpu, cuda, cuda:1, ... or auto"),
+    )
+    return factory
+
+
 @hookimpl
 def invkit_register_priors(register: Register) -> None:
-    """Register the built-in priors."""
+    """Register the built-in priors, and every public checkpoint of the catalogue under its name."""
     from .analytic import gaussian, gaussian_mixture
     from .default_prior import default
+    from .fetch import load_catalogue
 
     for factory in (default, gaussian, gaussian_mixture, checkpoint):
         register(factory.name, factory)
+    for name in load_catalogue():
+        register(name, catalogue_prior(name))
 
 
 @hookimpl
