@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -208,6 +209,10 @@ def _main(argv: list[str], debug: bool) -> int:
             return EXIT_USAGE
         code = args.handler(args)
         return int(code or 0)
+    except BrokenPipeError:  # e.g. `invkit plugins | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()

@@ -77,15 +77,12 @@ def build_prior(registry: Registry, value: str, args: Any = None, device: str | 
     """
     given = dict(args) if isinstance(args, dict) else parse_kv(args or [])
     name = value
-    if value not in registry.names("prior"):
-        path = Path(value).expanduser()
-        if path.exists() or path.suffix.lower() in CHECKPOINT_SUFFIXES:
-            if not path.exists():
-                raise CommandError(f"prior checkpoint not found: {path} (a prior name or a checkpoint file/folder; see `invkit plugins`)")
-            if "path" in given:
-                raise CommandError(f"--prior {value} is a checkpoint path; drop --prior-arg path=...")
-            name = "checkpoint"
-            given = {"path": str(path), **given}
+    path = _prior_path(registry, value)
+    if path is not None:
+        if "path" in given:
+            raise CommandError(f"--prior {value} is a checkpoint path; drop --prior-arg path=...")
+        name = "checkpoint"
+        given = {"path": str(path), **given}
     if device is not None and "device" not in given:
         if any(p.name == "device" for p in registry.get("prior", name).params):
             given["device"] = device
@@ -94,14 +91,24 @@ def build_prior(registry: Registry, value: str, args: Any = None, device: str | 
 
 def check_prior_name(registry: Registry, value: str) -> None:
     """Fail fast (before reading images) on a prior that is neither a registered name nor a path."""
+    if _prior_path(registry, value) is None:
+        registry.get("prior", value)  # raises for an unknown name, listing the known priors
+
+
+def _prior_path(registry: Registry, value: str) -> Path | None:
+    """The checkpoint path ``--prior VALUE`` means, or None for a prior name.
+
+    A value that is not a registered name is a path when it exists, ends in a checkpoint suffix
+    or contains a path separator; a missing one is a one-line :class:`CommandError`.
+    """
     if value in registry.names("prior"):
-        return
+        return None
     path = Path(value).expanduser()
-    if path.exists() or path.suffix.lower() in CHECKPOINT_SUFFIXES:
-        if not path.exists():
-            raise CommandError(f"prior checkpoint not found: {path} (a prior name or a checkpoint file/folder; see `invkit plugins`)")
-        return
-    registry.get("prior", value)  # raises, listing the known priors
+    if not (path.exists() or path.suffix.lower() in CHECKPOINT_SUFFIXES or os.sep in value):
+        return None
+    if not path.exists():
+        raise CommandError(f"prior checkpoint not found: {path} (a prior name or a checkpoint file/folder; see `invkit plugins`)")
+    return path
 
 
 def resolve_device(text: str) -> torch.device:

@@ -473,3 +473,10 @@ def test_sigterm_leaves_no_temporary_file(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert list(out_dir.iterdir()) == []
+
+
+def test_closed_pipe_and_missing_prior_path_are_quiet_one_liners(photos, tmp_path):
+    proc = subprocess.run(f"{sys.executable} -m invkit plugins | head -1", shell=True, capture_output=True, text=True, timeout=300)
+    assert proc.stdout.startswith("operators:") and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+    proc = run("solve", "--operator", "denoising", "--prior", "./no/such/", "--input", str(photos["chelsea"]), "--output", str(tmp_path / "o.png"))
+    assert proc.returncode == 2 and "prior checkpoint not found" in proc.stderr
