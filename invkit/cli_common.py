@@ -127,13 +127,19 @@ def resolve_device(text: str) -> torch.device:
     return dev
 
 
-def output_bits(requested: int | None, source_bits: int | None, path: Path) -> int:
-    """``--bits``, else the source's bit depth where the format holds it (PNG/TIFF), else 8."""
-    if requested is not None:
-        return requested
-    if source_bits and source_bits >= 16 and path.suffix.lower() in (".png", ".tif", ".tiff"):
-        return 16
-    return 8
+def output_bits(requested: int | None, source_bits: int | None, path: Path, channels: int = 1) -> int:
+    """``--bits``, else the source's bit depth where the format holds it (PNG/TIFF), else 8.
+
+    A 16-bit RGB TIFF needs the optional ``tifffile`` package; without it this fails here, before
+    any work, rather than after the solve.
+    """
+    bits = requested if requested is not None else (16 if source_bits and source_bits >= 16 and path.suffix.lower() in (".png", ".tif", ".tiff") else 8)
+    if bits == 16 and channels == 3 and path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            import tifffile  # noqa: F401
+        except ImportError:
+            raise CommandError(f"{path.name}: a 16-bit RGB TIFF needs the tifffile package (pip install tifffile); or write PNG, or pass --bits 8") from None
+    return bits
 
 
 def check_finite(t: Tensor, what: str) -> None:

@@ -51,7 +51,7 @@ def run_degrade(args: argparse.Namespace, registry: Registry) -> int:
             raise CommandError(
                 f"operator '{args.operator}' makes a compact measurement of shape {op.out_shape}; write it to a {MEASUREMENT_SUFFIX} file"
             )
-        bits = output_bits(args.bits, image.bits, args.output)
+        bits = output_bits(args.bits, image.bits, args.output, op.out_shape[0])
         write_image(args.output, y, bits=bits)
         kind = f"{bits}-bit image (clipped to [0, 1] and rounded)"
     if not args.quiet:

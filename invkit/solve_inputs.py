@@ -62,7 +62,7 @@ def prepare(job: Job, args: argparse.Namespace, registry: Registry, prior: Any, 
             raise CommandError("--sigma-y auto estimates the noise of a measurement; with --simulate give the noise to add (e.g. --sigma-y 0.05)")
         check_sigma(sigma)
         y = GaussianNoise(sigma).sample(op.forward(clean.double()), torch.Generator().manual_seed(args.seed)).float()
-        prep = Prepared(job, op, name, y, sigma, output_bits(args.bits, image.bits, job.out), geo, clean=crop_back(clean, geo), notes=notes)
+        prep = Prepared(job, op, name, y, sigma, output_bits(args.bits, image.bits, job.out, op.in_shape[0]), geo, clean=crop_back(clean, geo), notes=notes)
         return prep
 
     if src.suffix == MEASUREMENT_SUFFIX:
@@ -150,7 +150,7 @@ def prepare(job: Job, args: argparse.Namespace, registry: Registry, prior: Any, 
     else:
         sigma = 0.0
     check_sigma(sigma)
-    return Prepared(job, op, name, y.float(), float(sigma), output_bits(args.bits, meas.bits, job.out), geo, notes=notes)
+    return Prepared(job, op, name, y.float(), float(sigma), output_bits(args.bits, meas.bits, job.out, op.in_shape[0]), geo, notes=notes)
 
 
 def measurement_view(prep: Prepared) -> tuple[Tensor | None, str | None]:

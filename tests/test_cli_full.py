@@ -480,3 +480,22 @@ def test_closed_pipe_and_missing_prior_path_are_quiet_one_liners(photos, tmp_pat
     assert proc.stdout.startswith("operators:") and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
     proc = run("solve", "--operator", "denoising", "--prior", "./no/such/", "--input", str(photos["chelsea"]), "--output", str(tmp_path / "o.png"))
     assert proc.returncode == 2 and "prior checkpoint not found" in proc.stderr
+
+
+def test_16bit_rgb_tiff_without_tifffile_fails_before_any_work(monkeypatch, tmp_path):
+    import builtins
+
+    from invkit.cli_common import CommandError, output_bits
+
+    real_import = builtins.__import__
+
+    def no_tifffile(name, *args, **kwargs):
+        if name == "tifffile":
+            raise ImportError("blocked")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tifffile)
+    with pytest.raises(CommandError, match="needs the tifffile package"):
+        output_bits(None, 16, tmp_path / "o.tif", channels=3)
+    assert output_bits(None, 16, tmp_path / "o.tif", channels=1) == 16  # grey: Pillow writes it
+    assert output_bits(8, 16, tmp_path / "o.tif", channels=3) == 8
