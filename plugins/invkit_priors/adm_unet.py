@@ -62,6 +62,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as _grad_checkpoint
 
+from .unet_inputs import check_unet_inputs
+
 __all__ = [
     "ADMConfig",
     "ADMUNet",
@@ -711,20 +713,8 @@ class ADMUNet(nn.Module):
             ValueError: On a wrong shape, a missing/unexpected label or a size that is not a
                 multiple of :attr:`size_multiple`.
         """
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"ADMUNet expects (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        b, _, height, width = x.shape
-        m = self.size_multiple
-        if height % m or width % m:
-            raise ValueError(
-                f"ADMUNet with {len(self.config.channel_mults)} levels needs H and W divisible by {m}, "
-                f"got {height}x{width}; pad or crop the image"
-            )
-        t = torch.as_tensor(timesteps, device=x.device)
-        if t.ndim == 0:
-            t = t.expand(b)
-        if t.shape != (b,):
-            raise ValueError(f"timesteps must be a scalar or have shape ({b},), got {tuple(t.shape)}")
+        t = check_unet_inputs("ADMUNet", x, timesteps, self.in_channels, self.size_multiple, len(self.config.channel_mults))
+        b = x.shape[0]
         if (y is None) != (self.num_classes is None):
             need = "needs class labels y" if self.num_classes is not None else "is unconditional; y must be None"
             raise ValueError(f"this ADMUNet {need}")

@@ -45,6 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .unet_inputs import check_unet_inputs
+
 __all__ = ["DDPMConfig", "DDPMUNet", "DDPM_PRESETS", "ddpm_timestep_embedding"]
 
 #: Keys of the DDIM/DDRM ``model:`` config section that do not describe the network.
@@ -327,19 +329,7 @@ class DDPMUNet(nn.Module):
         Returns:
             ``(B, out_ch, H, W)``.
         """
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"DDPMUNet expects (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        b, _, height, width = x.shape
-        if height % self.size_multiple or width % self.size_multiple:
-            raise ValueError(
-                f"DDPMUNet with {len(self.config.ch_mult)} levels needs H and W divisible by "
-                f"{self.size_multiple}, got {height}x{width}; pad or crop the image"
-            )
-        t = torch.as_tensor(t, device=x.device)
-        if t.ndim == 0:
-            t = t.expand(b)
-        if t.shape != (b,):
-            raise ValueError(f"timesteps must be a scalar or have shape ({b},), got {tuple(t.shape)}")
+        t = check_unet_inputs("DDPMUNet", x, t, self.in_channels, self.size_multiple, len(self.config.ch_mult))
 
         dense = self.temb.dense
         temb = dense[1](F.silu(dense[0](ddpm_timestep_embedding(t, self.ch).to(dense[0].weight.dtype))))
