@@ -65,3 +65,19 @@ def test_per_sample_sigma_and_bad_sizes(prior):
         prior.denoise(torch.zeros(1, 3, 20, 24), 0.1)
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\) or \(B, 3, H, W\)"):
         prior.denoise(torch.zeros(1, 2, 16, 16), 0.1)
+
+
+def test_runs_nhwc_on_cpu_and_matches_nchw(prior):
+    """The CPU speed-up (channels_last) moves the packaged prior's output by float32 rounding only."""
+    assert prior.rgb.channels_last
+    x = _crop("astronaut")
+    g = torch.Generator().manual_seed(1)
+    sigma = torch.tensor([0.02, 0.3, 1.5])
+    noisy = x + sigma.view(-1, 1, 1, 1) * torch.randn((3, *x.shape[1:]), generator=g)
+    fast = prior.denoise(noisy, sigma)
+    try:
+        prior.rgb.set_channels_last(False)
+        plain = prior.denoise(noisy, sigma)
+    finally:
+        prior.rgb.set_channels_last(True)
+    torch.testing.assert_close(fast, plain, atol=1e-4, rtol=0)

@@ -212,3 +212,25 @@ def test_half_precision_option() -> None:
     out = half.denoise(x, 0.05)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, ref, atol=5e-3, rtol=5e-3)
+
+
+def test_channels_last_layout_is_opt_in_and_agrees_with_nchw() -> None:
+    x = torch.rand(2, 3, 16, 24, generator=torch.Generator().manual_seed(3))
+    nchw_model = tiny_adm()
+    nchw = VPDiffusionPrior(nchw_model, AB)
+    assert not nchw.channels_last and nchw_model.input_blocks[0][0].weight.is_contiguous()
+    nhwc_model = Recorder(tiny_adm())
+    nhwc = VPDiffusionPrior(nhwc_model, AB, channels_last=True)
+    assert nhwc.channels_last
+    assert nhwc_model.inner.input_blocks[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    sigma = torch.tensor([0.05, 0.8])
+    out = nhwc.denoise(x, sigma)
+    assert nhwc_model.calls[-1][0].is_contiguous(memory_format=torch.channels_last)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, nchw.denoise(x, sigma), atol=2e-5, rtol=1e-4)
+    nhwc.set_channels_last(False)
+    assert nhwc_model.inner.input_blocks[0][0].weight.is_contiguous()
+    nhwc.denoise(x, sigma)
+    assert nhwc_model.calls[-1][0].is_contiguous()
+    with pytest.raises(ValueError, match="channels_last=True needs an nn.Module"):
+        VPDiffusionPrior(lambda x, t: x, AB, channels_last=True)

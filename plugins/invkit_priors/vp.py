@@ -33,6 +33,14 @@ float16 torso still takes float32 and casts inside); the result comes back on ``
 ``x``'s dtype. ``half=True`` converts the model to float16 (``convert_to_fp16()`` where the
 model has it, else ``.half()``). The model is put in ``eval()`` mode.
 
+**Memory layout.** ``channels_last=True`` stores the weights and feeds the input in the NHWC
+layout, which oneDNN convolves faster on the CPU: one 256² evaluation of the ``default`` prior
+took 1.12–1.20 s against 1.39–1.45 s in NCHW (1 thread). It is off by default because torch's
+CPU GroupNorm kernel for NHWC input is less accurate when a group's mean is large next to its
+spread (measured: 0.03 error at mean/std = 100, against 4e-5 in NCHW), which a checkpoint we
+have not measured may hit. The ``default`` prior turns it on: there it moved outputs by at most
+4e-5 for σ ≤ 2 (1e-3 at σ = 50). The result is returned in the ordinary contiguous layout.
+
 **Gradients.** When ``x`` requires grad (DPS-style guidance) the result is differentiable in
 ``x``; otherwise the network runs under ``torch.no_grad()``.
 
@@ -82,6 +90,7 @@ class VPDiffusionPrior(Prior):
         half: Convert the model to float16 (see the module notes).
         channels: Image channels; default the model's ``in_channels`` attribute if any.
         image_size: Preferred ``(H, W)``; default the model's ``image_size`` attribute if any.
+        channels_last: Run a module in the NHWC memory layout (see the module notes).
 
     Raises:
         ValueError: On an unknown ``prediction`` or a non-decreasing ``alphas_bar``.
@@ -99,6 +108,7 @@ class VPDiffusionPrior(Prior):
         half: bool = False,
         channels: int | None = None,
         image_size: int | tuple[int, int] | None = None,
+        channels_last: bool = False,
     ) -> None:
         if prediction not in PREDICTIONS:
             raise ValueError(f"unknown prediction {prediction!r}; expected one of {list(PREDICTIONS)}")
@@ -126,6 +136,8 @@ class VPDiffusionPrior(Prior):
                     model.half()
         elif half:
             raise ValueError("half=True needs an nn.Module model")
+        self.channels_last = False
+        self.set_channels_last(channels_last)
         self.channels = channels if channels is not None else getattr(model, "in_channels", None)
         size = image_size if image_size is not None else getattr(model, "image_size", None)
         self.image_size = (size, size) if isinstance(size, int) else (tuple(size) if size is not None else None)
@@ -173,6 +185,18 @@ class VPDiffusionPrior(Prior):
             raise ValueError(f"class_label must be an int or have shape ({batch},), got {tuple(y.shape)}")
         return y
 
+    def set_channels_last(self, on: bool = True) -> None:
+        """Switch the network between the NHWC (``on``) and NCHW memory layouts.
+
+        Raises:
+            ValueError: ``on`` for a model that is not an ``nn.Module``.
+        """
+        if on and not isinstance(self.model, nn.Module):
+            raise ValueError("channels_last=True needs an nn.Module model")
+        if isinstance(self.model, nn.Module):
+            self.model.to(memory_format=torch.channels_last if on else torch.contiguous_format)
+        self.channels_last = bool(on)
+
     def _model_device_dtype(self, x: Tensor) -> tuple[torch.device, torch.dtype]:
         if isinstance(self.model, nn.Module):
             for p in self.model.parameters():
@@ -205,7 +229,10 @@ class VPDiffusionPrior(Prior):
 
         xp = self.data_scale * (x.to(device) - self.data_center)
         x_vp = xp * col(a)
-        args: tuple = (x_vp.to(dtype), t.to(device=device, dtype=torch.float32))
+        x_in = x_vp.to(dtype)
+        if self.channels_last:
+            x_in = x_in.contiguous(memory_format=torch.channels_last)
+        args: tuple = (x_in, t.to(device=device, dtype=torch.float32))
         kwargs = {}
         y = self._labels(b, device)
         if y is not None:
@@ -225,7 +252,7 @@ class VPDiffusionPrior(Prior):
                 f"model output {tuple(out.shape)} does not match input {tuple(x.shape)} with "
                 f"learned_sigma={self.learned_sigma}: expected {expected} channels{hint}"
             )
-        out = out[:, :c].to(x.dtype)
+        out = out[:, :c].to(x.dtype).contiguous()
 
         if self.prediction == "epsilon":
             x0p = xp - col(sp) * out
