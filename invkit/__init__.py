@@ -28,7 +28,18 @@ from .registry import (
     get_registry,
     reset_registry,
 )
-from .solver import Callback, Problem, Result, Solver, Step, resolve_generator
+from .solver import (
+    Callback,
+    Generators,
+    Problem,
+    Result,
+    Solver,
+    Step,
+    randn_rows,
+    resolve_generator,
+    sample_generators,
+    sample_seed,
+)
 
 __version__ = "0.1.0"
 
@@ -77,5 +88,9 @@ __all__ = [
     "Solver",
     "Step",
     "resolve_generator",
+    "randn_rows",
+    "sample_seed",
+    "sample_generators",
+    "Generators",
     "__version__",
 ]

@@ -44,7 +44,7 @@ from .sizing import crop_back, parse_crop, parse_resize, prior_multiple
 from .solve_inputs import Prepared, measurement_view, prepare
 from .solve_jobs import check_jobs, plan_jobs
 from .solve_options import FIGURE_AUTO, JSON_KEYS
-from .solver import Problem, Step
+from .solver import Problem, Step, sample_generators
 
 
 def _std_map(samples: Tensor) -> Tensor:
@@ -61,7 +61,6 @@ def _solve_one(prep: Prepared, args: argparse.Namespace, solver: Any, prior: Any
     job = prep.job
     n, batch = args.samples, min(args.batch, args.samples)
     chunks = math.ceil(n / batch)
-    generator = torch.Generator(device=device).manual_seed(args.seed)
     y = prep.y.to(device)
     started = time.perf_counter()
     state: dict[str, Any] = {"announced": False, "steps": None}
@@ -87,6 +86,10 @@ def _solve_one(prep: Prepared, args: argparse.Namespace, solver: Any, prior: Any
                     if projected > ANNOUNCE_SECONDS:
                         say_note(f"{job.src.name}: first step took {format_duration(elapsed)}; projected {format_duration(projected)} for this image")
 
+            # one generator per sample, seeded from (--seed, sample index), so a sample does not
+            # depend on --batch; a solver without row_generators gets the first one for the chunk
+            gens = sample_generators(args.seed, k * batch, b, device)
+            generator = gens if getattr(solver, "row_generators", False) else gens[0]
             result = solver.solve(problem, prior, steps=args.steps, generator=generator, callback=callback)
             outs.append(result.x.detach().to("cpu", torch.float32))
     finally:

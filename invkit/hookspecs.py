@@ -112,7 +112,10 @@ def invkit_register_solvers(register: Register) -> None:
     """Register solver classes by name.
 
     A solver subclasses :class:`invkit.Solver`, declares a ``params`` schema and implements
-    ``solve(problem, prior, *, steps, generator, callback)``.
+    ``solve(problem, prior, *, steps, generator, callback)``. Draw every random number from
+    ``generator``; set ``row_generators = True`` and draw with :func:`invkit.randn_rows` to
+    accept one generator per batch row, which makes ``invkit solve`` samples independent of
+    ``--batch``.
 
     Example:
         ::

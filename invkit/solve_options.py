@@ -110,8 +110,11 @@ without a terminal the projection after the first step is printed when it exceed
 Images over --max-megapixels are refused before any work, with the estimate and the --resize
 that fits.
 
-reproducibility: the same --seed, --batch, device and inputs give the same draws (float
-rounding in CPU BLAS may still differ in the last bits between runs)."""
+reproducibility: sample i draws only from its own generator, seeded from (--seed, i)
+(invkit.sample_seed), so the same --seed, device and inputs give the same samples whatever
+--batch is (float rounding in CPU BLAS may still differ in the last bits between runs). A
+plugin solver without per-row generators (Solver.row_generators) draws a batch from one
+generator, and its samples then depend on --batch too."""
 
 
 def _sigma_arg(text: str) -> float | str:

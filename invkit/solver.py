@@ -8,8 +8,9 @@ refuses clearly when it is missing. Progress goes through a callback that receiv
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -22,7 +23,23 @@ from .operator import Operator, SVDOperator
 from .params import Param
 from .prior import Prior
 
-__all__ = ["Problem", "Result", "Solver", "Step", "Callback", "resolve_generator"]
+__all__ = [
+    "Problem",
+    "Result",
+    "Solver",
+    "Step",
+    "Callback",
+    "Generators",
+    "resolve_generator",
+    "randn_rows",
+    "sample_seed",
+    "sample_generators",
+]
+
+#: What a solver's ``generator`` argument takes: one generator for the whole batch, or one per
+#: batch row (row ``b`` draws only from ``generator[b]``, so a sample does not depend on which
+#: other samples share its batch).
+Generators = torch.Generator | Sequence[torch.Generator]
 
 
 @dataclass
@@ -111,16 +128,82 @@ class Step:
 Callback = Callable[[Step], None]
 
 
-def resolve_generator(generator: torch.Generator | None, device: torch.device | str = "cpu") -> torch.Generator:
-    """The generator a solver draws from: the one passed, or a fresh randomly seeded one on ``device``.
+def resolve_generator(generator: Generators | None, device: torch.device | str = "cpu") -> Generators:
+    """The generator(s) a solver draws from: those passed, or a fresh randomly seeded one on ``device``.
 
-    Solvers never touch torch's global random state; pass a seeded generator for reproducible output.
+    Solvers never touch torch's global random state; pass a seeded generator for reproducible
+    output, or a list of them (one per batch row) for samples that do not depend on the batch.
+
+    Raises:
+        ValueError: An empty list.
     """
-    if generator is not None:
-        return generator
-    fresh = torch.Generator(device=device)
-    fresh.seed()
-    return fresh
+    if generator is None:
+        fresh = torch.Generator(device=device)
+        fresh.seed()
+        return fresh
+    if not isinstance(generator, torch.Generator):
+        generator = list(generator)
+        if not generator:
+            raise ValueError("generator: an empty list; pass one torch.Generator or one per batch row")
+    return generator
+
+
+def randn_rows(
+    generator: Generators,
+    shape: tuple[int, ...],
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Standard normal draws of ``shape = (B, ...)``.
+
+    Args:
+        generator: One generator (one ``torch.randn(shape)`` call) or ``B`` generators (row ``b``
+            is ``torch.randn(shape[1:])`` from ``generator[b]``).
+        shape: Output shape; its first entry is the batch.
+        dtype: Output dtype (torch's default if None).
+        device: Output device; the generators must live there.
+
+    Raises:
+        ValueError: A list whose length is not ``shape[0]``.
+
+    Example:
+        >>> import torch
+        >>> gens = [torch.Generator().manual_seed(s) for s in (1, 2)]
+        >>> rows = randn_rows(gens, (2, 3))
+        >>> bool(torch.equal(rows[1], torch.randn(3, generator=torch.Generator().manual_seed(2))))
+        True
+    """
+    if isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator, dtype=dtype, device=device)
+    gens = list(generator)
+    if len(gens) != shape[0]:
+        raise ValueError(f"generator: {len(gens)} generators for a batch of {shape[0]}; pass one per batch row")
+    if not gens:
+        return torch.empty(shape, dtype=dtype, device=device)
+    return torch.stack([torch.randn(shape[1:], generator=g, dtype=dtype, device=device) for g in gens])
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """The seed of sample ``index`` in a run seeded with ``seed`` (what ``invkit solve --seed`` uses).
+
+    A hash of both numbers (BLAKE2b, 63 bits), so runs with neighbouring seeds share no sample.
+
+    Example:
+        >>> sample_seed(0, 0) == sample_seed(0, 0) != sample_seed(1, 0) != sample_seed(0, 1)
+        True
+    """
+    digest = hashlib.blake2b(f"invkit-sample:{int(seed)}:{int(index)}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def sample_generators(seed: int, start: int, count: int, device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """One generator per sample ``start, ..., start + count - 1`` of a run seeded with ``seed``.
+
+    Pass the list as a solver's ``generator``: sample ``i`` is then the same whatever the
+    batch it is drawn in.
+    """
+    return [torch.Generator(device=device).manual_seed(sample_seed(seed, start + i)) for i in range(count)]
 
 
 class Solver(ABC):
@@ -129,10 +212,14 @@ class Solver(ABC):
     Attributes:
         name: Registry name.
         params: Parameter schema (``--solver-arg k=v``).
+        row_generators: ``solve`` accepts one generator per batch row (draw with
+            :func:`randn_rows`). ``invkit solve`` then passes one per sample, so samples do not
+            depend on ``--batch``; otherwise it passes one generator per batch.
     """
 
     name: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
+    row_generators: ClassVar[bool] = False
 
     @abstractmethod
     def solve(
@@ -141,7 +228,11 @@ class Solver(ABC):
         prior: Prior,
         *,
         steps: int | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators | None = None,
         callback: Callback | None = None,
     ) -> Result:
-        """Restore the images measured in ``problem`` using ``prior``."""
+        """Restore the images measured in ``problem`` using ``prior``.
+
+        ``generator`` is one ``torch.Generator`` or one per batch row (see :data:`Generators`
+        and :func:`randn_rows`); ``None`` means a fresh randomly seeded one.
+        """

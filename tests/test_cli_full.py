@@ -24,6 +24,7 @@ from invkit.cli import main
 from invkit.commands import JSON_KEYS
 from invkit.io import Measurement, read_image, read_measurement, write_image, write_measurement
 from invkit.metrics import psnr, ssim
+from invkit.solver import sample_seed
 
 GAUSS = ["--prior", "gaussian"]
 STABLE_JSON_KEYS = (
@@ -128,11 +129,11 @@ def test_measurement_mode_samples_mean_std_and_figure(photos, tmp_path):
     std = read_image(tmp_path / "restored_std.png").x
     assert std.shape == (1, 1, 24, 32) and float(std.max()) == 1.0  # white = std_max
     assert (tmp_path / "restored_figure.png").is_file()
-    # the samples differ (posterior draws), and the same seed and batch reproduce them
+    # the samples differ (posterior draws), and the same seed reproduces them with another --batch
     assert float((stack[0] - stack[1]).abs().max()) > 0
     again = tmp_path / "again.png"
     proc = run("solve", "--operator", "gaussian_blur", "--arg", "sigma=1.0", "--sigma-y", "0.02", *GAUSS, "--steps", "3",
-               "--samples", "3", "--batch", "2", "--input", str(meas), "--output", str(again), "--quiet")
+               "--samples", "3", "--batch", "3", "--input", str(meas), "--output", str(again), "--quiet")
     assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
     # (equal up to float rounding: CPU BLAS may differ in the last bits between runs, flipping a rounding)
     diff = (read_image(again).x - mean).abs()
@@ -499,3 +500,37 @@ def test_16bit_rgb_tiff_without_tifffile_fails_before_any_work(monkeypatch, tmp_
         output_bits(None, 16, tmp_path / "o.tif", channels=3)
     assert output_bits(None, 16, tmp_path / "o.tif", channels=1) == 16  # grey: Pillow writes it
     assert output_bits(8, 16, tmp_path / "o.tif", channels=3) == 8
+
+
+def test_solver_without_row_generators_gets_one_generator_per_batch(photos, tmp_path):
+    """A plugin solver that never asked for per-row generators is not handed a list."""
+    from invkit import Result, Solver, hookimpl, reset_registry
+    from invkit.registry import get_registry
+
+    seen: list[object] = []
+
+    class Plain(Solver):
+        name = "plain_test"
+
+        def solve(self, problem, prior, *, steps=None, generator=None, callback=None):
+            seen.append(generator)
+            return Result(x=problem.y + 0.01 * torch.randn(problem.y.shape, generator=generator))
+
+    class Plugin:
+        @hookimpl
+        def invkit_register_solvers(self, register):
+            register("plain_test", Plain)
+
+    reset_registry()
+    try:
+        assert get_registry().add_plugin(Plugin(), name="plain-test")
+        for batch in ("1", "2"):
+            out = tmp_path / f"b{batch}.png"
+            assert main(["solve", "--solver", "plain_test", "--operator", "denoising", *GAUSS, "--sigma-y", "0.01", "--samples", "2",
+                         "--batch", batch, "--input", str(photos["chelsea"]), "--output", str(out), "--quiet"]) == 0
+    finally:
+        reset_registry()
+    assert len(seen) == 3 and all(isinstance(g, torch.Generator) for g in seen)
+    # batch 1 gets sample i's own generator, so its samples equal the per-row seeds
+    assert [g.initial_seed() for g in seen[:2]] == [sample_seed(0, 0), sample_seed(0, 1)]
+    assert seen[2].initial_seed() == sample_seed(0, 0)

@@ -226,6 +226,19 @@ def test_seed_reproduces_bit_for_bit_and_differs_across_seeds():
     assert run(3).dtype == torch.float32
 
 
+def test_one_generator_per_row_makes_samples_independent_of_the_batch():
+    op = invkit.get_registry().build_operator("gaussian_blur", (3, 8, 8), {"sigma": 1.0})
+    y = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    gens = lambda: invkit.sample_generators(7, 0, 3)
+    three = DDRM().solve(Problem(op, y.expand(3, -1, -1, -1), GaussianNoise(0.05)), IsoGaussian(0.1), steps=6, generator=gens()).x
+    for i in range(3):
+        one = DDRM().solve(Problem(op, y, GaussianNoise(0.05)), IsoGaussian(0.1), steps=6, generator=[gens()[i]]).x
+        torch.testing.assert_close(one[0], three[i], atol=1e-6, rtol=0)
+    assert float((three[0] - three[1]).abs().max()) > 1e-3
+    with pytest.raises(ValueError, match="2 generators for a batch of 3"):
+        DDRM().solve(Problem(op, y.expand(3, -1, -1, -1), GaussianNoise(0.05)), IsoGaussian(0.1), steps=6, generator=gens()[:2])
+
+
 def test_noiseless_observed_coefficients_reproduce_the_measurement():
     op = invkit.get_registry().build_operator("denoising", (1, 4, 4))
 

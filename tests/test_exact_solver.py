@@ -10,6 +10,7 @@ import scipy.special
 import scipy.stats
 import torch
 
+import invkit
 from invkit import GaussianNoise, Prior, Problem, Step
 from invkit.dense import MatrixOperator as MatrixOp
 from invkit.registry import get_registry
@@ -257,6 +258,35 @@ def test_mixture_posterior_weights_moments_and_samples():
         assert np.abs(z).max() < scipy.stats.norm.isf(1e-3 / 6)
         check_moments(samples[b], mean[b].numpy(), cov[b].numpy())
     assert torch.equal(res.info["weights"][0], post.weights[0])
+
+
+def test_one_generator_per_row_mixture_samples_are_batch_independent_and_exact():
+    shape = (1, 2, 4)
+    n = 8
+    weights = [0.3, 0.5, 0.2]
+    mus = [0.5 + 0.3 * (rand(shape, 60 + k) - 0.5) for k in range(3)]
+    covs = [spd(n, 70 + k, scale=0.03 * (k + 1), floor=0.002) for k in range(3)]
+    prior = GaussianMixturePrior(weights, [GaussianPrior.full(mu, c) for mu, c in zip(mus, covs)])
+    a = np.random.default_rng(80).standard_normal((5, n)) / math.sqrt(n)
+    problem = simulate_problem(MatrixOp(shape, a), prior.sample(1, generator=torch.Generator().manual_seed(81)), 0.1, torch.Generator().manual_seed(82))
+    count = 6000
+    many = repeat_measurements(problem, count)
+    res = ExactSolver().solve(many, prior, generator=invkit.sample_generators(5, 0, count))
+    # row i is what generator i alone gives for a batch of one
+    for i in (0, 17, count - 1):
+        one = ExactSolver().solve(problem, prior, generator=invkit.sample_generators(5, i, 1))
+        assert int(one.info["component"][0]) == int(res.info["component"][i])
+        torch.testing.assert_close(one.x[0], res.x[i], atol=1e-12, rtol=0)  # batched matmuls round differently
+    # and the rows are exact posterior draws: component frequencies and moments
+    post = exact_posterior(problem, prior)
+    mean, cov = posterior_moments(problem, prior)
+    freq = np.bincount(res.info["component"].numpy(), minlength=3) / count
+    pi = post.weights[0].numpy()
+    z = (freq - pi) / np.sqrt(pi * (1 - pi) / count + 1e-300)
+    assert np.abs(z).max() < scipy.stats.norm.isf(1e-3 / 6)
+    check_moments(res.x.reshape(count, n).numpy(), mean[0].numpy(), cov[0].numpy())
+    with pytest.raises(ValueError, match="2 generators for a batch of 3"):
+        ExactSolver().solve(repeat_measurements(problem, 3), prior, generator=invkit.sample_generators(5, 0, 2))
 
 
 def test_mixture_noiseless_inpainting_weights():

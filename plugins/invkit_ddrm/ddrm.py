@@ -44,7 +44,7 @@ from torch import Tensor
 
 from invkit.params import Param
 from invkit.prior import Prior
-from invkit.solver import Callback, Problem, Result, Solver, Step, resolve_generator
+from invkit.solver import Callback, Generators, Problem, Result, Solver, Step, randn_rows, resolve_generator
 
 __all__ = ["DDRM", "ddrm_schedule"]
 
@@ -110,6 +110,7 @@ class DDRM(Solver):
     """
 
     name = "ddrm"
+    row_generators = True
     params = (
         Param("eta", float, 0.85, "η: transition noise (0 = deterministic)", min=0.0, max=1.0),
         Param("eta_b", float, 1.0, "η_b: weight of the measurement in observed coefficients", min=0.0),
@@ -133,7 +134,7 @@ class DDRM(Solver):
         prior: Prior,
         *,
         steps: int | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators | None = None,
         callback: Callback | None = None,
         sigmas: Sequence[float] | None = None,
     ) -> Result:
@@ -145,7 +146,9 @@ class DDRM(Solver):
             problem: Operator, measurements ``(B, *out_shape)`` and noise model.
             prior: Any prior with ``denoise(x, sigma)`` in [0, 1] units.
             steps: Number of prior evaluations (default 20); ignored when ``sigmas`` is given.
-            generator: Source of all randomness (a fresh, randomly seeded one if None). Its
+            generator: Source of all randomness (a fresh, randomly seeded one if None): one
+                generator for the whole batch, or one per batch row so that each sample is the
+                same whatever batch it is drawn in (see :func:`invkit.sample_generators`). Its
                 device must match ``problem.y``'s.
             callback: Called with a :class:`~invkit.solver.Step` after every step.
             sigmas: Explicit descending schedule ``[σ_T, ..., σ_1]`` (a final 0 is appended if
@@ -184,7 +187,7 @@ class DDRM(Solver):
         batch = y.shape[0]
 
         def noise() -> Tensor:
-            return torch.randn((batch, n), generator=generator, dtype=y.dtype, device=y.device)
+            return randn_rows(generator, (batch, n), dtype=y.dtype, device=y.device)
 
         sigma_T = schedule[0]
         start_obs = observed & (sigma_T >= nstd)

@@ -71,7 +71,7 @@ from invkit.noise import GaussianNoise
 from invkit.operator import Operator, Shape
 from invkit.params import Param
 from invkit.prior import Prior
-from invkit.solver import Callback, Problem, Result, Solver, Step, resolve_generator
+from invkit.solver import Callback, Generators, Problem, Result, Solver, Step, randn_rows, resolve_generator
 
 from .analytic import GaussianMixturePrior, GaussianParts, GaussianPrior
 
@@ -202,28 +202,43 @@ class ExactPosterior:
             out += pi[:, None, None] * (self.component_covariance(k)[None] + dev[:, :, None] * dev[:, None, :])
         return 0.5 * (out + out.transpose(1, 2))
 
-    def sample(self, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def sample(self, generator: Generators | None = None) -> tuple[Tensor, Tensor]:
         """One exact sample per measurement.
 
         Draws, in this order: for ``K > 1`` one ``torch.multinomial`` of the components,
-        then one ``torch.randn((B, n))`` (both on the generator's device).
+        then one ``torch.randn((B, n))`` (both on the generator's device). With one generator
+        per row, row ``b`` draws its component and then its ``randn(n)`` from ``generator[b]``.
 
         Returns:
             ``(samples (B, n) float64, component index (B,) int64)``.
         """
         b, n = self.weights.shape[0], self.n
-        device = generator.device if generator is not None else torch.device("cpu")
-        if len(self.components) > 1:
-            comp = torch.multinomial(self.weights.to(device), 1, replacement=True, generator=generator).reshape(b).cpu()
+        if generator is not None and not isinstance(generator, torch.Generator):
+            gens = list(generator)
+            if len(gens) != b:
+                raise ValueError(f"generator: {len(gens)} generators for a batch of {b}; pass one per batch row")
+            rows = [self._sample_row(i, g) for i, g in enumerate(gens)]
+            comp = torch.tensor([c for c, _ in rows], dtype=torch.long)
+            eps = torch.stack([e for _, e in rows]) if rows else torch.empty(0, n, dtype=_F64)
         else:
-            comp = torch.zeros(b, dtype=torch.long)
-        eps = torch.randn((b, n), generator=generator, dtype=_F64, device=device).cpu()
+            device = generator.device if generator is not None else torch.device("cpu")
+            if len(self.components) > 1:
+                comp = torch.multinomial(self.weights.to(device), 1, replacement=True, generator=generator).reshape(b).cpu()
+            else:
+                comp = torch.zeros(b, dtype=torch.long)
+            eps = torch.randn((b, n), generator=generator, dtype=_F64, device=device).cpu()
         out = torch.empty(b, n, dtype=_F64)
         for k, c in enumerate(self.components):
             idx = torch.nonzero(comp == k, as_tuple=False).reshape(-1)
             if idx.numel():
                 out[idx] = c.mean[idx] + c.root_apply(eps[idx])
         return out, comp
+
+    def _sample_row(self, row: int, generator: torch.Generator) -> tuple[int, Tensor]:
+        comp = 0
+        if len(self.components) > 1:
+            comp = int(torch.multinomial(self.weights[row : row + 1].to(generator.device), 1, generator=generator))
+        return comp, randn_rows(generator, (1, self.n), dtype=_F64, device=generator.device)[0].cpu()
 
 
 def _check_prior(prior: Prior) -> list[GaussianPrior]:
@@ -396,6 +411,7 @@ class ExactSolver(Solver):
     """
 
     name = "exact"
+    row_generators = True
     params = (Param("max_size", int, DEFAULT_MAX_SIZE, "largest n = C*H*W (and m) to materialise as dense matrices", min=1),)
 
     def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
@@ -407,7 +423,7 @@ class ExactSolver(Solver):
         prior: Prior,
         *,
         steps: int | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators | None = None,
         callback: Callback | None = None,
     ) -> Result:
         """Draw one exact posterior sample per measurement.
@@ -416,7 +432,8 @@ class ExactSolver(Solver):
             problem: Linear operator, ``y`` and Gaussian noise.
             prior: :class:`GaussianPrior` or :class:`GaussianMixturePrior`.
             steps: Ignored.
-            generator: Source of all randomness (``None``: a fresh, randomly seeded one).
+            generator: Source of all randomness (``None``: a fresh, randomly seeded one); one
+                generator, or one per batch row.
             callback: Called once with a :class:`invkit.Step`.
 
         Returns:
