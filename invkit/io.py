@@ -46,6 +46,7 @@ __all__ = [
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MEASUREMENT_SUFFIX = ".safetensors"
+_FIGURE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
 _FORMAT = "invkit-measurement-v1"
 
 
@@ -283,12 +284,21 @@ def _png16_rgb(hwc: np.ndarray) -> bytes:
 
 
 def write_figure(path: str | os.PathLike[str], panels: list[tuple[str, Tensor]], min_width: int = 128) -> Path:
-    """Write a side-by-side PNG of labelled panels (each ``(C, H, W)`` in [0, 1]; grey shown as grey).
+    """Write a side-by-side picture of labelled panels (each ``(C, H, W)`` in [0, 1]; grey shown as grey).
 
     Panels of different sizes are top-aligned; small images are enlarged by an integer factor
     (nearest neighbour, so pixels stay visible) until the widest panel is at least ``min_width``.
+    The format follows the suffix (PNG, JPEG at quality 95, TIFF, BMP).
+
+    Raises:
+        ValueError: A suffix that is not one of ``IMAGE_SUFFIXES``.
     """
     from PIL import Image, ImageDraw, ImageFont
+
+    path = Path(path)
+    fmt = _FIGURE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"figure {path.name}: use one of {', '.join(IMAGE_SUFFIXES)} as its suffix")
 
     arrays = []
     for _, x in panels:
@@ -315,7 +325,8 @@ def write_figure(path: str | os.PathLike[str], panels: list[tuple[str, Tensor]],
         canvas.paste(Image.fromarray(a), (left, gap + label_h))
         draw.text((left, gap), label, fill="black", font=font)
         left += a.shape[1] + gap
-    return atomic_write(Path(path), lambda tmp: canvas.save(tmp, format="PNG"))
+    extra: dict[str, Any] = {"quality": 95} if fmt == "JPEG" else {}
+    return atomic_write(path, lambda tmp: canvas.save(tmp, format=fmt, **extra))
 
 
 def write_measurement(path: str | os.PathLike[str], m: Measurement) -> Path:

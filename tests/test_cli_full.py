@@ -534,3 +534,15 @@ def test_solver_without_row_generators_gets_one_generator_per_batch(photos, tmp_
     # batch 1 gets sample i's own generator, so its samples equal the per-row seeds
     assert [g.initial_seed() for g in seen[:2]] == [sample_seed(0, 0), sample_seed(0, 1)]
     assert seen[2].initial_seed() == sample_seed(0, 0)
+
+
+def test_figure_format_follows_its_suffix(photos, tmp_path, capsys):
+    base = ["solve", "--operator", "denoising", *GAUSS, "--sigma-y", "0.02", "--steps", "2", "--input", str(photos["chelsea"]), "--quiet"]
+    for name, magic in (("f.jpg", b"\xff\xd8\xff"), ("f.png", b"\x89PNG"), ("f.bmp", b"BM")):
+        assert main([*base, "--output", str(tmp_path / f"o_{name}.png"), "--figure", str(tmp_path / name)]) == 0
+        assert (tmp_path / name).read_bytes().startswith(magic), name
+    out = tmp_path / "o.png"
+    assert main([*base, "--output", str(out), "--figure", str(tmp_path / "f.gif")]) == 2
+    err = capsys.readouterr().err
+    assert "f.gif must be an image file (.png, .jpg" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
