@@ -28,8 +28,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -73,41 +73,66 @@ def to_pyramid(img: np.ndarray) -> list[torch.Tensor]:
     return levels
 
 
+def _skimage_levels() -> tuple[list[torch.Tensor], list[str]]:
+    levels: list[torch.Tensor] = []
+    sources: list[str] = []
+    try:
+        from skimage import data as skdata
+    except ImportError:
+        return levels, sources
+    for name in TRAIN_SKIMAGE:
+        assert name not in EVALUATION_SKIMAGE
+        try:
+            arr = getattr(skdata, name)()
+        except Exception as exc:  # noqa: BLE001 - some datasets need a download
+            print(f"skipping skimage.data.{name}: {type(exc).__name__}")
+            continue
+        if arr.ndim == 2:
+            arr = np.repeat(arr[..., None], 3, axis=2)
+        arr = arr[..., :3]
+        if arr.dtype != np.uint8:
+            arr = (255 * (arr.astype(np.float64) / max(1e-8, float(arr.max())))).astype(np.uint8)
+        for lvl in to_pyramid(arr):
+            levels.append(lvl)
+            sources.append(f"skimage.data.{name}")
+    return levels, sources
+
+
 def load_dataset(folders: list[Path], cache: Path) -> tuple[list[torch.Tensor], list[str]]:
-    """Multi-scale pyramid levels of every training image (cached as one tensor file)."""
-    if cache.exists():
-        blob = torch.load(cache, weights_only=True)
-        return blob["levels"], blob["sources"]
+    """Multi-scale pyramid levels of every training image (cached as one tensor file).
+
+    The cache is brought up to date with the ``--data`` folders: files that appeared are added,
+    files that are gone are dropped (with no ``--data`` the cache is used as it is).
+    """
     from PIL import Image
 
     levels: list[torch.Tensor] = []
     sources: list[str] = []
-    for path in find_images(folders):
+    if cache.exists():
+        blob = torch.load(cache, weights_only=True)
+        levels, sources = blob["levels"], blob["sources"]
+        if not folders:
+            return levels, sources
+    files = find_images(folders)
+    wanted = {str(p) for p in files}
+    keep = [i for i, src in enumerate(sources) if src.startswith("skimage.data.") or src in wanted]
+    have = set(sources)
+    new = [p for p in files if str(p) not in have]
+    if cache.exists() and not new and len(keep) == len(sources):
+        return levels, sources
+    dropped = sorted({sources[i] for i in range(len(sources)) if i not in set(keep)})
+    levels, sources = [levels[i] for i in keep], [sources[i] for i in keep]
+    for path in new:
         with Image.open(path) as im:
             arr = np.asarray(im.convert("RGB"))
         for lvl in to_pyramid(arr):
             levels.append(lvl)
             sources.append(str(path))
-    try:
-        from skimage import data as skdata
-
-        for name in TRAIN_SKIMAGE:
-            assert name not in EVALUATION_SKIMAGE
-            try:
-                arr = getattr(skdata, name)()
-            except Exception as exc:  # noqa: BLE001 - some datasets need a download
-                print(f"skipping skimage.data.{name}: {type(exc).__name__}")
-                continue
-            if arr.ndim == 2:
-                arr = np.repeat(arr[..., None], 3, axis=2)
-            arr = arr[..., :3]
-            if arr.dtype != np.uint8:
-                arr = (255 * (arr.astype(np.float64) / max(1e-8, float(arr.max())))).astype(np.uint8)
-            for lvl in to_pyramid(arr):
-                levels.append(lvl)
-                sources.append(f"skimage.data.{name}")
-    except ImportError:
-        pass
+    if not any(src.startswith("skimage.data.") for src in sources):
+        sk_levels, sk_sources = _skimage_levels()
+        levels += sk_levels
+        sources += sk_sources
+    print(f"dataset cache updated: {len(new)} image files added, {len(dropped)} dropped")
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
     torch.save({"levels": levels, "sources": sources}, tmp)
@@ -246,6 +271,13 @@ def main() -> None:
             state_path,
         )
 
+    stop = {"signal": None}
+
+    def request_stop(signum: int, _frame: object) -> None:  # save at the end of the current step
+        stop["signal"] = signum
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     log = open(args.state / "log.jsonl", "a")
     started = time.time()
     window: list[float] = []
@@ -283,6 +315,9 @@ def main() -> None:
         if step % args.save_every == 0:
             save()
         if args.max_minutes is not None and (now - started) > 60 * args.max_minutes:
+            break
+        if stop["signal"] is not None:
+            print(f"signal {stop['signal']}: saving and stopping")
             break
     save()
     print(f"saved step {step}")
