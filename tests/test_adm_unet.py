@@ -269,3 +269,24 @@ def test_head_counts_from_num_heads_and_upsample() -> None:
     assert encoder == [4] and model.middle_block[1].num_heads == 4 and decoder == [2, 2]
     by_channels = ADMUNet(ADMConfig.from_flags(TINY))
     assert {m.num_heads for m in by_channels.modules() if isinstance(m, AttentionBlock)} == {4}  # 64 / 16
+
+
+@pytest.mark.skipif(not hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"), reason="this torch has no CPU flash attention")
+@pytest.mark.parametrize("arch", ["adm", "ddpm"])
+def test_attention_takes_the_flash_kernel_not_the_quadratic_memory_fallback(arch: str) -> None:
+    """Strided q/k/v make torch fall back to bmm + softmax with a (T, T) matrix per head."""
+    from torch.profiler import profile
+
+    from invkit_priors.ddpm_unet import DDPMConfig, DDPMUNet
+
+    torch.manual_seed(0)
+    if arch == "adm":
+        net = ADMUNet(ADMConfig.from_flags(dict(image_size=16, num_channels=32, channel_mult="1,2", num_res_blocks=1,
+                                                 attention_resolutions="2", num_head_channels=16))).eval()
+    else:
+        net = DDPMUNet(DDPMConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), resolution=16)).eval()
+    with torch.inference_mode(), profile() as prof:
+        net(torch.randn(1, 3, 16, 16), torch.tensor([10.0]))
+    ops = {e.key for e in prof.key_averages()}
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in ops
+    assert "aten::_softmax" not in ops

@@ -233,8 +233,9 @@ class AttnBlock(nn.Module):
         """Apply to ``(B, C, H, W)``."""
         b, c, height, width = x.shape
         h = self.norm(x)
-        # (B, 1, HW, C) tokens; one head with scale 1/sqrt(C).
-        q, k, v = (proj(h).reshape(b, 1, c, height * width).transpose(-1, -2) for proj in (self.q, self.k, self.v))
+        # (B, 1, HW, C) tokens; one head with scale 1/sqrt(C). Contiguous, so that torch picks its
+        # flash kernel rather than the O((HW)²)-memory math fallback (see adm_unet._attention).
+        q, k, v = (proj(h).reshape(b, 1, c, height * width).transpose(-1, -2).contiguous() for proj in (self.q, self.k, self.v))
         out = F.scaled_dot_product_attention(q, k, v)
         out = out.transpose(-1, -2).reshape(b, c, height, width)
         return x + self.proj_out(out)
