@@ -661,6 +661,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"{'BEATS' if beats_naive else 'does NOT beat'} naive by {statistics.fmean(d_naive):+.2f} dB "
                 f"(worst image {min(d_naive):+.2f}, {sum(d > 0 for d in d_naive)}/{len(d_naive)} images)"
             )
+            d_one = [o["psnr"] - n["psnr"] for o, n in zip(cols["one"], cols["naive"])]
+            line += f"; one sample vs naive {statistics.fmean(d_one):+.2f} dB (worst image {min(d_one):+.2f})"
             beats_cl = None
             if classical_m:
                 d_cl = [m["psnr"] - c["psnr"] for m, c in zip(cols["mean"], cols["classical"])]
