@@ -94,7 +94,8 @@ def check_jobs(jobs: list[Job], force: bool) -> None:
             if path.is_dir():
                 raise CommandError(f"output {path} is a folder; choose another output path")
             if path.suffix.lower() not in IMAGE_SUFFIXES:
-                raise CommandError(f"output {path} must be an image file ({', '.join(IMAGE_SUFFIXES)})")
+                what = "--figure" if path == job.figure else "output"
+                raise CommandError(f"{what} {path} must be an image file ({', '.join(IMAGE_SUFFIXES)})")
             key = path.resolve()
             if key in seen:
                 raise CommandError(f"two outputs would be written to {path}; choose another --figure or --output")

@@ -128,24 +128,51 @@ class Step:
 Callback = Callable[[Step], None]
 
 
+def _check_generators(gens: list[Any], device: torch.device | str | None, single: bool = False) -> None:
+    want = torch.device(device).type if device is not None else None
+    for i, g in enumerate(gens):
+        label = "generator" if single else f"generator[{i}]"
+        if not isinstance(g, torch.Generator):
+            raise ValueError(f"{label} is a {type(g).__name__}, not a torch.Generator; pass torch.Generator objects")
+        if want is not None and g.device.type != want:
+            raise ValueError(
+                f"{label} is on {g.device.type} but the data is on {want}; create it with torch.Generator(device={want!r})"
+            )
+
+
 def resolve_generator(generator: Generators | None, device: torch.device | str = "cpu") -> Generators:
     """The generator(s) a solver draws from: those passed, or a fresh randomly seeded one on ``device``.
 
     Solvers never touch torch's global random state; pass a seeded generator for reproducible
     output, or a list of them (one per batch row) for samples that do not depend on the batch.
 
+    Args:
+        generator: One generator, a sequence of them, or None.
+        device: Where the solver draws; every generator must be on this device type.
+
+    Returns:
+        The generator, or the sequence as a list.
+
     Raises:
-        ValueError: An empty list.
+        ValueError: An empty sequence, an element that is not a ``torch.Generator``, a generator
+            on another device type, or something that is neither a generator nor a sequence.
     """
     if generator is None:
         fresh = torch.Generator(device=device)
         fresh.seed()
         return fresh
-    if not isinstance(generator, torch.Generator):
-        generator = list(generator)
-        if not generator:
-            raise ValueError("generator: an empty list; pass one torch.Generator or one per batch row")
-    return generator
+    if isinstance(generator, torch.Generator):
+        _check_generators([generator], device, single=True)
+        return generator
+    if isinstance(generator, (str, bytes)) or not isinstance(generator, Sequence):
+        raise ValueError(
+            f"generator is a {type(generator).__name__}; pass a torch.Generator or a list of them (one per batch row)"
+        )
+    gens = list(generator)
+    if not gens:
+        raise ValueError("generator: an empty list; pass one torch.Generator or one per batch row")
+    _check_generators(gens, device)
+    return gens
 
 
 def randn_rows(
@@ -177,6 +204,7 @@ def randn_rows(
     if isinstance(generator, torch.Generator):
         return torch.randn(shape, generator=generator, dtype=dtype, device=device)
     gens = list(generator)
+    _check_generators(gens, None)
     if len(gens) != shape[0]:
         raise ValueError(f"generator: {len(gens)} generators for a batch of {shape[0]}; pass one per batch row")
     if not gens:
@@ -188,6 +216,13 @@ def sample_seed(seed: int, index: int) -> int:
     """The seed of sample ``index`` in a run seeded with ``seed`` (what ``invkit solve --seed`` uses).
 
     A hash of both numbers (BLAKE2b, 63 bits), so runs with neighbouring seeds share no sample.
+
+    Args:
+        seed: The run's seed (``--seed``).
+        index: The sample's index in the run, from 0.
+
+    Returns:
+        A seed for ``torch.Generator.manual_seed``, in ``[0, 2**63)``.
 
     Example:
         >>> sample_seed(0, 0) == sample_seed(0, 0) != sample_seed(1, 0) != sample_seed(0, 1)
@@ -202,6 +237,15 @@ def sample_generators(seed: int, start: int, count: int, device: torch.device | 
 
     Pass the list as a solver's ``generator``: sample ``i`` is then the same whatever the
     batch it is drawn in.
+
+    Args:
+        seed: The run's seed.
+        start: Index of the first sample.
+        count: Number of generators.
+        device: Device of the generators (that of the data).
+
+    Returns:
+        ``count`` generators, the ``i``-th seeded with ``sample_seed(seed, start + i)``.
     """
     return [torch.Generator(device=device).manual_seed(sample_seed(seed, start + i)) for i in range(count)]
 

@@ -53,6 +53,7 @@ MIN_SIDE = 96  # smallest level kept
 def find_images(folders: list[Path]) -> list[Path]:
     files: list[Path] = []
     for folder in folders:
+        folder = folder.resolve()  # the dataset cache is keyed by absolute paths
         if any(bad in str(folder) for bad in FORBIDDEN_DIRS):
             raise SystemExit(f"refusing {folder}: mate-backgrounds is reserved for independent evaluation")
         for path in sorted(folder.rglob("*")):
@@ -63,7 +64,7 @@ def find_images(folders: list[Path]) -> list[Path]:
 
 def to_pyramid(img: np.ndarray) -> list[torch.Tensor]:
     """uint8 HxWx3 -> list of uint8 (3, h, w) tensors, halving until the short side < MIN_SIDE."""
-    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float()[None] / 255.0
+    x = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float()[None] / 255.0
     levels = []
     while min(x.shape[-2:]) > MAX_SIDE:
         x = F.interpolate(x, scale_factor=0.5, mode="bilinear", antialias=True, align_corners=False)
@@ -271,10 +272,13 @@ def main() -> None:
             state_path,
         )
 
-    stop = {"signal": None}
+    stop: dict[str, int | None] = {"signal": None}
 
-    def request_stop(signum: int, _frame: object) -> None:  # save at the end of the current step
+    def request_stop(signum: int, _frame: object) -> None:
+        """First signal: save at the end of the current step. A second one stops at once."""
         stop["signal"] = signum
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)

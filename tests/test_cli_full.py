@@ -138,6 +138,9 @@ def test_measurement_mode_samples_mean_std_and_figure(photos, tmp_path):
     # (equal up to float rounding: CPU BLAS may differ in the last bits between runs, flipping a rounding)
     diff = (read_image(again).x - mean).abs()
     assert float(diff.max()) <= 1.0001 / 255 and float((diff > 0).float().mean()) < 0.02
+    for i in (1, 2, 3):  # each sample, not only their mean
+        diff = (read_image(tmp_path / f"again_sample{i}.png").x - stack[i - 1]).abs()
+        assert float(diff.max()) <= 1.0001 / 255 and float((diff > 0).float().mean()) < 0.02
 
 
 def test_sigma_y_default_is_estimated_for_noisy_photos(photos, tmp_path):
@@ -544,5 +547,5 @@ def test_figure_format_follows_its_suffix(photos, tmp_path, capsys):
     out = tmp_path / "o.png"
     assert main([*base, "--output", str(out), "--figure", str(tmp_path / "f.gif")]) == 2
     err = capsys.readouterr().err
-    assert "f.gif must be an image file (.png, .jpg" in err and len(err.strip().splitlines()) == 1
+    assert "--figure" in err and "f.gif must be an image file (.png, .jpg" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-import invkit
 from invkit import randn_rows, resolve_generator, sample_generators, sample_seed
 
 
@@ -42,4 +41,29 @@ def test_resolve_generator():
     assert resolve_generator((g, g)) == [g, g]
     with pytest.raises(ValueError, match="empty list"):
         resolve_generator([])
-    assert invkit.Generators is not None
+
+
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ([torch.Generator(), None], r"generator\[1\] is a NoneType, not a torch.Generator"),
+        (5, "generator is a int; pass a torch.Generator or a list of them"),
+        ("ab", "generator is a str"),
+    ],
+)
+def test_bad_generators_are_refused(bad, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_generator(bad)
+
+
+def test_randn_rows_refuses_non_generators_instead_of_using_global_state():
+    with pytest.raises(ValueError, match=r"generator\[0\] is a NoneType"):
+        randn_rows([None, None], (2, 3))
+
+
+def test_generator_on_another_device_type_is_refused():
+    # the device type is compared without touching the device, so this runs without a GPU
+    with pytest.raises(ValueError, match=r"^generator is on cpu but the data is on cuda; create it with torch.Generator\(device='cuda'\)"):
+        resolve_generator(torch.Generator(), "cuda")
+    with pytest.raises(ValueError, match=r"^generator\[0\] is on cpu but the data is on cuda"):
+        resolve_generator([torch.Generator(), torch.Generator()], torch.device("cuda", 0))

@@ -234,3 +234,15 @@ def test_channels_last_layout_is_opt_in_and_agrees_with_nchw() -> None:
     assert nhwc_model.calls[-1][0].is_contiguous()
     with pytest.raises(ValueError, match="channels_last=True needs an nn.Module"):
         VPDiffusionPrior(lambda x, t: x, AB, channels_last=True)
+
+
+def test_nchw_mode_runs_nchw_even_for_an_nhwc_strided_input() -> None:
+    """An image permuted from HWC is NHWC in memory; in NCHW mode the network still gets NCHW."""
+    model = Recorder(tiny_adm())
+    prior = VPDiffusionPrior(model, AB)
+    hwc = torch.rand(16, 24, 3, generator=torch.Generator().manual_seed(4))
+    x = hwc.permute(2, 0, 1)[None]
+    assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    out = prior.denoise(x, 0.2)
+    assert model.calls[-1][0].is_contiguous()
+    torch.testing.assert_close(out, prior.denoise(x.contiguous(), 0.2), atol=0, rtol=0)

@@ -37,9 +37,10 @@ the support ``range(A)``, so this is the ordinary density of the projected measu
 
 Everything is computed in float64 on the CPU (images of at most ``max_size = 4096`` pixels);
 samples come back on ``y``'s device and in its dtype. Randomness only through the
-``generator``: one ``randn`` of shape ``(B, n)`` (after, for mixtures with more than one
-component, one ``multinomial`` draw of the components), so the same seed gives the same
-samples bit for bit.
+``generator`` (on ``y``'s device type): one ``randn`` of shape ``(B, n)`` (after, for mixtures
+with more than one component, one ``multinomial`` draw of the components), so the same seed
+gives the same samples bit for bit; or, with one generator per batch row, row ``b``'s component
+and ``randn(n)`` from ``generator[b]`` alone.
 
 Example:
     >>> import torch
@@ -440,7 +441,7 @@ class ExactSolver(Solver):
             ``Result(x=(B, C, H, W) samples on y's device and in its dtype, info={...})``.
         """
         post = exact_posterior(problem, prior, self.max_size)
-        samples, comp = post.sample(resolve_generator(generator))
+        samples, comp = post.sample(resolve_generator(generator, problem.y.device))
         y = problem.y
         dtype = y.dtype if y.is_floating_point() else torch.get_default_dtype()
         shape = (samples.shape[0], *post.shape)

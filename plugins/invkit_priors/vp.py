@@ -35,11 +35,13 @@ model has it, else ``.half()``). The model is put in ``eval()`` mode.
 
 **Memory layout.** ``channels_last=True`` stores the weights and feeds the input in the NHWC
 layout, which oneDNN convolves faster on the CPU: one 256² evaluation of the ``default`` prior
-took 1.12–1.20 s against 1.39–1.45 s in NCHW (1 thread). It is off by default because torch's
-CPU GroupNorm kernel for NHWC input is less accurate when a group's mean is large next to its
-spread (measured: 0.03 error at mean/std = 100, against 4e-5 in NCHW), which a checkpoint we
-have not measured may hit. The ``default`` prior turns it on: there it moved outputs by at most
-4e-5 for σ ≤ 2 (1e-3 at σ = 50). The result is returned in the ordinary contiguous layout.
+took 1.16 s against 1.41 s in NCHW (1 thread, ``benchmarks/prior_speed.py``). It is off by
+default because torch's CPU GroupNorm kernel for NHWC input is less accurate when a group's
+mean is large next to its spread (measured: 1.6e-3 error at mean/spread = 100 and 0.15 at 1000,
+against 5e-6 and 6e-5 in NCHW), which a checkpoint we have not measured may hit. The
+``default`` prior turns it on: there it moved outputs by at most 5e-5 for σ ≤ 2 (1e-3 at
+σ = 50). In NCHW mode the input is made contiguous too (an image permuted from HWC is NHWC in
+memory, which would otherwise select the NHWC kernels). The result is returned in the ordinary contiguous layout.
 
 **Gradients.** When ``x`` requires grad (DPS-style guidance) the result is differentiable in
 ``x``; otherwise the network runs under ``torch.no_grad()``.
@@ -188,6 +190,13 @@ class VPDiffusionPrior(Prior):
     def set_channels_last(self, on: bool = True) -> None:
         """Switch the network between the NHWC (``on``) and NCHW memory layouts.
 
+        The choice stays with the model: after moving it to another device, call this again
+        (the ``default`` prior's loader turns NHWC on for the CPU only; on CUDA it is
+        unmeasured). Only from Python: the CLI's checkpoint priors always run NCHW.
+
+        Args:
+            on: NHWC when True, NCHW when False.
+
         Raises:
             ValueError: ``on`` for a model that is not an ``nn.Module``.
         """
@@ -229,9 +238,9 @@ class VPDiffusionPrior(Prior):
 
         xp = self.data_scale * (x.to(device) - self.data_center)
         x_vp = xp * col(a)
-        x_in = x_vp.to(dtype)
-        if self.channels_last:
-            x_in = x_in.contiguous(memory_format=torch.channels_last)
+        # The input's layout decides the kernels as much as the weights' do (an image read through
+        # numpy and permuted is NHWC in memory), so it is set explicitly either way.
+        x_in = x_vp.to(dtype).contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         args: tuple = (x_in, t.to(device=device, dtype=torch.float32))
         kwargs = {}
         y = self._labels(b, device)
