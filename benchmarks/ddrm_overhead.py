@@ -22,13 +22,13 @@ build: run this from a separate environment, e.g.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 import invkit
 from invkit_ddrm import DDRM, ddrm_schedule
+
+from _timing import median_time  # benchmarks/ is on sys.path when run as a script
 
 
 class FreePrior(invkit.Prior):
@@ -38,16 +38,6 @@ class FreePrior(invkit.Prior):
 
     def denoise(self, x, sigma):
         return x
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:

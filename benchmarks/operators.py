@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -37,6 +36,8 @@ import torch  # noqa: E402
 import invkit
 from invkit.operator import SVDOperator
 
+from _timing import median_time  # benchmarks/ is on sys.path when run as a script
+
 
 def held_bytes(obj: object, seen: set[int] | None = None, depth: int = 0) -> int:
     """Bytes of tensors/arrays an operator keeps, walking attributes, dicts, lists and helper objects."""
@@ -55,16 +56,6 @@ def held_bytes(obj: object, seen: set[int] | None = None, depth: int = 0) -> int
     if hasattr(obj, "__dict__") and not isinstance(obj, type) and type(obj).__module__.split(".")[0] in ("invkit", "invkit_operators", "__main__"):
         return sum(held_bytes(v, seen, depth + 1) for v in vars(obj).values())
     return 0
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up (casts constants, caches)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def fmt_bytes(n: float) -> str:
@@ -91,12 +82,12 @@ def bench(name: str, shape: tuple[int, int, int], repeats: int) -> dict[str, str
         "operator": name,
         "shape": "x".join(map(str, shape)),
         "setup": f"{build * 1e3:.1f} ms",
-        "forward": f"{timed(lambda: op.forward(x), repeats) * 1e3:.1f} ms",
+        "forward": f"{median_time(lambda: op.forward(x), repeats) * 1e3:.1f} ms",
     }
     if isinstance(op, SVDOperator):
         z = op.Vt(x)
-        row["Vt"] = f"{timed(lambda: op.Vt(x), repeats) * 1e3:.1f} ms"
-        row["V"] = f"{timed(lambda: op.V(z), repeats) * 1e3:.1f} ms"
+        row["Vt"] = f"{median_time(lambda: op.Vt(x), repeats) * 1e3:.1f} ms"
+        row["V"] = f"{median_time(lambda: op.V(z), repeats) * 1e3:.1f} ms"
     else:
         row["Vt"] = row["V"] = "-"
     row["held"] = fmt_bytes(held_bytes(op))

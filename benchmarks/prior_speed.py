@@ -20,23 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
-
-
-def _time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from _timing import median_time  # benchmarks/ is on sys.path when run as a script
 
 
 def layout_table(size: int, repeats: int) -> None:
@@ -56,7 +45,7 @@ def layout_table(size: int, repeats: int) -> None:
     with torch.inference_mode():
         for on in (False, True):
             rgb.set_channels_last(on)
-            sec = _time(lambda: prior.denoise(x, 0.3), repeats)
+            sec = median_time(lambda: prior.denoise(x, 0.3), repeats)
             outs[on] = prior.denoise(noisy, sigmas)
             rows.append((("NHWC" if on else "NCHW"), sec))
     diff = (outs[True] - outs[False]).abs().flatten(1).amax(1)

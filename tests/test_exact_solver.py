@@ -227,14 +227,19 @@ def _np_mixture_posterior(a, y, sigma_y, weights, mus, covs):
     return pi, mean, cov
 
 
-def test_mixture_posterior_weights_moments_and_samples():
-    shape = (1, 2, 4)
-    n = 8
+def _three_component_mixture():
+    """A 3-component full-covariance mixture on (1, 2, 4) images and a random 5x8 operator."""
+    shape, n = (1, 2, 4), 8
     weights = [0.3, 0.5, 0.2]
     mus = [0.5 + 0.3 * (rand(shape, 60 + k) - 0.5) for k in range(3)]
     covs = [spd(n, 70 + k, scale=0.03 * (k + 1), floor=0.002) for k in range(3)]
     prior = GaussianMixturePrior(weights, [GaussianPrior.full(mu, c) for mu, c in zip(mus, covs)])
     a = np.random.default_rng(80).standard_normal((5, n)) / math.sqrt(n)
+    return shape, n, weights, mus, covs, prior, a
+
+
+def test_mixture_posterior_weights_moments_and_samples():
+    shape, n, weights, mus, covs, prior, a = _three_component_mixture()
     sigma_y = 0.1
     problem = simulate_problem(MatrixOp(shape, a), prior.sample(2, generator=torch.Generator().manual_seed(81)), sigma_y, torch.Generator().manual_seed(82))
     post = exact_posterior(problem, prior)
@@ -261,13 +266,7 @@ def test_mixture_posterior_weights_moments_and_samples():
 
 
 def test_one_generator_per_row_mixture_samples_are_batch_independent_and_exact():
-    shape = (1, 2, 4)
-    n = 8
-    weights = [0.3, 0.5, 0.2]
-    mus = [0.5 + 0.3 * (rand(shape, 60 + k) - 0.5) for k in range(3)]
-    covs = [spd(n, 70 + k, scale=0.03 * (k + 1), floor=0.002) for k in range(3)]
-    prior = GaussianMixturePrior(weights, [GaussianPrior.full(mu, c) for mu, c in zip(mus, covs)])
-    a = np.random.default_rng(80).standard_normal((5, n)) / math.sqrt(n)
+    shape, n, _, _, _, prior, a = _three_component_mixture()
     problem = simulate_problem(MatrixOp(shape, a), prior.sample(1, generator=torch.Generator().manual_seed(81)), 0.1, torch.Generator().manual_seed(82))
     count = 6000
     many = repeat_measurements(problem, count)
