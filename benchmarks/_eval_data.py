@@ -17,6 +17,7 @@ not used.
 from __future__ import annotations
 
 from collections.abc import Callable
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,8 @@ import torch.nn.functional as F
 __all__ = ["EVAL_IMAGES", "RGB_EVAL", "GREY_EVAL", "eval_crop", "load_eval", "load_tuning", "WALLPAPER_ROOT"]
 
 CROP = 256
-WALLPAPER_ROOT = Path("/work/data/extracted/usr/share/wallpapers")
+#: Where the extracted ``plasma-workspace-wallpapers`` package's wallpapers are (``INVKIT_WALLPAPERS``).
+WALLPAPER_ROOT = Path(os.environ.get("INVKIT_WALLPAPERS", "/work/data/extracted/usr/share/wallpapers"))
 TUNING_SKIMAGE = ("brick", "grass", "gravel", "coins", "moon")
 TUNING_WALLPAPERS = ("Autumn", "ColorfulCups", "BytheWater")
 
@@ -86,6 +88,13 @@ def load_tuning(size: int = CROP) -> dict[str, torch.Tensor]:
         images = WALLPAPER_ROOT / folder / "contents" / "images"
         files = sorted(images.glob("*.jpg")) + sorted(images.glob("*.png")) if images.is_dir() else []
         if not files:
+            print(
+                f"WARNING: tuning wallpaper {folder} not found under {WALLPAPER_ROOT}: the tuning set is smaller "
+                "and the tuned Gaussian std / Wiener λ may differ from the published ones. Get it with "
+                "`apt-get download plasma-workspace-wallpapers && dpkg -x plasma-workspace-wallpapers_*.deb DIR` "
+                "and set INVKIT_WALLPAPERS=DIR/usr/share/wallpapers",
+                flush=True,
+            )
             continue
         path = min(files, key=lambda p: p.stat().st_size)
         from PIL import Image

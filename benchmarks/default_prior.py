@@ -400,9 +400,16 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     cache = Cache(Path(args.cache).expanduser())
-    prior_m = f"prior@{fp}"
-    ddrm_m = f"ddrm{args.steps}@{fp}"
-    mean_m = f"ddrm{args.steps}-mean{args.samples}@{fp}"
+    # Prior-dependent results are keyed by the weights, the precision and DDRM's settings (the
+    # suffixes are empty for float32 and DDRM's defaults of this protocol, so older caches stay valid).
+    ref = DDRM()
+    settings = (ref.eta, ref.eta_b, ref.svd_rtol)
+    tag = ("-half" if args.half else "") + (
+        "" if settings == (0.85, 1.0, 1e-3) else "-" + hashlib.sha256(repr(settings).encode()).hexdigest()[:8]
+    )
+    prior_m = f"prior@{fp}" + ("-half" if args.half else "")
+    ddrm_m = f"ddrm{args.steps}@{fp}{tag}"
+    mean_m = f"ddrm{args.steps}-mean{args.samples}@{fp}{tag}"
     images: dict[str, torch.Tensor] = {}
     for name in args.images:
         try:
@@ -654,6 +661,9 @@ def main(argv: list[str] | None = None) -> None:
                 table(["image", "naive", "classical", f"DDRM 1 sample (avg of {args.samples} seeds)", f"DDRM mean of {args.samples}"], rows),
                 flush=True,
             )
+            if any(v is None for kk in ("mean", "naive") for v in cols[kk]) or (classical_m and None in cols["classical"]):
+                summary.append((t, f"{t}: incomplete (results missing from the cache); run again to finish", False, None))
+                continue
             d_naive = [m["psnr"] - n["psnr"] for m, n in zip(cols["mean"], cols["naive"])]
             beats_naive = statistics.fmean(d_naive) > 0
             line = (
@@ -677,7 +687,11 @@ def main(argv: list[str] | None = None) -> None:
         solves = [
             v["seconds"]
             for kk, v in cache.results.items()
-            if kk.split("|")[2] == ddrm_m and v.get("channels") == 3 and v.get("device") == str(dev) and kk.split("|")[0] in images
+            if kk.split("|")[2] == ddrm_m
+            and v.get("channels") == 3
+            and v.get("device") == str(dev)
+            and v.get("threads") == torch.get_num_threads()
+            and kk.split("|")[0] in images
         ]
         print("\n## DDRM wall time\n", flush=True)
         if solves:

@@ -29,6 +29,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -43,6 +44,8 @@ from invkit_priors.adm_unet import ADMConfig, ADMUNet
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 #: scikit-image images reserved for evaluation (and the stereo twin of one of them): never trained on.
 EVALUATION_SKIMAGE = {"astronaut", "coffee", "chelsea", "cat", "rocket", "stereo_motorcycle", "camera"}
+#: File-name tokens that mark an evaluation image (``motorcycle*`` too): such files are skipped.
+EVALUATION_NAMES = {"astronaut", "coffee", "chelsea", "rocket", "camera", "cameraman"}
 #: scikit-image photographs usable for training (grayscale ones are replicated to RGB).
 TRAIN_SKIMAGE = ("brick", "grass", "gravel", "coins", "moon", "clock", "hubble_deep_field")
 FORBIDDEN_DIRS = ("mate-backgrounds", "mate-background")
@@ -50,16 +53,65 @@ MAX_SIDE = 1536  # the pyramid's largest level (short side), to bound memory
 MIN_SIDE = 96  # smallest level kept
 
 
+def is_evaluation_name(path: Path) -> bool:
+    """Whether a file name names an evaluation image (``astronaut.png``, ``motorcycle_right.png``, ...)."""
+    tokens = [t for t in re.split(r"[^a-z0-9]+", path.stem.lower()) if t]
+    return any(t in EVALUATION_NAMES or t.startswith("motorcycle") for t in tokens)
+
+
 def find_images(folders: list[Path]) -> list[Path]:
+    """Image files under ``folders``, without ``mate-backgrounds`` and files named like evaluation images.
+
+    Raises:
+        SystemExit: A folder inside ``mate-backgrounds``.
+    """
     files: list[Path] = []
     for folder in folders:
         folder = folder.resolve()  # the dataset cache is keyed by absolute paths
         if any(bad in str(folder) for bad in FORBIDDEN_DIRS):
             raise SystemExit(f"refusing {folder}: mate-backgrounds is reserved for independent evaluation")
         for path in sorted(folder.rglob("*")):
-            if path.suffix.lower() in IMAGE_SUFFIXES and not any(bad in str(path) for bad in FORBIDDEN_DIRS):
-                files.append(path)
+            if path.suffix.lower() not in IMAGE_SUFFIXES or any(bad in str(path) for bad in FORBIDDEN_DIRS):
+                continue
+            if is_evaluation_name(path):
+                print(f"skipping {path}: named like an evaluation image")
+                continue
+            files.append(path)
     return files
+
+
+def _thumb(arr: np.ndarray) -> torch.Tensor:
+    """32x32 grey thumbnail in [0, 1] (aspect ratio ignored) of an HxW or HxWxC uint8 image."""
+    x = torch.from_numpy(np.array(arr, dtype=np.float32)) / 255.0
+    x = x.mean(-1) if x.dim() == 3 else x
+    return F.interpolate(x[None, None], size=(32, 32), mode="area")[0, 0]
+
+
+def evaluation_thumbnails() -> dict[str, torch.Tensor]:
+    """Thumbnails of the evaluation images (empty when scikit-image is missing)."""
+    try:
+        from skimage import data as skdata
+    except ImportError:
+        return {}
+    out = {}
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "camera"):
+        out[name] = _thumb(getattr(skdata, name)()[..., :3])
+    left, right = skdata.stereo_motorcycle()[:2]
+    out["motorcycle_left"], out["motorcycle_right"] = _thumb(left), _thumb(right)
+    return out
+
+
+def matches_evaluation(arr: np.ndarray, thumbs: dict[str, torch.Tensor], tol: float = 4 / 255) -> str | None:
+    """The evaluation image whose thumbnail ``arr``'s is within ``tol`` (mean absolute), if any.
+
+    Catches copies under other names, also resized, recompressed or converted to grey (a crop
+    is not caught).
+    """
+    t = _thumb(arr)
+    for name, ref in thumbs.items():
+        if float((t - ref).abs().mean()) < tol:
+            return name
+    return None
 
 
 def to_pyramid(img: np.ndarray) -> list[torch.Tensor]:
@@ -99,7 +151,7 @@ def _skimage_levels() -> tuple[list[torch.Tensor], list[str]]:
     return levels, sources
 
 
-def load_dataset(folders: list[Path], cache: Path) -> tuple[list[torch.Tensor], list[str]]:
+def load_dataset(folders: list[Path], cache: Path, use_skimage: bool = True) -> tuple[list[torch.Tensor], list[str]]:
     """Multi-scale pyramid levels of every training image (cached as one tensor file).
 
     The cache is brought up to date with the ``--data`` folders: files that appeared are added,
@@ -123,13 +175,18 @@ def load_dataset(folders: list[Path], cache: Path) -> tuple[list[torch.Tensor], 
         return levels, sources
     dropped = sorted({sources[i] for i in range(len(sources)) if i not in set(keep)})
     levels, sources = [levels[i] for i in keep], [sources[i] for i in keep]
+    thumbs = evaluation_thumbnails() if new else {}
     for path in new:
         with Image.open(path) as im:
             arr = np.asarray(im.convert("RGB"))
+        twin = matches_evaluation(arr, thumbs)
+        if twin is not None:
+            print(f"skipping {path}: it is the evaluation image {twin}")
+            continue
         for lvl in to_pyramid(arr):
             levels.append(lvl)
             sources.append(str(path))
-    if not any(src.startswith("skimage.data.") for src in sources):
+    if use_skimage and not any(src.startswith("skimage.data.") for src in sources):
         sk_levels, sk_sources = _skimage_levels()
         levels += sk_levels
         sources += sk_sources
@@ -169,7 +226,7 @@ def export(state_path: Path, out: Path) -> None:
     """Write the EMA weights as float16 safetensors with the config and provenance as metadata."""
     from safetensors.torch import save_file
 
-    state = torch.load(state_path, weights_only=True)
+    state = torch.load(state_path, weights_only=True, map_location="cpu")
     ema = {k: v.to(torch.float16).contiguous() for k, v in state["ema"].items()}
     meta = {
         "format": "invkit-prior-v1",
@@ -181,6 +238,7 @@ def export(state_path: Path, out: Path) -> None:
         "train_step": str(state["step"]),
         "train_images_seen": str(state["step"] * state["args"]["batch"]),
         "train_seconds": f"{state['seconds']:.0f}",
+        "train_thread_seconds": f"{state.get('thread_seconds', state['seconds']):.0f}",
         "train_crop": str(state["args"]["crop"]),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -203,6 +261,9 @@ def main() -> None:
     p.add_argument("--p-gray", type=float, default=0.1, help="fraction of crops converted to grey (R=G=B)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-skimage", action="store_true", help="leave scikit-image's training photos out (tests)")
+    p.add_argument("--flags", default=None, help="ADM flags as JSON instead of the small preset (experiments, tests); "
+                   "a resumed state keeps its own")
     p.add_argument("--device", default="auto")
     p.add_argument("--save-every", type=int, default=100)
     p.add_argument("--log-every", type=int, default=20)
@@ -222,15 +283,22 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
 
-    levels, sources = load_dataset(args.data, args.state / "dataset.pt")
+    levels, sources = load_dataset(args.data, args.state / "dataset.pt", use_skimage=not args.no_skimage)
     print(f"dataset: {len(set(sources))} images, {len(levels)} pyramid levels, {sum(lv.numel() for lv in levels) / 1e6:.0f} M bytes")
 
-    config = ADMConfig.small()
+    config = ADMConfig.small() if args.flags is None else ADMConfig.from_flags(json.loads(args.flags))
+    if state_path.exists():
+        saved = torch.load(state_path, weights_only=True, map_location="cpu")
+        if args.flags is not None and saved["config"] != config.to_flags():
+            raise SystemExit(f"{state_path} was trained with other --flags; leave --flags out to resume it")
+        config = ADMConfig.from_flags(saved["config"])
+        del saved
+    torch.manual_seed(args.seed)  # the initial weights (module initialisers draw from the global generator)
     model = ADMUNet(config).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(args.seed)
-    step, seconds = 0, 0.0
+    step, seconds, thread_seconds = 0, 0.0, 0.0
     warm_from = 0  # the learning-rate warm-up restarts whenever the optimizer state is new
     if state_path.exists():
         state = torch.load(state_path, weights_only=True, map_location="cpu")
@@ -240,6 +308,8 @@ def main() -> None:
         gen.set_state(state["gen"])
         torch.set_rng_state(state["torch_rng"])
         step, seconds = state["step"], state["seconds"]
+        thread_seconds = state.get("thread_seconds", seconds)
+        warm_from = state.get("warm_from", 0)
         print(f"resumed at step {step} ({seconds / 3600:.2f} h trained)")
     elif args.init_from is not None:
         from safetensors import safe_open
@@ -248,10 +318,11 @@ def main() -> None:
             meta = f.metadata() or {}
             weights = {k: f.get_tensor(k).to(torch.float32) for k in f.keys()}
         if json.loads(meta.get("flags", "{}")) != config.to_flags():
-            raise SystemExit(f"{args.init_from} was trained with other flags than the small preset; cannot continue from it")
+            raise SystemExit(f"{args.init_from} was trained with other flags than the model being trained (--flags); cannot continue from it")
         model.load_state_dict(weights)
         ema.load_state_dict(weights)
         step, seconds = int(meta.get("train_step", 0)), float(meta.get("train_seconds", 0))
+        thread_seconds = float(meta.get("train_thread_seconds", seconds))
         warm_from = step
         print(f"initialised from {args.init_from} (EMA weights of step {step}); optimizer state starts fresh")
     ab = alphas_bar_from_betas(linear_betas()).to(torch.float32).to(device)
@@ -266,6 +337,8 @@ def main() -> None:
                 "torch_rng": torch.get_rng_state(),
                 "step": step,
                 "seconds": seconds,
+                "thread_seconds": thread_seconds,
+                "warm_from": warm_from,
                 "config": config.to_flags(),
                 "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("data", "state", "export")},
             },
@@ -308,6 +381,7 @@ def main() -> None:
         step += 1
         now = time.time()
         seconds += now - last
+        thread_seconds += (now - last) * torch.get_num_threads()
         last = now
         window.append(loss.item())
         if step % args.log_every == 0:

@@ -56,5 +56,70 @@ def test_reserved_images_are_refused(train, tmp_path):
         train.find_images([tmp_path / "usr" / "share" / "mate-backgrounds"])
     _photo(tmp_path / "x" / "backgrounds" / "mate-backgrounds" / "p.png", 3)
     _photo(tmp_path / "x" / "ok.png", 4)
-    assert [p.name for p in train.find_images([tmp_path / "x"])] == ["ok.png"]
-    assert not set(train.TRAIN_SKIMAGE) & train.EVALUATION_SKIMAGE
+    for name in ("astronaut.png", "motorcycle_right.jpg", "Coffee-cup.png", "the_camera.tif"):
+        _photo(tmp_path / "x" / name, 5)
+    _photo(tmp_path / "x" / "catalogue.png", 6)  # "cat" only as part of a word: kept
+    assert [p.name for p in train.find_images([tmp_path / "x"])] == ["catalogue.png", "ok.png"]
+
+
+def test_evaluation_images_under_other_names_are_skipped(train, tmp_path, monkeypatch, capsys):
+    from skimage import data
+
+    monkeypatch.setattr(train, "TRAIN_SKIMAGE", ())
+    folder = tmp_path / "d"
+    folder.mkdir()
+    Image.fromarray(data.astronaut()).resize((300, 300)).save(folder / "holiday.jpg", quality=80)
+    Image.fromarray(data.stereo_motorcycle()[1]).convert("L").save(folder / "bike.png")  # the stereo twin, grey
+    _photo(folder / "noise.png", 7)
+    _, sources = train.load_dataset([folder], tmp_path / "cache.pt")
+    assert set(sources) == {str(folder / "noise.png")}
+    out = capsys.readouterr().out
+    assert "holiday.jpg: it is the evaluation image astronaut" in out and "bike.png: it is the evaluation image motorcycle_right" in out
+
+
+TINY = '{"image_size": 32, "num_channels": 32, "channel_mult": "1,2", "num_res_blocks": 1, "attention_resolutions": "2", "num_head_channels": 16}'
+
+
+def _train(tmp_path: Path, state: Path, *extra: str) -> None:
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    if not data.exists():
+        _photo(data / "a.png", 8, (128, 100))
+        _photo(data / "b.png", 9, (100, 140))
+    cmd = [sys.executable, str(SCRIPT), "--data", str(data), "--state", str(state), "--flags", TINY, "--no-skimage",
+           "--crop", "32", "--batch", "2", "--save-every", "1", "--log-every", "1", "--threads", "1", *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_resume_continues_exactly_and_export_loads(tmp_path):
+    import torch
+
+    from invkit_priors.loaders import load_checkpoint_prior
+
+    _train(tmp_path, tmp_path / "straight", "--steps", "4")
+    _train(tmp_path, tmp_path / "resumed", "--steps", "2")
+    _train(tmp_path, tmp_path / "resumed", "--steps", "4")
+    a = torch.load(tmp_path / "straight" / "state.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "state.pt", weights_only=True)
+    assert a["step"] == b["step"] == 4 and a["thread_seconds"] > 0 and a["warm_from"] == 0
+    for part in ("model", "ema"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    assert torch.equal(a["gen"], b["gen"])
+    # a different seed trains differently (the comparison above can fail)
+    _train(tmp_path, tmp_path / "other", "--steps", "4", "--seed", "1")
+    c = torch.load(tmp_path / "other" / "state.pt", weights_only=True)
+    assert any(not torch.equal(a["model"][k], c["model"][k]) for k in a["model"])
+    # export: fp16 EMA with its metadata, loaded by the real loader
+    out = tmp_path / "w.safetensors"
+    _train(tmp_path, tmp_path / "straight", "--export", str(out))
+    prior = load_checkpoint_prior(out)
+    assert prior.arch == "adm" and prior.denoise(torch.rand(1, 3, 32, 32), 0.1).shape == (1, 3, 32, 32)
+    from safetensors import safe_open
+
+    with safe_open(str(out), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["train_step"] == "4" and int(meta["train_thread_seconds"]) >= 0 and "flags" in meta
