@@ -83,9 +83,9 @@ def test_runs_nhwc_on_cpu_and_matches_nchw(prior):
     torch.testing.assert_close(fast, plain, atol=1e-4, rtol=0)
 
 
-def test_grey_images_get_channel_independent_noise_and_ddrm_works_on_them(prior):
+def test_grey_images_get_channel_independent_noise_and_ddrm_works_on_them(prior, monkeypatch):
     """Copying a grey image to RGB gives noise identical in R, G, B, which the network never saw;
-    DDRM then fell apart (10.7 dB here). With the decorrelating extra noise it restores."""
+    DDRM then fell apart (10.8 dB here). With the decorrelating extra noise it restores."""
     import math
 
     import invkit
@@ -94,13 +94,35 @@ def test_grey_images_get_channel_independent_noise_and_ddrm_works_on_them(prior)
 
     x = torch.from_numpy(data.moon()[200:264, 200:264].astype(np.float32) / 255)[None, None]  # a training image
     noisy = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
-    a, b = prior.denoise(noisy, 0.1), prior.denoise(noisy, 0.1)
-    assert torch.equal(a, b)  # deterministic: the extra noise is seeded from sigma
-    plain = prior.rgb.denoise(noisy.expand(-1, 3, -1, -1), 0.1).mean(1, keepdim=True)
+    # what the RGB network is given: channel mean = the grey input, channel noise iid at sqrt(3) sigma
+    seen = []
+    real = prior.rgb.denoise
+    monkeypatch.setattr(prior.rgb, "denoise", lambda y3, s: seen.append((y3, torch.as_tensor(s))) or real(y3, s))
+    big = 0.5 + 0.1 * torch.randn((1, 1, 128, 128), generator=torch.Generator().manual_seed(2))  # grey + noise σ
+    prior.denoise(big, 0.1)
+    y3, s3 = seen[-1]
+    torch.testing.assert_close(y3.mean(1, keepdim=True), big, atol=1e-6, rtol=0)
+    assert float(s3) == pytest.approx(math.sqrt(3) * 0.1)
+    n = (y3 - 0.5).reshape(3, -1).double()  # total noise per channel
+    cov = n @ n.T / n.shape[1] / (3 * 0.1**2)  # should be close to the identity (iid, variance 3 sigma^2)
+    assert torch.allclose(cov, torch.eye(3, dtype=torch.float64), atol=0.03), cov
+    a, b = prior.denoise(noisy, 0.1), prior.denoise(noisy, torch.tensor(0.1))
+    assert torch.equal(a, prior.denoise(noisy, 0.1))  # deterministic
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)  # the same noise for a float and a float32 tensor
+    plain = real(noisy.expand(-1, 3, -1, -1), 0.1).mean(1, keepdim=True)
     assert not torch.allclose(a, plain, atol=1e-3)
-    # per-image sigma: each image as if alone
-    two = prior.denoise(torch.cat([noisy, noisy]), torch.tensor([0.1, 0.3]))
-    assert two.shape == (2, 1, 64, 64) and not torch.allclose(two[0], two[1], atol=1e-3)
+    # batch independence: each image as if alone; sigma = 0 returns the input unchanged
+    other = x + 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    two = prior.denoise(torch.cat([noisy, other, noisy]), torch.tensor([0.1, 0.3, 0.0]))
+    torch.testing.assert_close(two[0:1], a, atol=1e-5, rtol=0)
+    torch.testing.assert_close(two[1:2], prior.denoise(other, 0.3), atol=1e-5, rtol=0)
+    assert torch.equal(two[2:3], noisy)
+    # different inputs get different extra noise (DDRM's samples must not share one pattern)
+    seen.clear()
+    prior.denoise(big, 0.1)
+    prior.denoise(big + 0.01, 0.1)
+    assert not torch.allclose(seen[0][0] - big, seen[1][0] - big - 0.01, atol=1e-3)
+    monkeypatch.undo()
     op = invkit.get_registry().build_operator("gaussian_blur", (1, 64, 64), {"sigma": 3.0})
     y = invkit.GaussianNoise(0.05).sample(op.forward(x), torch.Generator().manual_seed(0))
     out = DDRM().solve(invkit.Problem(op, y, invkit.GaussianNoise(0.05)), prior, steps=20, generator=torch.Generator().manual_seed(0)).x
