@@ -287,12 +287,11 @@ def main() -> None:
     print(f"dataset: {len(set(sources))} images, {len(levels)} pyramid levels, {sum(lv.numel() for lv in levels) / 1e6:.0f} M bytes")
 
     config = ADMConfig.small() if args.flags is None else ADMConfig.from_flags(json.loads(args.flags))
-    if state_path.exists():
-        saved = torch.load(state_path, weights_only=True, map_location="cpu")
-        if args.flags is not None and saved["config"] != config.to_flags():
+    state = torch.load(state_path, weights_only=True, map_location="cpu") if state_path.exists() else None
+    if state is not None:
+        if args.flags is not None and state["config"] != config.to_flags():
             raise SystemExit(f"{state_path} was trained with other --flags; leave --flags out to resume it")
-        config = ADMConfig.from_flags(saved["config"])
-        del saved
+        config = ADMConfig.from_flags(state["config"])
     torch.manual_seed(args.seed)  # the initial weights (module initialisers draw from the global generator)
     model = ADMUNet(config).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -300,8 +299,7 @@ def main() -> None:
     gen = torch.Generator().manual_seed(args.seed)
     step, seconds, thread_seconds = 0, 0.0, 0.0
     warm_from = 0  # the learning-rate warm-up restarts whenever the optimizer state is new
-    if state_path.exists():
-        state = torch.load(state_path, weights_only=True, map_location="cpu")
+    if state is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
