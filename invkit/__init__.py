@@ -15,7 +15,7 @@ from .checks import CheckReport, CheckResult, check_adjoint, check_shapes, check
 from .dense import DEFAULT_MAX_SIZE, DenseSizeError, DenseSVD, MatrixOperator, matrix_of
 from .hookspecs import hookimpl, hookspec
 from .noise import GaussianNoise, quantization_sigma
-from .operator import Operator, Shape, SVDOperator, as_shape
+from .operator import IdentityUOperator, Operator, Shape, SVDOperator, as_shape
 from .params import Param, ParamError, float_tuple, int_tuple, parse_params
 from .prior import Prior, alphas_bar_from_betas, ddpm_sigma_grid, linear_betas, vp_sigma_grid
 from .registry import (
@@ -63,6 +63,7 @@ __all__ = [
     "Operator",
     "Shape",
     "SVDOperator",
+    "IdentityUOperator",
     "as_shape",
     "Param",
     "ParamError",

@@ -58,7 +58,7 @@ from torch import Tensor
 
 from .params import Param, parse_params
 
-__all__ = ["Operator", "SVDOperator", "Shape", "as_shape"]
+__all__ = ["Operator", "SVDOperator", "IdentityUOperator", "Shape", "as_shape"]
 
 Shape = tuple[int, int, int]
 
@@ -277,3 +277,20 @@ def _check_batched(t: Tensor, shape: tuple[int, ...], what: str) -> None:
         raise TypeError(f"{what} must be a torch.Tensor, got {type(t).__name__}")
     if t.dim() != len(shape) + 1 or tuple(t.shape[1:]) != tuple(shape):
         raise ValueError(f"{what} has shape {tuple(t.shape)}; expected (B, {', '.join(map(str, shape))})")
+
+
+class IdentityUOperator(SVDOperator):
+    """An :class:`SVDOperator` whose left singular vectors are the measurement's own coordinates.
+
+    ``U = I``: ``Ut`` flattens a measurement ``(B, *out_shape)`` to ``(B, m)`` and ``U`` puts the
+    coordinates back in that shape (both copy). Denoising, colorization and block-average
+    super-resolution are of this kind; subclasses implement ``singular_values``, ``Vt`` and ``V``.
+    """
+
+    def Ut(self, y: Tensor) -> Tensor:
+        self.check_measurement(y)
+        return y.reshape(y.shape[0], -1).clone()
+
+    def U(self, z: Tensor) -> Tensor:
+        self.check_coordinates(z)
+        return z.reshape(z.shape[0], *self.out_shape).clone()

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from invkit.operator import Shape, SVDOperator, as_shape
+from invkit.operator import IdentityUOperator, Shape, as_shape
 from invkit.params import Param
 
 __all__ = ["Colorization", "color_weights", "resolve_weights", "NAMED_WEIGHTS", "OPERATORS"]
@@ -67,7 +67,7 @@ def resolve_weights(spec: str | Sequence[float]) -> tuple[float, float, float]:
     return NAMED_WEIGHTS[spec] if isinstance(spec, str) else spec  # type: ignore[return-value]
 
 
-class Colorization(SVDOperator):
+class Colorization(IdentityUOperator):
     """Colorization: RGB (C = 3) to one gray channel y = w . (R, G, B) per pixel; out (1, H, W).
 
     Per pixel ``H`` is the 1 x 3 row ``wᵀ``, so its SVD is: singular value ``|w|``, ``U = I``,
@@ -157,14 +157,6 @@ class Colorization(SVDOperator):
         self.check_spectral(z)
         basis = self.const("basis", self._basis, z)
         return torch.einsum("jc,bjhw->bchw", basis, z.reshape(z.shape[0], *self.in_shape))
-
-    def Ut(self, y: Tensor) -> Tensor:
-        self.check_measurement(y)
-        return y.reshape(y.shape[0], -1).clone()
-
-    def U(self, z: Tensor) -> Tensor:
-        self.check_coordinates(z)
-        return z.reshape(z.shape[0], *self.out_shape).clone()
 
 
 

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from invkit.operator import SVDOperator
+from invkit.operator import IdentityUOperator
 
 __all__ = ["Denoising", "OPERATORS"]
 
 
-class Denoising(SVDOperator):
+class Denoising(IdentityUOperator):
     """Identity degradation (pure denoising): ``y = x + noise``.
 
     The SVD is trivial: ``U = V = I``, every singular value 1. Memory O(1), cost O(n) per apply.
@@ -48,13 +48,6 @@ class Denoising(SVDOperator):
 
     def V(self, z: Tensor) -> Tensor:
         return z.reshape(z.shape[0], *self.in_shape).clone()
-
-    def Ut(self, y: Tensor) -> Tensor:
-        self.check_measurement(y)
-        return y.reshape(y.shape[0], -1).clone()
-
-    def U(self, z: Tensor) -> Tensor:
-        return z.reshape(z.shape[0], *self.out_shape).clone()
 
 
 OPERATORS = (Denoising,)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from invkit.operator import Shape, SVDOperator, as_shape
+from invkit.operator import IdentityUOperator, Shape, SVDOperator, as_shape
 from invkit.params import Param, parse_params
 
 from .separable import SeparableOperator
@@ -86,7 +86,7 @@ def _check_divides(owner: str, factor: int, shape: tuple[int, int, int]) -> None
         )
 
 
-class SuperResolution(SVDOperator):
+class SuperResolution(IdentityUOperator):
     """Super-resolution by block averaging: each ``factor × factor`` block becomes its mean.
 
     ``y[c, i, j] = mean(x[c, r i : r (i + 1), r j : r (j + 1)])`` with ``r = factor`` (default 4),
@@ -183,14 +183,6 @@ class SuperResolution(SVDOperator):
         rest = z[:, m:].reshape(b, c, hr, wr, r * r - 1)
         patches = self._reflect(torch.cat([observed, rest], dim=-1))
         return patches.reshape(b, c, hr, wr, r, r).permute(0, 1, 2, 4, 3, 5).reshape(b, c, h, w)
-
-    def Ut(self, y: Tensor) -> Tensor:
-        self.check_measurement(y)
-        return y.reshape(y.shape[0], -1).clone()
-
-    def U(self, z: Tensor) -> Tensor:
-        self.check_coordinates(z)
-        return z.reshape(z.shape[0], *self.out_shape).clone()
 
 
 
