@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from _nets import randomize
 from invkit_priors.adm_unet import (
     ADM_PRESETS,
     AttentionBlock,
@@ -35,15 +36,6 @@ TINY = dict(
 
 def manifest(name: str) -> dict:
     return json.loads((DATA / f"{name}.params.json").read_text())
-
-
-def randomize(model: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> torch.nn.Module:
-    """Perturb every parameter (the zero-initialised output convs would otherwise hide bugs)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g, dtype=torch.float32).to(p.dtype))
-    return model
 
 
 def tiny(**overrides) -> ADMUNet:

@@ -17,6 +17,7 @@ from invkit_priors.checkpoint import (
     load_strict,
 )
 from invkit_priors.ddpm_unet import DDPMConfig, DDPMUNet
+from _nets import randomize as _randomize
 
 ADM_TINY = dict(
     image_size=16, num_channels=32, channel_mult="1,2", num_res_blocks=1, attention_resolutions="8",
@@ -25,12 +26,9 @@ ADM_TINY = dict(
 DDPM_TINY = dict(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), resolution=8)
 
 
-def randomize(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
-    return model.eval()
+def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Perturbed parameters (see _nets.randomize), in eval mode."""
+    return _randomize(model, seed).eval()
 
 
 def build(kind: str, seed: int | None = None, **overrides) -> torch.nn.Module:

@@ -11,18 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from invkit_priors.ddpm_unet import DDPM_PRESETS, AttnBlock, DDPMConfig, DDPMUNet, ddpm_timestep_embedding
+from _nets import randomize
 
 DATA = Path(__file__).parent / "data"
 
 TINY = dict(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), resolution=8)
-
-
-def randomize(model: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g))
-    return model
 
 
 def test_meta_build_matches_manifest_exactly() -> None:

@@ -87,6 +87,19 @@ def reference_moments(s, ybar, sigma_y, mu_bar, lam, c_bar, sigmas, eta, eta_b, 
     return m, v, obs, nstd
 
 
+def spectral_data(op, y, center):
+    """Singular values padded to n, ȳ = Uᵀy / s (0 where s = 0) and the data centre's Vᵀ c̄, in numpy."""
+    n = op.in_numel
+    s_full = np.zeros(n)
+    s_full[: len(op.singular_values)] = op.singular_values.numpy()
+    ut = np.pad(op.Ut(y)[0].numpy(), (0, n - op.out_numel))
+    nz = s_full > 0
+    ybar = np.zeros(n)
+    ybar[nz] = ut[nz] / s_full[nz]
+    c_bar = op.Vt(torch.full((1, *op.in_shape), center, dtype=torch.float64))[0].numpy()
+    return s_full, ybar, c_bar
+
+
 def max_z_ok(samples: np.ndarray, mean: np.ndarray, var: np.ndarray) -> tuple[float, float]:
     """Max |z| of per-coefficient sample means and variances vs exact moments, and its bound."""
     n_s = samples.shape[0]
@@ -136,13 +149,7 @@ def test_ddrm_matches_exact_recursion(sigma_y, sing, eta, eta_b, rtol):
     out = solver.solve(problem, prior, steps=20, generator=torch.Generator().manual_seed(7))
     z = op.Vt(out.x).numpy()
 
-    s_full = np.zeros(n)
-    s_full[: len(op.singular_values)] = op.singular_values.numpy()
-    ut = np.pad(op.Ut(y)[0].numpy(), (0, n - op.out_numel))
-    nz = s_full > 0
-    ybar = np.zeros(n)
-    ybar[nz] = ut[nz] / s_full[nz]
-    c_bar = op.Vt(torch.full((1, *op.in_shape), prior.data_center, dtype=torch.float64))[0].numpy()
+    s_full, ybar, c_bar = spectral_data(op, y, prior.data_center)
     sigmas = ddrm_schedule(prior, 20)
     mean, var, obs, nstd = reference_moments(s_full, ybar, sigma_y, mu_bar.numpy(), lam.numpy(), c_bar, sigmas, eta, eta_b, solver.svd_rtol)
     # the cases exercise the branches they claim to
@@ -323,13 +330,7 @@ def test_start_distribution_and_data_centre_with_a_short_schedule(sigma_y):
     sigmas = [0.3, 0.12]
     samples_n = 4000
     out = DDRM().solve(Problem(op, y.repeat(samples_n, 1), GaussianNoise(sigma_y)), prior, sigmas=sigmas, generator=torch.Generator().manual_seed(9))
-    s_full = np.zeros(n)
-    s_full[: len(op.singular_values)] = op.singular_values.numpy()
-    ut = np.pad(op.Ut(y)[0].numpy(), (0, n - op.out_numel))
-    nz = s_full > 0
-    ybar = np.zeros(n)
-    ybar[nz] = ut[nz] / s_full[nz]
-    c_bar = op.Vt(torch.full((1, *op.in_shape), center, dtype=torch.float64))[0].numpy()
+    s_full, ybar, c_bar = spectral_data(op, y, center)
     mean, var, obs, nstd = reference_moments(s_full, ybar, sigma_y, mu_bar.numpy(), lam.numpy(), c_bar, sigmas + [0.0], 0.85, 1.0, 1e-3)
     if sigma_y > 0:  # both start cases are exercised
         assert (obs & (nstd > sigmas[0])).any() and (obs & (nstd < sigmas[0]) & (nstd > 0.1)).any()

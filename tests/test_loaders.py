@@ -30,6 +30,7 @@ from invkit_priors.loaders import (
     parse_flags,
 )
 from invkit_priors.vp import VPDiffusionPrior
+from _nets import randomize as _randomize
 
 DATA = Path(__file__).parent / "data"
 AB = alphas_bar_from_betas(linear_betas())
@@ -49,13 +50,9 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def randomize(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Perturb every parameter (also the zero-initialised output layers) so outputs are not trivial."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
-    return model.eval()
+def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Perturbed parameters (see _nets.randomize), in eval mode."""
+    return _randomize(model, seed).eval()
 
 
 def tiny_adm(seed: int = 1, flags: str = ADM_FLAGS, **overrides) -> ADMUNet:

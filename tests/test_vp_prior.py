@@ -12,6 +12,7 @@ from invkit.prior import Prior, alphas_bar_from_betas, linear_betas
 from invkit_priors.adm_unet import ADMConfig, ADMUNet
 from invkit_priors.ddpm_unet import DDPMConfig, DDPMUNet
 from invkit_priors.vp import VPDiffusionPrior
+from _nets import randomize as _randomize
 
 ADM_TINY = dict(
     image_size=16, num_channels=32, channel_mult="1,2", num_res_blocks=1, attention_resolutions="8",
@@ -27,11 +28,8 @@ def numpy_alphas_bar() -> np.ndarray:
 
 
 def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
-    return model.eval()
+    """Perturbed parameters (see _nets.randomize), in eval mode."""
+    return _randomize(model, seed).eval()
 
 
 def tiny_adm(**overrides) -> ADMUNet:
