@@ -26,7 +26,7 @@ import argparse
 import torch
 
 import invkit
-from invkit_ddrm import DDRM, ddrm_schedule
+from invkit_solvers.ddrm import DDRM, ddrm_schedule
 
 from _timing import median_time  # benchmarks/ is on sys.path when run as a script
 

@@ -6,7 +6,7 @@
    noisy input, the best fixed Gaussian filter (its std chosen per σ on the tuning images, see
    ``_eval_data.py``), BM3D (PyPI ``bm3d``, ``bm3d_rgb``/``bm3d`` with ``sigma_psd`` = σ; skipped
    with a message when it does not import) and the prior's ``denoise(y, σ)``.
-3. DDRM (``invkit_ddrm.DDRM`` with its defaults, η = 0.85, η_b = 1, ``--steps`` steps) on the
+3. DDRM (``invkit_solvers.DDRM`` with its defaults, η = 0.85, η_b = 1, ``--steps`` steps) on the
    evaluation crops, for each task: PSNR/SSIM of one sample (averaged over the K seeds) and of
    the posterior mean of K samples (``--samples``, default 8), next to a naive baseline and a
    classical restoration:
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
 
     import invkit
-    from invkit_ddrm.ddrm import DDRM
+    from invkit_solvers.ddrm import DDRM
     from invkit_priors.default_prior import default_weights_path, load_default_prior
 
     prior = load_default_prior(device=str(dev), half=args.half)

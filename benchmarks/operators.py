@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import invkit
-from invkit.operator import SVDOperator
+from invkit.forward import SVDOperator
 
 from _timing import median_time  # benchmarks/ is on sys.path when run as a script
 

@@ -2,7 +2,7 @@
 
 For every (problem, prior, sigma_y) one clean image ``x`` is drawn from the prior (seeded),
 measured (``y = H x + sigma_y n``), and three sets of ``S`` posterior samples are compared with
-the exact posterior moments (:func:`invkit_priors.exact.posterior_moments`):
+the exact posterior moments (:func:`invkit_solvers.exact.posterior_moments`):
 
 * ``exact``: the ``exact`` solver's own samples -- the **Monte-Carlo floor**, what each metric
   reads from ``S`` samples with no approximation error at all;
@@ -61,10 +61,10 @@ import torch
 from torch import Tensor
 
 import invkit
-from invkit.solver import Problem
-from invkit_ddrm.ddrm import DDRM
+from invkit.problem import Problem
+from invkit_solvers.ddrm import DDRM
 from invkit_priors.analytic import GaussianMixturePrior, GaussianPrior
-from invkit_priors.exact import ExactSolver, exact_posterior, repeat_measurements, simulate_problem
+from invkit_solvers.exact import ExactSolver, exact_posterior, repeat_measurements, simulate_problem
 
 F64 = torch.float64
 

@@ -14,10 +14,12 @@ Example:
 from .checks import CheckReport, CheckResult, check_adjoint, check_shapes, check_svd, conformance_cases, run_checks
 from .dense import DEFAULT_MAX_SIZE, DenseSizeError, DenseSVD, MatrixOperator, matrix_of
 from .hookspecs import hookimpl, hookspec
-from .noise import GaussianNoise, quantization_sigma
-from .operator import IdentityUOperator, Operator, Shape, SVDOperator, as_shape
+from .forward import ForwardModel, IdentityUOperator, LinearOperator, Operator, Shape, SVDOperator, as_shape, autograd_vjp
+from .noise import GaussianNoise, NoiseModel, quantization_sigma
 from .params import Param, ParamError, float_tuple, int_tuple, parse_params
-from .prior import Prior, alphas_bar_from_betas, ddpm_sigma_grid, linear_betas, vp_sigma_grid
+from .prior import GaussianComponent, GaussianForm, Prior, alphas_bar_from_betas, ddpm_sigma_grid, linear_betas, vp_sigma_grid
+from .problem import Problem
+from .random import Generators, randn_rows, resolve_generator, row_generators, sample_generators, sample_seed
 from .registry import (
     PluginConflictError,
     PluginError,
@@ -28,18 +30,11 @@ from .registry import (
     get_registry,
     reset_registry,
 )
-from .solver import (
-    Callback,
-    Generators,
-    Problem,
-    Result,
-    Solver,
-    Step,
-    randn_rows,
-    resolve_generator,
-    sample_generators,
-    sample_seed,
-)
+from .requirements import Capability, RequirementError, capabilities, check_requirements, missing_capabilities
+from .schedules import check_schedule, ddrm_schedule, respaced_sigmas, respaced_timesteps
+from .solver import Callback, Result, Solver, Step
+from .spectral import SpectralSetup, spectral_setup
+from .vp import alpha_bar_from_sigma, ddim_noise_scale, ddim_step, eps_from_x0, from_vp, sigma_from_alpha_bar, to_vp, x0_from_eps
 
 __version__ = "0.1.0"
 
@@ -59,7 +54,11 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "GaussianNoise",
+    "NoiseModel",
     "quantization_sigma",
+    "ForwardModel",
+    "LinearOperator",
+    "autograd_vjp",
     "Operator",
     "Shape",
     "SVDOperator",
@@ -71,6 +70,8 @@ __all__ = [
     "int_tuple",
     "parse_params",
     "Prior",
+    "GaussianComponent",
+    "GaussianForm",
     "alphas_bar_from_betas",
     "ddpm_sigma_grid",
     "linear_betas",
@@ -92,6 +93,26 @@ __all__ = [
     "randn_rows",
     "sample_seed",
     "sample_generators",
+    "row_generators",
     "Generators",
+    "Capability",
+    "RequirementError",
+    "capabilities",
+    "check_requirements",
+    "missing_capabilities",
+    "check_schedule",
+    "ddrm_schedule",
+    "respaced_sigmas",
+    "respaced_timesteps",
+    "alpha_bar_from_sigma",
+    "sigma_from_alpha_bar",
+    "to_vp",
+    "from_vp",
+    "eps_from_x0",
+    "x0_from_eps",
+    "ddim_noise_scale",
+    "ddim_step",
+    "SpectralSetup",
+    "spectral_setup",
     "__version__",
 ]

@@ -1,12 +1,17 @@
-"""Conformance checks for operators (public API; ``invkit check-operator`` runs them).
+"""Conformance checks for forward models and operators (public API; ``invkit check-operator`` runs them).
 
 Every check returns numbers, not just a verdict: a :class:`CheckResult` holds the measured error,
-the tolerance it was held to and whether it passed. All checks run in float64 on the CPU.
+the tolerance it was held to and whether it passed. All checks run in float64 on the CPU. Each
+rung of the ladder (:mod:`invkit.forward`) is checked for what it claims:
 
-* :func:`check_shapes`: every map returns the shape it declares (a broadcasting bug would
-  otherwise slip through the numeric checks).
-* :func:`check_adjoint`: ``<H x, y> = <x, Hᵀ y>`` on random vectors, relative to ``‖Hx‖‖y‖``.
-* :func:`check_svd`: the efficient SVD against :class:`~invkit.dense.DenseSVD` — sorted singular
+* :func:`check_shapes` (every rung): every map returns the shape it declares (a broadcasting bug
+  would otherwise slip through the numeric checks).
+* :func:`check_vjp` (every rung): ``vjp`` against central finite differences of ``forward``:
+  ``<v, J w> = <Jᵀ v, w>`` with ``J w ≈ (A(x + h w) − A(x − h w)) / 2h``.
+* :func:`check_adjoint` (linear): ``<H x, y> = <x, Hᵀ y>`` on random vectors, relative to ``‖Hx‖‖y‖``.
+* :func:`check_autograd_adjoint` (linear): autograd's VJP of ``forward`` equals ``adjoint``
+  (gradient-based solvers differentiate ``forward`` and rely on it).
+* :func:`check_svd` (SVD): the efficient SVD against :class:`~invkit.dense.DenseSVD` — sorted singular
   values, ``U Σ Vᵀ`` equal to the dense matrix of ``forward``, ``VᵀV = I``, ``UᵀU = I``,
   ``Vt``/``Ut`` equal to the transposes of ``V``/``U``, ``forward``/``adjoint`` equal to the SVD
   form, and a finite pseudo-inverse.
@@ -28,11 +33,27 @@ import numpy as np
 import torch
 
 from .dense import DEFAULT_MAX_SIZE, DenseSVD, _apply_to_basis
-from .operator import Operator, SVDOperator
+from .forward import ForwardModel, LinearOperator, SVDOperator, autograd_vjp
 
-__all__ = ["CheckResult", "CheckReport", "check_shapes", "check_adjoint", "check_svd", "run_checks", "conformance_cases", "DEFAULT_TOL"]
+__all__ = [
+    "CheckResult",
+    "CheckReport",
+    "check_shapes",
+    "check_vjp",
+    "check_adjoint",
+    "check_autograd_adjoint",
+    "check_svd",
+    "run_checks",
+    "conformance_cases",
+    "DEFAULT_TOL",
+    "VJP_TOL",
+]
 
 DEFAULT_TOL = 1e-9
+#: Tolerance of the finite-difference VJP check: central differences with step ``h = 1e-6`` in
+#: float64 have a truncation error O(h²) ~ 1e-12 (times the third derivative) and a rounding
+#: error ~eps/h ~ 1e-10, both relative.
+VJP_TOL = 1e-6
 
 
 @dataclass
@@ -96,7 +117,7 @@ def _rand(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
 
 
 @torch.no_grad()
-def check_shapes(op: Operator, *, generator: torch.Generator | None = None) -> CheckResult:
+def check_shapes(op: ForwardModel, *, generator: torch.Generator | None = None) -> CheckResult:
     """Every map returns the shape it declares (``forward``, ``adjoint``, and the SVD surface).
 
     The error is the number of maps with a wrong output shape (or that raised); the detail names them.
@@ -106,8 +127,9 @@ def check_shapes(op: Operator, *, generator: torch.Generator | None = None) -> C
     n, m = op.in_numel, op.out_numel
     probes: list[tuple[str, Any, tuple[int, ...], tuple[int, ...]]] = [
         ("forward", op.forward, (b, *op.in_shape), (b, *op.out_shape)),
-        ("adjoint", op.adjoint, (b, *op.out_shape), (b, *op.in_shape)),
     ]
+    if isinstance(op, LinearOperator):
+        probes.append(("adjoint", op.adjoint, (b, *op.out_shape), (b, *op.in_shape)))
     if isinstance(op, SVDOperator):
         probes += [
             ("Vt", op.Vt, (b, *op.in_shape), (b, n)),
@@ -131,9 +153,53 @@ def check_shapes(op: Operator, *, generator: torch.Generator | None = None) -> C
     return CheckResult("shapes", float(len(wrong)), 0.0, "; ".join(wrong) or "all maps return their declared shapes")
 
 
+def check_vjp(
+    op: ForwardModel, *, trials: int = 2, h: float = 1e-6, tol: float = VJP_TOL, generator: torch.Generator | None = None
+) -> CheckResult:
+    """Measure ``max |<v, J w> − <vjp(x, v), w>| / (‖v‖ ‖J w‖ + ‖vjp‖ ‖w‖)`` with ``J w`` by central differences.
+
+    ``x`` is drawn in [0.1, 0.9] (inside the image range, away from kinks at 0 and 1), ``v`` and
+    ``w`` standard normal; ``J w ≈ (A(x + h w) − A(x − h w)) / (2h)`` in float64.
+    """
+    g = generator if generator is not None else torch.Generator().manual_seed(3)
+    x = 0.1 + 0.8 * torch.rand((trials, *op.in_shape), generator=g, dtype=torch.float64)
+    w = _rand((trials, *op.in_shape), g)
+    v = _rand((trials, *op.out_shape), g)
+    try:
+        with torch.no_grad():
+            jw = (op.forward(x + h * w).to(torch.float64) - op.forward(x - h * w).to(torch.float64)) / (2 * h)
+        jtv = op.vjp(x, v).to(torch.float64)
+    except Exception as exc:  # noqa: BLE001 - report, don't crash the checker
+        return CheckResult("vjp = finite differences", float("inf"), tol, f"vjp or forward failed: {type(exc).__name__}: {exc}")
+    worst = 0.0
+    for i in range(trials):
+        lhs = float((v[i] * jw[i]).sum())
+        rhs = float((jtv[i] * w[i]).sum())
+        scale = float(v[i].norm() * jw[i].norm() + jtv[i].norm() * w[i].norm()) or 1.0
+        worst = max(worst, abs(lhs - rhs) / scale)
+    return CheckResult("vjp = finite differences", worst, tol, f"max |<v,Jw>_fd - <J^T v,w>| / scale, central differences h={h:g}")
+
+
+def check_autograd_adjoint(
+    op: LinearOperator, *, trials: int = 2, tol: float = DEFAULT_TOL, generator: torch.Generator | None = None
+) -> CheckResult:
+    """Measure ``max ‖autograd VJP of forward − adjoint(v)‖ / ‖adjoint(v)‖`` (float64)."""
+    g = generator if generator is not None else torch.Generator().manual_seed(4)
+    x = _rand((trials, *op.in_shape), g)
+    v = _rand((trials, *op.out_shape), g)
+    try:
+        auto = autograd_vjp(op.forward, x, v).to(torch.float64)
+    except Exception as exc:  # noqa: BLE001 - report, don't crash the checker
+        return CheckResult("autograd VJP of forward = adjoint", float("inf"), tol, f"autograd through forward failed: {type(exc).__name__}: {exc}")
+    with torch.no_grad():
+        adj = op.adjoint(v).to(torch.float64)
+    err = max(float((auto[i] - adj[i]).norm() / (adj[i].norm() + 1e-300)) for i in range(trials))
+    return CheckResult("autograd VJP of forward = adjoint", err, tol, "max |autograd(J^T v) - H^T v| / |H^T v|")
+
+
 @torch.no_grad()
 def check_adjoint(
-    op: Operator, *, trials: int = 3, tol: float = DEFAULT_TOL, generator: torch.Generator | None = None
+    op: LinearOperator, *, trials: int = 3, tol: float = DEFAULT_TOL, generator: torch.Generator | None = None
 ) -> CheckResult:
     """Measure ``max |<Hx, y> - <x, Hᵀy>| / (‖Hx‖ ‖y‖)`` over ``trials`` random pairs."""
     g = generator if generator is not None else torch.Generator().manual_seed(0)
@@ -218,30 +284,36 @@ def check_svd(
 
 
 def run_checks(
-    op: Operator,
+    op: ForwardModel,
     dense: DenseSVD | None = None,
     *,
     tol: float = DEFAULT_TOL,
     max_size: int = DEFAULT_MAX_SIZE,
     generator: torch.Generator | None = None,
 ) -> CheckReport:
-    """Run every applicable check on ``op`` and collect a :class:`CheckReport`.
+    """Run every check ``op``'s rung claims and collect a :class:`CheckReport`.
 
-    Operators without an SVD surface get the adjoint check only (DDRM can still use them
-    through :class:`~invkit.dense.DenseSVD` at small sizes).
+    Every forward model: shapes and VJP vs finite differences. Linear operators also: adjointness
+    and autograd's VJP of ``forward`` = ``adjoint``. SVD operators also: the SVD against the dense
+    matrix. (A linear operator without an SVD still works with DDRM through
+    :class:`~invkit.dense.DenseSVD` at small sizes.)
     """
     report = CheckReport(op.name or type(op).__name__, tuple(op.in_shape), tuple(op.out_shape))
     shapes = check_shapes(op, generator=generator)
     report.results.append(shapes)
     if not shapes.passed:  # the other checks would only crash or broadcast their way to nonsense
         return report
+    report.results.append(check_vjp(op, generator=generator))
+    if not isinstance(op, LinearOperator):
+        return report
     report.results.append(check_adjoint(op, tol=tol, generator=generator))
+    report.results.append(check_autograd_adjoint(op, tol=tol, generator=generator))
     if isinstance(op, SVDOperator):
         report.results.extend(check_svd(op, dense, tol=tol, max_size=max_size, generator=generator))
     return report
 
 
-def conformance_cases(cls: type[Operator]) -> list[tuple[tuple[int, int, int], dict[str, Any]]]:
+def conformance_cases(cls: type[ForwardModel]) -> list[tuple[tuple[int, int, int], dict[str, Any]]]:
     """The ``(shape, params)`` cases an operator class asks to be checked with.
 
     ``(cls.check_shape, {})`` first, then ``cls.check_cases``. Third-party test suites can

@@ -25,10 +25,12 @@ from dataclasses import dataclass
 from .checks import run_checks
 from .commands import add_core_commands
 from .dense import DenseSizeError
+from .forward import LinearOperator, SVDOperator
+from .hookspecs import CommandRegistry
 from .params import ParamError, format_schema
 from .registry import KINDS, PluginError, PluginWarning, Registry, get_registry
 
-__all__ = ["main", "build_parser", "CommandRegistry"]
+__all__ = ["main", "build_parser", "CommandRegistry", "CommandTable"]
 
 EXIT_FAIL = 1
 EXIT_USAGE = 2
@@ -48,17 +50,18 @@ class _Command:
     distribution: str
 
 
-class CommandRegistry:
-    """What ``invkit_register_commands(cli)`` receives: ``cli.add_command(...)``."""
+class CommandTable(CommandRegistry):
+    """The command line's :class:`~invkit.hookspecs.CommandRegistry`: what ``invkit_register_commands(cli)``
+    receives (``cli.add_command(...)``), holding the added commands by name."""
 
     def __init__(self) -> None:
         self.commands: dict[str, _Command] = {}
         self._plugin = "invkit"
         self._dist = "invkit"
 
-    def for_plugin(self, plugin: str, distribution: str) -> "CommandRegistry":
+    def for_plugin(self, plugin: str, distribution: str) -> "CommandTable":
         """A view that attributes the commands added through it to ``plugin``."""
-        view = CommandRegistry()
+        view = CommandTable()
         view.commands = self.commands
         view._plugin, view._dist = plugin, distribution
         return view
@@ -111,13 +114,14 @@ def _cmd_check_operator(args: argparse.Namespace, registry: Registry) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         params = ", ".join(f"{k}={v!r}" for k, v in op.config.items()) or "defaults"
-        print(f"operator {args.name} ({registry.get('operator', args.name).distribution}): in {op.in_shape} -> out {op.out_shape}; {params}")
+        rung = "SVD operator" if isinstance(op, SVDOperator) else ("linear operator" if isinstance(op, LinearOperator) else "forward model")
+        print(f"operator {args.name} ({registry.get('operator', args.name).distribution}), {rung}: in {op.in_shape} -> out {op.out_shape}; {params}")
         print(report.table())
         print("PASSED" if report.passed else "FAILED")
     return 0 if report.passed else EXIT_FAIL
 
 
-def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentParser, CommandRegistry]:
+def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentParser, CommandTable]:
     """The argument parser, with plugin subcommands added from ``registry``."""
     registry = registry or get_registry()
     parser = argparse.ArgumentParser(prog="invkit", description="Image restoration with diffusion priors.")
@@ -146,7 +150,7 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
 
     add_core_commands(sub, registry)
 
-    commands = CommandRegistry()
+    commands = CommandTable()
     registry.add_commands(commands)
     for cmd in list(commands.commands.values()):
         who = f"invkit plugin '{cmd.plugin}' from distribution '{cmd.distribution}'"

@@ -44,7 +44,10 @@ from .sizing import crop_back, parse_crop, parse_resize, prior_multiple
 from .solve_inputs import Prepared, measurement_view, prepare
 from .solve_jobs import check_jobs, plan_jobs
 from .solve_options import FIGURE_AUTO, JSON_KEYS
-from .solver import Problem, Step, sample_generators
+from .problem import Problem
+from .requirements import RequirementError
+from .random import sample_generators
+from .solver import Step
 
 
 def _std_map(samples: Tensor) -> Tensor:
@@ -236,6 +239,7 @@ def run_solve(args: argparse.Namespace, registry: Registry) -> int:
     for job in jobs:
         prep = prepare(job, args, registry, prior, too_big)
         _check_channels(prior, prep)
+        _check_requirements(registry, args, prep, prior)
         check_cost(prep, args, timer, note)
         if not folder:
             first = prep
@@ -269,6 +273,15 @@ def run_solve(args: argparse.Namespace, registry: Registry) -> int:
     if args.simulate and not args.json and not args.quiet:
         print(_metrics_table(records))
     return 0
+
+
+def _check_requirements(registry: Registry, args: argparse.Namespace, prep: Prepared, prior: Any) -> None:
+    """Refuse a problem the solver cannot take (its declared requirements) before any work."""
+    problem = Problem(prep.op, prep.y, GaussianNoise(prep.sigma_y))
+    try:
+        registry.check_solver(args.solver, problem, prior, args.solver_arg)
+    except RequirementError as exc:
+        raise CommandError(f"{prep.job.src.name}: {exc}") from None
 
 
 def _check_channels(prior: Any, prep: Prepared) -> None:

@@ -29,7 +29,7 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
-from .operator import Operator, SVDOperator
+from .forward import Operator, SVDOperator
 
 __all__ = ["DenseSVD", "MatrixOperator", "DenseSizeError", "matrix_of", "adjoint_matrix_of", "DEFAULT_MAX_SIZE"]
 

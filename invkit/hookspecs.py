@@ -14,15 +14,13 @@ until a user asks for that name.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pluggy
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .cli import CommandRegistry
-
-__all__ = ["PROJECT", "hookimpl", "hookspec", "Register"]
+__all__ = ["PROJECT", "hookimpl", "hookspec", "Register", "CommandRegistry"]
 
 PROJECT = "invkit"
 
@@ -33,11 +31,30 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 Register = Callable[[str, Any], None]
 
 
+class CommandRegistry(Protocol):
+    """What :func:`invkit_register_commands` receives: the one method a plugin calls on it.
+
+    The command line (:mod:`invkit.cli`) implements it; it is declared here so that the hook
+    specification, and the plugins typed against it, do not depend on the command line.
+    """
+
+    def add_command(
+        self,
+        name: str,
+        help: str,
+        setup: Callable[[argparse.ArgumentParser], None],
+        run: Callable[[argparse.Namespace], int | None],
+    ) -> None:
+        """Add subcommand ``name``; ``setup(parser)`` adds arguments, ``run(args)`` returns an exit code."""
+        ...
+
+
 @hookspec
 def invkit_register_operators(register: Register) -> None:
     """Register operator classes by name.
 
-    Each class subclasses :class:`invkit.Operator` (or :class:`invkit.SVDOperator`), declares
+    Each class subclasses a rung of the forward-model ladder — :class:`invkit.ForwardModel`
+    (nonlinear, differentiable), :class:`invkit.LinearOperator` or :class:`invkit.SVDOperator` — declares
     ``name``, a ``params`` schema and a ``check_shape``, and is built as
     ``cls(in_shape, **params)``.
 
@@ -111,7 +128,9 @@ def invkit_register_priors(register: Register) -> None:
 def invkit_register_solvers(register: Register) -> None:
     """Register solver classes by name.
 
-    A solver subclasses :class:`invkit.Solver`, declares a ``params`` schema and implements
+    A solver subclasses :class:`invkit.Solver`, declares a ``params`` schema and what it
+    ``requires`` (:class:`invkit.Capability` members; a problem lacking one is refused before
+    any work), calls ``self.check(problem, prior)`` first in ``solve`` and implements
     ``solve(problem, prior, *, steps, generator, callback)``. Draw every random number from
     ``generator``; set ``row_generators = True`` and draw with :func:`invkit.randn_rows` to
     accept one generator per batch row, which makes ``invkit solve`` samples independent of
@@ -120,13 +139,15 @@ def invkit_register_solvers(register: Register) -> None:
     Example:
         ::
 
-            from invkit import Result, Solver, hookimpl
+            from invkit import Capability, Result, Solver, hookimpl
 
             class PseudoInverse(Solver):
                 '''Ignore the prior and return H^+ y (needs an SVD).'''
                 name = "pinv"
+                requires = frozenset({Capability.SVD})
 
                 def solve(self, problem, prior, *, steps=None, generator=None, callback=None):
+                    self.check(problem, prior)
                     op = problem.require_svd()
                     return Result(x=op.pinv(problem.y))
 
@@ -137,7 +158,7 @@ def invkit_register_solvers(register: Register) -> None:
 
 
 @hookspec
-def invkit_register_commands(cli: "CommandRegistry") -> None:
+def invkit_register_commands(cli: CommandRegistry) -> None:
     """Add subcommands to the ``invkit`` command line.
 
     ``cli.add_command(name, help, setup, run)``: ``setup(parser)`` adds arguments to an

@@ -18,15 +18,67 @@ Example:
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from .params import Param
 
-__all__ = ["Prior", "linear_betas", "alphas_bar_from_betas", "vp_sigma_grid", "ddpm_sigma_grid"]
+__all__ = ["Prior", "GaussianComponent", "GaussianForm", "linear_betas", "alphas_bar_from_betas", "vp_sigma_grid", "ddpm_sigma_grid"]
+
+
+@dataclass(frozen=True)
+class GaussianComponent:
+    """A Gaussian ``N(mean, Q diag(eigenvalues) Qᵀ)`` on one image shape (float64, CPU).
+
+    Attributes:
+        shape: Image shape ``(C, H, W)``.
+        mean: ``(C, H, W)`` mean image.
+        eigenvalues: ``(n,)`` covariance eigenvalues, entry i belonging to basis coordinate i.
+        basis: Orthogonal basis ``Q`` on ``shape``: any object with ``Vt`` (images ``(B, C, H, W)``
+            -> ``(B, n)``) and ``V`` (the inverse), as an :class:`invkit.SVDOperator` has.
+        iso: The common eigenvalue when the covariance is ``iso * I`` (no basis needed), else None.
+        mean_value: The mean as a float when it is constant, else None.
+    """
+
+    shape: tuple[int, int, int]
+    mean: Tensor
+    eigenvalues: Tensor
+    basis: Any
+    iso: float | None
+    mean_value: float | None
+
+    @property
+    def n(self) -> int:
+        """Number of pixels ``C H W``."""
+        return math.prod(self.shape)
+
+    def root_apply(self, w: Tensor) -> Tensor:
+        """``L0 w = Q (sqrt(λ) * w)`` for rows ``w`` ``(N, n)``: flattened zero-mean draws (float64).
+
+        With ``w ~ N(0, I)``, ``mean + L0 w`` is a sample of this Gaussian.
+        """
+        if self.iso is not None:
+            return math.sqrt(self.iso) * w
+        return self.basis.V(torch.sqrt(self.eigenvalues) * w).reshape(w.shape[0], self.n).to(torch.float64)
+
+
+@dataclass(frozen=True)
+class GaussianForm:
+    """A prior's closed form as a Gaussian mixture ``Σ_k w_k N(mean_k, Σ_k)`` (one component: a Gaussian).
+
+    Attributes:
+        weights: ``(K,)`` float64 mixture weights, positive, summing to 1.
+        components: The ``K`` components on one image shape.
+    """
+
+    weights: Tensor
+    components: tuple[GaussianComponent, ...]
 
 
 class Prior(ABC):
@@ -41,6 +93,8 @@ class Prior(ABC):
             checkpoint), or ``None`` for a continuous-sigma model.
         data_center: The centre ``c`` of the data in [0, 1] units (0.5 for a model trained on
             [-1, 1], whose 0 is mid-grey); DDRM starts unobserved coefficients around it.
+        differentiable: ``denoise`` supports autograd with respect to ``x`` (solvers that need
+            gradients through the prior require it; a wrapped external denoiser sets False).
     """
 
     name: ClassVar[str] = ""
@@ -49,6 +103,7 @@ class Prior(ABC):
     image_size: tuple[int, int] | None = None
     sigma_grid: Tensor | None = None
     data_center: float = 0.5
+    differentiable: bool = True
 
     @property
     def sigma_min(self) -> float:
@@ -71,6 +126,17 @@ class Prior(ABC):
         Returns:
             ``(B, C, H, W)`` estimate of the clean images.
         """
+
+    def gaussian_form(self, shape: Sequence[int]) -> GaussianForm | None:
+        """The prior's exact Gaussian (or Gaussian-mixture) form on images of ``shape``, if it has one.
+
+        A prior that can state it (the analytic priors) returns a :class:`GaussianForm`; the
+        ``exact`` solver samples the posterior from it. The default is ``None``: no closed form.
+
+        Raises:
+            ValueError: The prior has a closed form but not for this shape.
+        """
+        return None
 
     def __call__(self, x: Tensor, sigma: float | Tensor) -> Tensor:
         return self.denoise(x, sigma)

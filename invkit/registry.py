@@ -37,7 +37,8 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .operator import Operator, Shape, as_shape
+from .dense import DEFAULT_MAX_SIZE
+from .forward import ForwardModel, Shape, as_shape
 from .params import Param, parse_params
 
 __all__ = [
@@ -241,8 +242,10 @@ class Registry:
                         raise ValueError(f"invalid {kind} name {name!r} (letters, digits, _ . -; start with a letter)")
                     if not callable(factory):
                         raise TypeError(f"{kind} '{name}' must be registered with a class or factory, got {factory!r}")
-                    if kind == "operator" and not (isinstance(factory, type) and issubclass(factory, Operator)):
-                        raise TypeError(f"operator '{name}' must be a subclass of invkit.Operator, got {factory!r}")
+                    if kind == "operator" and not (isinstance(factory, type) and issubclass(factory, ForwardModel)):
+                        raise TypeError(
+                            f"operator '{name}' must be a subclass of invkit.ForwardModel (or LinearOperator, SVDOperator), got {factory!r}"
+                        )
                     pending.append(Registration(kind, name, factory, plugin, dist))
 
                 def commit() -> None:
@@ -300,11 +303,11 @@ class Registry:
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise UnknownPluginError(f"unknown {kind} '{name}'; known {kind}s: {', '.join(known) or '(none)'}.{hint}")
 
-    def operator_class(self, name: str) -> type[Operator]:
+    def operator_class(self, name: str) -> type[ForwardModel]:
         """The operator class registered as ``name``."""
         return self.get("operator", name).factory
 
-    def build_operator(self, name: str, in_shape: Shape | str, args: Mapping[str, Any] | Iterable[str] | None = None) -> Operator:
+    def build_operator(self, name: str, in_shape: Shape | str, args: Mapping[str, Any] | Iterable[str] | None = None) -> ForwardModel:
         """Build the operator ``name`` for images of ``in_shape`` with (string or typed) parameters."""
         cls = self.operator_class(name)
         values = parse_params(cls.params, args, owner=f"operator '{name}'")
@@ -315,6 +318,41 @@ class Registry:
         reg = self.get(kind, name)
         values = parse_params(reg.params, args, owner=f"{kind} '{name}'")
         return reg.factory(**values)
+
+    def solvers_for(self, problem: Any, prior: Any = None) -> list[str]:
+        """Names of the registered solvers whose declared ``requires`` ``problem`` (and ``prior``) meet.
+
+        Judged from the solver classes' declarations at their default dense limit; no solver is built.
+        """
+        from .requirements import missing_capabilities
+
+        out = []
+        for reg in self.entries("solver"):
+            requires = getattr(reg.factory, "requires", None)
+            if requires is None:
+                continue
+            max_dense = int(getattr(reg.factory, "max_dense", DEFAULT_MAX_SIZE))
+            if not missing_capabilities(requires, problem, prior, max_dense=max_dense):
+                out.append(reg.name)
+        return out
+
+    def check_solver(self, name: str, problem: Any, prior: Any = None, args: Mapping[str, Any] | Iterable[str] | None = None) -> None:
+        """Refuse, before any work, a problem (and prior) that solver ``name`` cannot take.
+
+        Raises:
+            UnknownPluginError: No such solver.
+            RequirementError: One line naming the missing capability and the solvers that would take it.
+        """
+        from .requirements import check_requirements
+
+        reg = self.get("solver", name)
+        requires = getattr(reg.factory, "requires", frozenset())
+        max_dense = DEFAULT_MAX_SIZE
+        if args is not None:
+            values = parse_params(reg.params, args, owner=f"solver '{name}'")
+            max_dense = int(values.get("max_dense", values.get("max_size", max_dense)))
+        others = [n for n in self.solvers_for(problem, prior) if n != name]
+        check_requirements(name, requires, problem, prior, max_dense=max_dense, alternatives=others)
 
     def add_commands(self, cli: Any) -> None:
         """Let every plugin add its CLI subcommands (failures become warnings)."""

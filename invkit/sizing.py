@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .cli_common import CommandError
-from .operator import Operator
+from .forward import Operator
 
 
 @dataclass

@@ -14,7 +14,7 @@ from torch import Tensor
 from .cli_common import CommandError, check_finite, check_sigma, operator_params, output_bits
 from .io import MEASUREMENT_SUFFIX, Measurement, read_image, read_measurement
 from .noise import GaussianNoise, quantization_sigma
-from .operator import Operator
+from .forward import Operator
 from .params import parse_params
 from .registry import Registry
 from .sizing import Geometry, SizeRules, apply_geometry, crop_back, prior_multiple

@@ -47,7 +47,7 @@ EVALUATION_SKIMAGE = {"astronaut", "coffee", "chelsea", "cat", "rocket", "stereo
 #: File-name tokens that mark an evaluation image (``motorcycle*`` too): such files are skipped.
 EVALUATION_NAMES = {"astronaut", "coffee", "chelsea", "rocket", "camera", "cameraman"}
 #: scikit-image photographs usable for training (grayscale ones are replicated to RGB).
-TRAIN_SKIMAGE = ("brick", "grass", "gravel", "coins", "moon", "clock", "hubble_deep_field")
+TRAIN_SKIMAGE = ("brick", "grass", "gravel", "coins", "moon", "clock", "hubble_deep_field", "retina", "immunohistochemistry")
 FORBIDDEN_DIRS = ("mate-backgrounds", "mate-background")
 MAX_SIDE = 1536  # the pyramid's largest level (short side), to bound memory
 MIN_SIDE = 96  # smallest level kept
@@ -216,6 +216,48 @@ def sample_batch(levels: list[torch.Tensor], batch: int, crop: int, gen: torch.G
     return out * 2.0 - 1.0
 
 
+#: Timestep bands the loss is logged in (DDPM t, 0 = least noise): edges of half-open [lo, hi).
+LOSS_BANDS = (0, 100, 300, 600, 1000)
+
+
+def parse_curriculum(text: str) -> list[tuple[int, int, int]]:
+    """``"0:64x8,9000:96x4,11000:128x2"`` -> [(from_step, crop, batch), ...] sorted by step.
+
+    Raises:
+        SystemExit: A malformed entry (one line naming the expected form).
+    """
+    out = []
+    for item in text.split(","):
+        try:
+            start, rest = item.split(":")
+            crop, batch = rest.lower().split("x")
+            out.append((int(start), int(crop), int(batch)))
+        except ValueError:
+            raise SystemExit(f"--curriculum entry {item!r}: expected STEP:CROPxBATCH, e.g. 0:64x8,9000:128x2") from None
+    out.sort()
+    if out[0][0] != 0 or any(c < 8 or b < 1 for _, c, b in out):
+        raise SystemExit("--curriculum must start at step 0 with crops >= 8 and batches >= 1, e.g. 0:64x8,9000:128x2")
+    return out
+
+
+def crop_and_batch(curriculum: list[tuple[int, int, int]], step: int) -> tuple[int, int]:
+    """The (crop, batch) in force at ``step``: the last curriculum entry starting at or before it."""
+    crop, batch = curriculum[0][1:]
+    for start, c, b in curriculum:
+        if step >= start:
+            crop, batch = c, b
+    return crop, batch
+
+
+def band_losses(per_sample: torch.Tensor, t: torch.Tensor) -> dict[str, tuple[float, int]]:
+    """Sum and count of per-sample losses in each :data:`LOSS_BANDS` timestep band."""
+    out = {}
+    for lo, hi in zip(LOSS_BANDS[:-1], LOSS_BANDS[1:]):
+        m = (t >= lo) & (t < hi)
+        out[f"t{lo}-{hi}"] = (float(per_sample[m].sum()), int(m.sum()))
+    return out
+
+
 def save_atomic(obj: dict, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
@@ -236,10 +278,10 @@ def export(state_path: Path, out: Path) -> None:
         "schedule": json.dumps({"betas": "linear", "beta_start": 1e-4, "beta_end": 0.02, "steps": 1000}),
         "data_range": "[-1, 1]",
         "train_step": str(state["step"]),
-        "train_images_seen": str(state["step"] * state["args"]["batch"]),
+        "train_images_seen": str(state.get("images_seen", state["step"] * state["args"]["batch"])),
         "train_seconds": f"{state['seconds']:.0f}",
         "train_thread_seconds": f"{state.get('thread_seconds', state['seconds']):.0f}",
-        "train_crop": str(state["args"]["crop"]),
+        "train_crop": str(state.get("crop", state["args"]["crop"])),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -255,6 +297,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200_000, help="total optimisation steps")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=64)
+    p.add_argument("--curriculum", default=None,
+                   help="crop and batch by training step, STEP:CROPxBATCH,... e.g. 0:64x8,9000:96x4,11000:128x2 "
+                   "(overrides --crop/--batch; the step is the global one, so a resumed run stays on schedule)")
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--ema", type=float, default=0.999)
@@ -297,7 +342,8 @@ def main() -> None:
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(args.seed)
-    step, seconds, thread_seconds = 0, 0.0, 0.0
+    curriculum = parse_curriculum(args.curriculum) if args.curriculum else [(0, args.crop, args.batch)]
+    step, seconds, thread_seconds, images_seen = 0, 0.0, 0.0, 0
     warm_from = 0  # the learning-rate warm-up restarts whenever the optimizer state is new
     if state is not None:
         model.load_state_dict(state["model"])
@@ -307,6 +353,7 @@ def main() -> None:
         torch.set_rng_state(state["torch_rng"])
         step, seconds = state["step"], state["seconds"]
         thread_seconds = state.get("thread_seconds", seconds)
+        images_seen = state.get("images_seen", step * state["args"]["batch"])
         warm_from = state.get("warm_from", 0)
         print(f"resumed at step {step} ({seconds / 3600:.2f} h trained)")
     elif args.init_from is not None:
@@ -321,6 +368,7 @@ def main() -> None:
         ema.load_state_dict(weights)
         step, seconds = int(meta.get("train_step", 0)), float(meta.get("train_seconds", 0))
         thread_seconds = float(meta.get("train_thread_seconds", seconds))
+        images_seen = int(meta.get("train_images_seen", 0))
         warm_from = step
         print(f"initialised from {args.init_from} (EMA weights of step {step}); optimizer state starts fresh")
     ab = alphas_bar_from_betas(linear_betas()).to(torch.float32).to(device)
@@ -337,6 +385,8 @@ def main() -> None:
                 "seconds": seconds,
                 "thread_seconds": thread_seconds,
                 "warm_from": warm_from,
+                "images_seen": images_seen,
+                "crop": crop_and_batch(curriculum, max(step - 1, 0))[0],
                 "config": config.to_flags(),
                 "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("data", "state", "export")},
             },
@@ -356,15 +406,22 @@ def main() -> None:
     log = open(args.state / "log.jsonl", "a")
     started = time.time()
     window: list[float] = []
+    bands: dict[str, list[float]] = {}
     last = time.time()
     model.train()
     while step < args.steps:
-        x0 = sample_batch(levels, args.batch, args.crop, gen, args.p_gray).to(device)
-        t = torch.randint(0, 1000, (args.batch,), generator=gen).to(device)
+        crop, batch = crop_and_batch(curriculum, step)
+        x0 = sample_batch(levels, batch, crop, gen, args.p_gray).to(device)
+        t = torch.randint(0, 1000, (batch,), generator=gen).to(device)
         eps = torch.randn(x0.shape, generator=gen).to(device)
         a = ab[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        loss = F.mse_loss(model(xt, t.float()), eps)
+        per_sample = (model(xt, t.float()) - eps).square().mean(dim=(1, 2, 3))
+        loss = per_sample.mean()
+        for name, (total, count) in band_losses(per_sample.detach(), t).items():
+            acc = bands.setdefault(name, [0.0, 0])
+            acc[0] += total
+            acc[1] += count
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -377,14 +434,17 @@ def main() -> None:
             for pe, pm in zip(ema.parameters(), model.parameters()):
                 pe.lerp_(pm, 1 - decay)
         step += 1
+        images_seen += batch
         now = time.time()
         seconds += now - last
         thread_seconds += (now - last) * torch.get_num_threads()
         last = now
         window.append(loss.item())
         if step % args.log_every == 0:
-            rec = {"step": step, "loss": float(np.mean(window)), "lr": lr, "hours": seconds / 3600, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-            window = []
+            rec = {"step": step, "loss": float(np.mean(window)), "lr": lr, "hours": seconds / 3600, "crop": crop, "batch": batch,
+                   "band_loss": {k: (v[0] / v[1] if v[1] else None) for k, v in bands.items()},
+                   "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+            window, bands = [], {}
             print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + "\n")
             log.flush()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from invkit.dense import DenseSVD
-from invkit.operator import Operator
+from invkit.forward import Operator
 
 _DENSE_CACHE: dict[tuple, DenseSVD] = {}
 

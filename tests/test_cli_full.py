@@ -24,7 +24,7 @@ from invkit.cli import main
 from invkit.commands import JSON_KEYS
 from invkit.io import Measurement, read_image, read_measurement, write_image, write_measurement
 from invkit.metrics import psnr, ssim
-from invkit.solver import sample_seed
+from invkit.random import sample_seed
 
 GAUSS = ["--prior", "gaussian"]
 STABLE_JSON_KEYS = (

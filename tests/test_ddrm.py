@@ -19,7 +19,7 @@ import torch
 import invkit
 from invkit.dense import MatrixOperator as MatrixOp
 from invkit import DenseSVD, GaussianNoise, Problem, ddpm_sigma_grid
-from invkit_ddrm import DDRM, ddrm_schedule
+from invkit_solvers.ddrm import DDRM, ddrm_schedule
 
 ALPHA = 1e-3  # family-wise false-alarm rate of each statistical test
 
@@ -336,3 +336,35 @@ def test_start_distribution_and_data_centre_with_a_short_schedule(sigma_y):
         assert (obs & (nstd > sigmas[0])).any() and (obs & (nstd < sigmas[0]) & (nstd > 0.1)).any()
     zmax, bound = max_z_ok(op.Vt(out.x).numpy(), mean, var)
     assert zmax < bound, f"max |z| = {zmax:.2f} >= {bound:.2f}"
+
+
+def test_step_functions_are_eq8_case_by_case():
+    """ddrm_step against eq. 8 written out per coefficient in plain Python floats."""
+    from invkit_solvers.ddrm import ddrm_initial, ddrm_step
+
+    g = torch.Generator().manual_seed(11)
+    n = 9
+    xbar_next, xhat, ybar, eps = (torch.randn(1, n, generator=g, dtype=torch.float64) for _ in range(4))
+    nstd = torch.tensor([math.inf, math.inf, 0.05, 0.2, 0.5, 0.3, 1.0, 0.01, 0.4], dtype=torch.float64)
+    observed = torch.isfinite(nstd)
+    sigma_t, sigma_next, eta, eta_b = 0.3, 0.45, 0.85, 0.9
+    got = ddrm_step(xbar_next, xhat, ybar, observed, nstd, sigma_t, sigma_next, eta, eta_b, eps)[0].tolist()
+    c = math.sqrt(1 - eta**2)
+    for i in range(n):
+        x0, xn, yb, e, ns = float(xhat[0, i]), float(xbar_next[0, i]), float(ybar[0, i]), float(eps[0, i]), float(nstd[i])
+        if not math.isfinite(ns):
+            want = x0 + c * sigma_t * (xn - x0) / sigma_next + eta * sigma_t * e
+        elif sigma_t < ns:
+            want = x0 + c * sigma_t * (yb - x0) / ns + eta * sigma_t * e
+        else:
+            want = (1 - eta_b) * x0 + eta_b * yb + math.sqrt(sigma_t**2 - ns**2 * eta_b**2) * e
+        assert got[i] == pytest.approx(want, rel=1e-14, abs=1e-15), i
+    # eq. 7: the start
+    cbar = torch.full((1, n), 0.5, dtype=torch.float64)
+    mean, std = ddrm_initial(ybar, cbar, observed, nstd, 0.45)
+    for i in range(n):
+        ns = float(nstd[i])
+        if math.isfinite(ns) and 0.45 >= ns:
+            assert (float(mean[0, i]), float(std[i])) == pytest.approx((float(ybar[0, i]), math.sqrt(0.45**2 - ns**2)), rel=1e-14)
+        else:
+            assert (float(mean[0, i]), float(std[i])) == (0.5, 0.45)

@@ -89,7 +89,7 @@ def test_grey_images_get_channel_independent_noise_and_ddrm_works_on_them(prior,
     import math
 
     import invkit
-    from invkit_ddrm import DDRM
+    from invkit_solvers.ddrm import DDRM
     from skimage import data
 
     x = torch.from_numpy(data.moon()[200:264, 200:264].astype(np.float32) / 255)[None, None]  # a training image

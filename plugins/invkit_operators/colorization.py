@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from invkit.operator import IdentityUOperator, Shape, as_shape
+from invkit.forward import IdentityUOperator, Shape, as_shape
 from invkit.params import Param
 
 __all__ = ["Colorization", "color_weights", "resolve_weights", "NAMED_WEIGHTS", "OPERATORS"]

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from invkit.operator import SVDOperator
+from invkit.forward import SVDOperator
 from invkit.params import Param
 
 __all__ = ["CompressedSensing", "fwht", "OPERATORS"]

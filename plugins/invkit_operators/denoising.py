@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from invkit.operator import IdentityUOperator
+from invkit.forward import IdentityUOperator
 
 __all__ = ["Denoising", "OPERATORS"]
 

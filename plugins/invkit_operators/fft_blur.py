@@ -52,7 +52,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from invkit.operator import SVDOperator
+from invkit.forward import SVDOperator
 
 from .kernels import KERNEL_PARAMS, kernel_anchor, kernel_from_params
 

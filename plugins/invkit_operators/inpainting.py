@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from invkit.operator import SVDOperator
+from invkit.forward import SVDOperator
 from invkit.params import Param
 
 __all__ = ["Inpainting", "load_mask_file", "OPERATORS"]

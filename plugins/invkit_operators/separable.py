@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from invkit.operator import SVDOperator
+from invkit.forward import SVDOperator
 
 __all__ = ["SeparableOperator", "SeparableSVD", "separable_svd"]
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from invkit.operator import IdentityUOperator, Shape, SVDOperator, as_shape
+from invkit.forward import IdentityUOperator, Shape, SVDOperator, as_shape
 from invkit.params import Param, parse_params
 
 from .separable import SeparableOperator

@@ -1,6 +1,6 @@
 """Analytic priors: Gaussians and Gaussian mixtures, whose MMSE denoisers are exact in closed form.
 
-They are test beds for solvers (the exact posterior is known, see :mod:`invkit_priors.exact`)
+They are test beds for solvers (the exact posterior is known, see :mod:`invkit_solvers.exact`)
 and simple priors in their own right. Both follow :class:`invkit.Prior`: ``denoise(x, sigma)``
 takes ``x = x0 + sigma * n`` and ``sigma`` in [0, 1] pixel units and returns ``E[x0 | x]``.
 
@@ -44,16 +44,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from invkit.operator import Operator, Shape, as_shape
+from invkit.forward import Operator, Shape, as_shape
 from invkit.params import Param, float_tuple
-from invkit.prior import Prior, ddpm_sigma_grid
+from invkit.prior import GaussianComponent, GaussianForm, Prior, ddpm_sigma_grid
 
 from .bases import DCTBasis, IdentityBasis, MatrixBasis, basis_shape
 
@@ -134,30 +133,8 @@ def _as_float64(value: Any, what: str) -> Tensor:
     return t
 
 
-@dataclass(frozen=True)
-class GaussianParts:
-    """A Gaussian prior resolved for one image shape (float64, CPU).
-
-    Attributes:
-        shape: Image shape ``(C, H, W)``.
-        mean: ``(C, H, W)`` mean image.
-        eigenvalues: ``(n,)`` covariance eigenvalues, entry i belonging to basis coordinate i.
-        basis: Orthogonal basis (``Vt``/``V``) on ``shape``.
-        iso: The common eigenvalue when the covariance is ``iso * I`` (no basis needed), else None.
-        mean_value: The mean as a float when it is constant, else None.
-    """
-
-    shape: Shape
-    mean: Tensor
-    eigenvalues: Tensor
-    basis: Any
-    iso: float | None
-    mean_value: float | None
-
-    @property
-    def n(self) -> int:
-        """Number of pixels ``C H W``."""
-        return math.prod(self.shape)
+#: A Gaussian prior resolved for one image shape: the core's :class:`invkit.prior.GaussianComponent`.
+GaussianParts = GaussianComponent
 
 
 class PowerLawSpectrum:
@@ -398,6 +375,10 @@ class GaussianPrior(Prior):
         self._parts[img] = parts
         return parts
 
+    def gaussian_form(self, shape: Sequence[int]) -> GaussianForm:
+        """This Gaussian on ``shape`` (one component of weight 1): what the ``exact`` solver samples from."""
+        return GaussianForm(torch.ones(1, dtype=torch.float64), (self.parts(shape),))
+
     def _const(self, parts: GaussianParts, key: str, like: Tensor) -> Tensor:
         slot = (parts.shape, key, like.device, like.dtype)
         hit = self._consts.get(slot)
@@ -598,6 +579,10 @@ class GaussianMixturePrior(Prior):
         resp = resp.to(x.dtype)
         out = sum(resp[:, k].view(-1, 1, 1, 1) * o for k, o in enumerate(outs))
         return torch.where(zero.view(-1, 1, 1, 1), x, out)  # type: ignore[arg-type]
+
+    def gaussian_form(self, shape: Sequence[int]) -> GaussianForm:
+        """The mixture on ``shape``: its weights and each component's Gaussian (the ``exact`` solver's input)."""
+        return GaussianForm(self.weights.clone(), tuple(c.parts(shape) for c in self.components))
 
     def mean_image(self, shape: Sequence[int] | None = None) -> Tensor:
         """The mixture mean ``Σ_k w_k mu_k`` as ``(C, H, W)`` float64."""

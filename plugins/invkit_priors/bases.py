@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from invkit.operator import Shape, as_shape
+from invkit.forward import Shape, as_shape
 
 __all__ = [
     "Basis",

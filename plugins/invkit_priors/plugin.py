@@ -2,8 +2,7 @@
 
 Registers the analytic priors ``gaussian`` and ``gaussian_mixture``
 (:mod:`invkit_priors.analytic`), the ``checkpoint`` prior (any ADM/DDPM/diffusers checkpoint
-file, :mod:`invkit_priors.loaders`), the ``exact`` solver (:mod:`invkit_priors.exact`) and the
-``invkit prior list|fetch`` command (:mod:`invkit_priors.commands`). Heavy modules are imported
+file, :mod:`invkit_priors.loaders`) and the ``invkit prior list|fetch`` command (:mod:`invkit_priors.commands`). Heavy modules are imported
 only when their name is used.
 """
 
@@ -90,14 +89,6 @@ def invkit_register_priors(register: Register) -> None:
         register(factory.name, factory)
     for name in load_catalogue():
         register(name, catalogue_prior(name))
-
-
-@hookimpl
-def invkit_register_solvers(register: Register) -> None:
-    """Register the ``exact`` reference solver."""
-    from .exact import ExactSolver
-
-    register(ExactSolver.name, ExactSolver)
 
 
 @hookimpl

@@ -30,6 +30,19 @@ it), not an implementation error. More steps help except for noisy deblurring, w
 observed coefficients sit many steps in the ``σ_t < σ_y/s_i`` branch, which has no memory of
 the previous state: the mean error grew from 0.25 to 0.53 spreads from 20 to 100 steps.
 
+Code map: :func:`ddrm_initial` is eq. 7, :func:`ddrm_unobserved`, :func:`ddrm_below` and
+:func:`ddrm_above` are the three cases of eq. 8, each giving the mean and std of the new
+coefficient; :func:`ddrm_step` makes the one draw ``mean + std · ε`` per coefficient. The spectral
+set-up (ȳ, σ_y/s_i, the observed mask) is the core's :func:`invkit.spectral.spectral_setup` and the
+schedule :func:`invkit.schedules.ddrm_schedule`.
+
+Deviations from the paper, written down: coefficients with ``s_i <= svd_rtol · max(s)`` count as
+unobserved (above); the unobserved start is centred on the prior's data centre ``c̄`` (the
+paper's ``N(0, σ_T²)`` in [−1, 1] units is centred on mid-grey, which is ``c = 0.5`` here).
+Defaults trace to the paper, Sec. 5 ("In all experiments, we use η = 0.85, η_b = 1, and a
+uniformly-spaced timestep schedule based on the 1000-step pre-trained models"; 20 NFEs in its
+Table 1); the spacing ``0, 50, ..., 950`` is the official code's (``skip = 1000 // steps``).
+
 Cost per step: one prior evaluation, one ``V`` and one ``Vᵀ`` (the state is kept in the
 spectral domain), plus O(n) elementwise work.
 """
@@ -42,46 +55,89 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from invkit.params import Param
+from invkit.params import Param, parse_params
 from invkit.prior import Prior
-from invkit.solver import Callback, Generators, Problem, Result, Solver, Step, randn_rows, resolve_generator
+from invkit.problem import Problem
+from invkit.random import Generators, randn_rows, resolve_generator
+from invkit.requirements import Capability
+from invkit.schedules import check_schedule, ddrm_schedule
+from invkit.solver import Callback, Result, Solver, Step
+from invkit.spectral import spectral_setup
 
-__all__ = ["DDRM", "ddrm_schedule"]
+__all__ = ["DDRM", "ddrm_schedule", "ddrm_initial", "ddrm_unobserved", "ddrm_below", "ddrm_above", "ddrm_step"]
 
 
-def ddrm_schedule(prior: Prior, steps: int = 20) -> list[float]:
-    """Descending noise levels ``[σ_T, ..., σ_1, 0]`` for ``steps`` prior evaluations.
+# ---------------------------------------------------------------------- eqs. 7-8, one function per case
+def ddrm_initial(ybar: Tensor, cbar: Tensor, observed: Tensor, nstd: Tensor, sigma_T: float) -> tuple[Tensor, Tensor]:
+    """Eq. 7: mean and std of ``x̄_T``.
 
-    For a prior with a trained grid of L levels, the timesteps are ``0, L//steps, 2 L//steps, ...``
-    (``steps`` of them) as in the official code — for L = 1000 and 20 steps: 0, 50, ..., 950.
-    For a continuous-sigma prior: ``steps`` levels spaced geometrically from ``sigma_max`` down to
-    ``sigma_min``.
-
-    Example:
-        >>> from invkit.prior import ddpm_sigma_grid
-        >>> class P:
-        ...     sigma_grid = ddpm_sigma_grid()
-        >>> s = ddrm_schedule(P(), 20)
-        >>> len(s), s[-1], round(s[-2], 4)
-        (21, 0.0, 0.005)
+    ``N(ȳ_i, σ_T² − σ_y²/s_i²)`` where observed with ``σ_T ≥ σ_y/s_i``, else ``N(c̄_i, σ_T²)``.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    grid = getattr(prior, "sigma_grid", None)
-    if grid is not None:
-        levels = len(grid)
-        if steps > levels:
-            raise ValueError(f"steps = {steps} exceeds the prior's {levels} trained noise levels; use steps <= {levels}")
-        skip = levels // steps
-        timesteps = [i * skip for i in range(steps)]
-        sigmas = [float(grid[t]) for t in reversed(timesteps)]
-    else:
-        hi, lo = float(prior.sigma_max), float(prior.sigma_min)
-        if steps == 1:
-            sigmas = [hi]
-        else:
-            sigmas = [math.exp(math.log(hi) + (math.log(lo) - math.log(hi)) * i / (steps - 1)) for i in range(steps)]
-    return sigmas + [0.0]
+    start = observed & (sigma_T >= nstd)
+    std = torch.sqrt(torch.clamp(sigma_T**2 - torch.where(start, nstd, torch.zeros_like(nstd)) ** 2, min=0.0))
+    mean = torch.where(start, ybar, cbar.expand_as(ybar))
+    return mean, torch.where(start, std, torch.full_like(nstd, sigma_T))
+
+
+def ddrm_unobserved(xhat: Tensor, xbar_next: Tensor, sigma_t: float, sigma_next: float, eta: float) -> tuple[Tensor, float]:
+    """Eq. 8, ``s_i = 0``: ``x̂ + √(1−η²) σ_t (x̄_{t+1} − x̂)/σ_{t+1}``, std ``η σ_t``."""
+    c_keep = math.sqrt(max(0.0, 1.0 - eta**2))
+    return xhat + (c_keep * sigma_t / sigma_next) * (xbar_next - xhat), eta * sigma_t
+
+
+def ddrm_below(xhat: Tensor, ybar: Tensor, nstd: Tensor, sigma_t: float, eta: float) -> tuple[Tensor, float]:
+    """Eq. 8, ``σ_t < σ_y/s_i``: ``x̂ + √(1−η²) σ_t (ȳ − x̂)/(σ_y/s_i)``, std ``η σ_t``.
+
+    ``nstd`` must be finite and positive where the result is used (callers pass 1 elsewhere).
+    """
+    c_keep = math.sqrt(max(0.0, 1.0 - eta**2))
+    return xhat + c_keep * sigma_t * (ybar - xhat) / nstd, eta * sigma_t
+
+
+def ddrm_above(xhat: Tensor, ybar: Tensor, nstd: Tensor, sigma_t: float, eta_b: float) -> tuple[Tensor, Tensor]:
+    """Eq. 8, ``σ_t ≥ σ_y/s_i``: ``(1−η_b) x̂ + η_b ȳ``, std ``√(σ_t² − η_b² σ_y²/s_i²)``.
+
+    ``nstd`` must be finite where the result is used (callers pass 0 elsewhere).
+    """
+    std = torch.sqrt(torch.clamp(sigma_t**2 - nstd**2 * eta_b**2, min=0.0))
+    return (1.0 - eta_b) * xhat + eta_b * ybar, std
+
+
+def ddrm_step(
+    xbar_next: Tensor,
+    xhat: Tensor,
+    ybar: Tensor,
+    observed: Tensor,
+    nstd: Tensor,
+    sigma_t: float,
+    sigma_next: float,
+    eta: float,
+    eta_b: float,
+    eps: Tensor,
+) -> Tensor:
+    """One DDRM transition ``x̄_{t+1} -> x̄_t`` (eq. 8): per coefficient its case's ``mean + std · ε``.
+
+    Args:
+        xbar_next: ``(B, n)`` spectral state at ``σ_{t+1}``.
+        xhat: ``(B, n)`` ``Vᵀ`` of the prior's clean estimate at ``σ_{t+1}``.
+        ybar: ``(B, n)`` ``ȳ`` (see :class:`invkit.spectral.SpectralSetup`).
+        observed: ``(n,)`` observed mask.
+        nstd: ``(n,)`` ``σ_y/s_i`` (inf where unobserved).
+        sigma_t: The new level ``σ_t``.
+        sigma_next: The current level ``σ_{t+1}``.
+        eta: η.
+        eta_b: η_b.
+        eps: ``(B, n)`` standard normal draws (one per coefficient, shared by the three cases).
+    """
+    mean, std = ddrm_unobserved(xhat, xbar_next, sigma_t, sigma_next, eta)
+    out = mean + std * eps
+    below = observed & (sigma_t < nstd)
+    mean_b, std_b = ddrm_below(xhat, ybar, torch.where(below, nstd, torch.ones_like(nstd)), sigma_t, eta)
+    out_below = mean_b + std_b * eps
+    above = observed & (sigma_t >= nstd)
+    mean_a, std_a = ddrm_above(xhat, ybar, torch.where(above, nstd, torch.zeros_like(nstd)), sigma_t, eta_b)
+    out_above = mean_a + std_a * eps
+    return torch.where(above, out_above, torch.where(below, out_below, out))
 
 
 class DDRM(Solver):
@@ -96,7 +152,7 @@ class DDRM(Solver):
 
     Example:
         >>> import torch, invkit
-        >>> from invkit_ddrm.ddrm import DDRM
+        >>> from invkit_solvers.ddrm import DDRM
         >>> from invkit_operators.denoising import Denoising
         >>> class Grey(invkit.Prior):
         ...     sigma_grid = invkit.ddpm_sigma_grid()
@@ -111,6 +167,7 @@ class DDRM(Solver):
 
     name = "ddrm"
     row_generators = True
+    requires = frozenset({Capability.SVD, Capability.GAUSSIAN_NOISE})
     params = (
         Param("eta", float, 0.85, "η: transition noise (0 = deterministic)", min=0.0, max=1.0),
         Param("eta_b", float, 1.0, "η_b: weight of the measurement in observed coefficients", min=0.0),
@@ -119,8 +176,6 @@ class DDRM(Solver):
     )
 
     def __init__(self, *, eta: float = 0.85, eta_b: float = 1.0, svd_rtol: float = 1e-3, max_dense: int = 4096) -> None:
-        from invkit.params import parse_params
-
         cfg = parse_params(self.params, {"eta": eta, "eta_b": eta_b, "svd_rtol": svd_rtol, "max_dense": max_dense}, owner="solver 'ddrm'")
         self.eta: float = cfg["eta"]
         self.eta_b: float = cfg["eta_b"]
@@ -157,62 +212,32 @@ class DDRM(Solver):
         Returns:
             ``Result(x=(B, C, H, W), info={"sigmas": [...], "observed": count})``.
         """
-        op = problem.require_svd(self.max_dense)
-        y = problem.y
-        sigma_y = problem.sigma_y
-        generator = resolve_generator(generator, y.device)
+        self.check(problem, prior)
         schedule = self._schedule(prior, steps, sigmas)
-        eta, eta_b = self.eta, self.eta_b
-
-        # Per-coefficient constants (length n, on y's device and dtype).
-        n = op.in_numel
-        s = op.s_like(y)
-        k = s.shape[0]
-        s_full = y.new_zeros(n)
-        s_full[:k] = s
-        s_max = float(s.max()) if k else 0.0
-        observed = s_full > self.svd_rtol * s_max
-        if s_max == 0.0:
-            observed = torch.zeros_like(observed)
-        safe_s = torch.where(observed, s_full, torch.ones_like(s_full))
-        ybar = y.new_zeros(y.shape[0], n)
-        ybar[:, :k] = op.Ut(y)[:, :k]
-        ybar = torch.where(observed, ybar / safe_s, torch.zeros_like(ybar))
-        # Noise std of ȳ_i: σ_y / s_i (inf where unobserved).
-        nstd = torch.where(observed, sigma_y / safe_s, torch.full_like(s_full, math.inf))
+        spec = spectral_setup(problem, svd_rtol=self.svd_rtol, max_dense=self.max_dense)
+        op, y = spec.op, problem.y
+        observed, ybar, nstd = spec.observed, spec.ybar, spec.nstd
+        generator = resolve_generator(generator, y.device)
         self._check_variances(schedule, nstd[observed])
 
+        n = op.in_numel
+        batch = y.shape[0]
         center = torch.full((1, *op.in_shape), float(prior.data_center), dtype=y.dtype, device=y.device)
         cbar = op.Vt(center)
-        batch = y.shape[0]
 
         def noise() -> Tensor:
             return randn_rows(generator, (batch, n), dtype=y.dtype, device=y.device)
 
-        sigma_T = schedule[0]
-        start_obs = observed & (sigma_T >= nstd)
-        start_std = torch.sqrt(torch.clamp(sigma_T**2 - torch.where(start_obs, nstd, torch.zeros_like(nstd)) ** 2, min=0.0))
-        xbar = torch.where(start_obs, ybar, cbar.expand(batch, n)) + torch.where(start_obs, start_std, torch.full_like(nstd, sigma_T)) * noise()
+        mean, std = ddrm_initial(ybar, cbar, observed, nstd, schedule[0])
+        xbar = mean + std * noise()
         x = op.V(xbar)
 
         total = len(schedule) - 1
-        c_keep = math.sqrt(max(0.0, 1.0 - eta**2))
         for i in range(total):
             sig_next, sig_t = schedule[i], schedule[i + 1]
             x0 = prior.denoise(x, sig_next)
             xhat = op.Vt(x0)
-            eps = noise()
-            # unobserved coefficients
-            out = xhat + (c_keep * sig_t / sig_next) * (xbar - xhat) + (eta * sig_t) * eps
-            # observed, still noisier than the current level: pull toward ȳ with its own noise
-            below = observed & (sig_t < nstd)
-            safe_nstd = torch.where(below, nstd, torch.ones_like(nstd))
-            out_below = xhat + c_keep * sig_t * (ybar - xhat) / safe_nstd + (eta * sig_t) * eps
-            # observed, current level at or above its noise: mix x̂ and ȳ, top up the variance
-            above = observed & (sig_t >= nstd)
-            top_up = torch.sqrt(torch.clamp(sig_t**2 - torch.where(above, nstd, torch.zeros_like(nstd)) ** 2 * eta_b**2, min=0.0))
-            out_above = (1.0 - eta_b) * xhat + eta_b * ybar + top_up * eps
-            xbar = torch.where(above, out_above, torch.where(below, out_below, out))
+            xbar = ddrm_step(xbar, xhat, ybar, observed, nstd, sig_t, sig_next, self.eta, self.eta_b, noise())
             x = op.V(xbar)
             if callback is not None:
                 callback(Step(index=i, total=total, sigma=sig_t, x=x, x0_hat=x0))
@@ -222,12 +247,7 @@ class DDRM(Solver):
     def _schedule(prior: Prior, steps: int | None, sigmas: Sequence[float] | None) -> list[float]:
         if sigmas is None:
             return ddrm_schedule(prior, 20 if steps is None else steps)
-        sched = [float(v) for v in sigmas]
-        if sched and sched[-1] != 0.0:
-            sched.append(0.0)
-        if len(sched) < 2 or any(not math.isfinite(v) for v in sched) or any(a <= b for a, b in zip(sched, sched[1:])):
-            raise ValueError(f"sigmas must be finite and strictly decreasing to 0, got {sigmas}")
-        return sched
+        return check_schedule(sigmas)
 
     def _check_variances(self, schedule: list[float], nstd_obs: Tensor) -> None:
         """Reject η_b values that would make a transition variance σ_t² − η_b² σ_y²/s_i² negative.

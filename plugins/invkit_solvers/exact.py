@@ -1,5 +1,8 @@
 """The ``exact`` solver: exact posterior sampling for Gaussian and Gaussian-mixture priors.
 
+It takes any prior that states its closed form (:meth:`invkit.Prior.gaussian_form`, the
+``gaussian_prior`` capability), not particular prior classes.
+
 For a linear operator ``A`` (materialised as a dense ``m × n`` float64 matrix with
 :func:`invkit.dense.matrix_of`), Gaussian noise ``y = A x + sigma_y n`` (``sigma_y`` in [0, 1]
 pixel units, possibly 0) and a Gaussian prior ``N(mu, Σ)``, ``Σ = Q diag(lam) Qᵀ``, the
@@ -47,7 +50,7 @@ Example:
     >>> from invkit import Problem, GaussianNoise
     >>> from invkit_operators.denoising import Denoising
     >>> from invkit_priors.analytic import GaussianPrior
-    >>> from invkit_priors.exact import ExactSolver, gaussian_posterior
+    >>> from invkit_solvers.exact import ExactSolver, gaussian_posterior
     >>> prior = GaussianPrior.isotropic(0.5, 0.04)
     >>> problem = Problem(Denoising((1, 2, 2)), torch.full((1, 1, 2, 2), 0.9), GaussianNoise(0.2))
     >>> mean, cov = gaussian_posterior(problem, prior)
@@ -68,13 +71,14 @@ import torch
 from torch import Tensor
 
 from invkit.dense import DEFAULT_MAX_SIZE, DenseSizeError, DenseSVD, matrix_of
+from invkit.forward import LinearOperator, Shape
 from invkit.noise import GaussianNoise
-from invkit.operator import Operator, Shape
 from invkit.params import Param
-from invkit.prior import Prior
-from invkit.solver import Callback, Generators, Problem, Result, Solver, Step, randn_rows, resolve_generator
-
-from .analytic import GaussianMixturePrior, GaussianParts, GaussianPrior
+from invkit.prior import GaussianComponent, GaussianForm, Prior
+from invkit.problem import Problem
+from invkit.random import Generators, randn_rows, resolve_generator
+from invkit.requirements import Capability
+from invkit.solver import Callback, Result, Solver, Step
 
 __all__ = [
     "ExactSolver",
@@ -109,14 +113,13 @@ def repeat_measurements(problem: Problem, count: int) -> Problem:
 
 
 def simulate_problem(
-    operator: Operator,
+    operator: LinearOperator,
     x: Tensor,
     sigma_y: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> Problem:
-    """Measure clean images: ``Problem(operator, operator(x) + sigma_y n, GaussianNoise(sigma_y))``."""
-    noise = GaussianNoise(float(sigma_y))
-    return Problem(operator, noise.sample(operator.forward(x), generator), noise)
+    """Measure clean images: ``Problem(operator, operator(x) + sigma_y n, GaussianNoise(sigma_y))`` (:meth:`Problem.simulate`)."""
+    return Problem.simulate(operator, x, GaussianNoise(float(sigma_y)), generator)
 
 
 # ---------------------------------------------------------------------- posterior
@@ -137,7 +140,7 @@ class GaussianComponentPosterior:
             (only meaningful for ``sigma_y = 0``).
     """
 
-    parts: GaussianParts
+    parts: GaussianComponent
     mean: Tensor
     vh: Tensor
     singular_values: Tensor
@@ -149,7 +152,7 @@ class GaussianComponentPosterior:
     def root_apply(self, eps: Tensor) -> Tensor:
         """``L0 R eps`` for rows ``eps`` ``(N, n)``: zero-mean draws with this covariance."""
         w = eps - ((eps @ self.vh.T) * self.shrink) @ self.vh
-        return _prior_root_apply(self.parts, w)
+        return self.parts.root_apply(w)
 
     def covariance(self) -> Tensor:
         """The ``(n, n)`` posterior covariance ``(L0 R)(L0 R)ᵀ``."""
@@ -242,20 +245,21 @@ class ExactPosterior:
         return comp, randn_rows(generator, (1, self.n), dtype=_F64, device=generator.device)[0].cpu()
 
 
-def _check_prior(prior: Prior) -> list[GaussianPrior]:
-    if isinstance(prior, GaussianPrior):
-        return [prior]
-    if isinstance(prior, GaussianMixturePrior):
-        return list(prior.components)
-    raise TypeError(
-        f"solver 'exact' needs an analytic prior with a known Gaussian form: GaussianPrior or "
-        f"GaussianMixturePrior (invkit_priors.analytic; registry names 'gaussian', 'gaussian_mixture'); "
-        f"got {type(prior).__name__} (prior '{getattr(prior, 'name', '')}'). "
-        f"For other priors use a diffusion solver such as 'ddrm'"
-    )
+def _gaussian_form(prior: Prior, op: LinearOperator) -> GaussianForm:
+    try:
+        form = prior.gaussian_form(op.in_shape)
+    except ValueError as exc:
+        raise ValueError(f"solver 'exact': prior does not fit {op.label}: {exc}") from None
+    if form is None:
+        raise TypeError(
+            f"solver 'exact' needs a prior with a known Gaussian form (Prior.gaussian_form), such as the analytic "
+            f"priors 'gaussian' and 'gaussian_mixture'; got {type(prior).__name__} (prior '{getattr(prior, 'name', '')}'). "
+            f"For other priors use a diffusion solver such as 'ddrm'"
+        )
+    return form
 
 
-def _dense_matrix(op: Operator, max_size: int) -> Tensor:
+def _dense_matrix(op: LinearOperator, max_size: int) -> Tensor:
     n, m = op.in_numel, op.out_numel
     if n > max_size or m > max_size:
         raise ValueError(
@@ -271,14 +275,7 @@ def _dense_matrix(op: Operator, max_size: int) -> Tensor:
         raise ValueError(f"solver 'exact': {exc}") from None
 
 
-def _prior_root_apply(parts: GaussianParts, w: Tensor) -> Tensor:
-    """``L0 w = Q (sqrt(lam) * w)`` for rows ``w`` ``(N, n)``, flattened images (float64)."""
-    if parts.iso is not None:
-        return math.sqrt(parts.iso) * w
-    return parts.basis.V(torch.sqrt(parts.eigenvalues) * w).reshape(w.shape[0], parts.n).to(_F64)
-
-
-def _component_posterior(a: Tensor, y: Tensor, parts: GaussianParts, sigma_y: float) -> GaussianComponentPosterior:
+def _component_posterior(a: Tensor, y: Tensor, parts: GaussianComponent, sigma_y: float) -> GaussianComponentPosterior:
     m, n = a.shape
     mu = parts.mean.reshape(n)
     if parts.iso is not None:
@@ -315,7 +312,7 @@ def _component_posterior(a: Tensor, y: Tensor, parts: GaussianParts, sigma_y: fl
     w_mean = (c * coef) @ vh
     return GaussianComponentPosterior(
         parts=parts,
-        mean=mu + _prior_root_apply(parts, w_mean),
+        mean=mu + parts.root_apply(w_mean),
         vh=vh,
         singular_values=s,
         shrink=1.0 - torch.sqrt(f),
@@ -346,45 +343,45 @@ def exact_posterior(problem: Problem, prior: Prior, max_size: int = DEFAULT_MAX_
 
     Args:
         problem: Linear operator, measurements ``(B, *out_shape)`` and Gaussian noise.
-        prior: A :class:`GaussianPrior` or :class:`GaussianMixturePrior`.
+        prior: Any prior with a Gaussian form (:meth:`invkit.Prior.gaussian_form`).
         max_size: Largest ``n`` (and ``m``) to materialise.
 
     Raises:
-        TypeError: The prior is not analytic, or the noise is not Gaussian.
-        ValueError: Too large, or the prior is built for another image shape.
+        TypeError: The prior states no Gaussian form, the operator is not linear, or the noise is not Gaussian.
+        ValueError: Too large, or the prior's form does not fit the image shape.
     """
-    comps = _check_prior(prior)
     if not isinstance(problem.noise, GaussianNoise):
         raise TypeError(f"solver 'exact' needs Gaussian measurement noise (invkit.GaussianNoise); got {type(problem.noise).__name__}")
     op = problem.operator
+    if not isinstance(op, LinearOperator):
+        raise TypeError(f"solver 'exact' needs a linear operator; {op.label} is not linear")
     shape = op.in_shape
-    try:
-        parts = [c.parts(shape) for c in comps]
-    except ValueError as exc:
-        raise ValueError(f"solver 'exact': prior does not fit {op.label}: {exc}") from None
+    form = _gaussian_form(prior, op)
+    parts = list(form.components)
     a = _dense_matrix(op, max_size)
     sigma_y = problem.sigma_y
     y = problem.y.detach().reshape(problem.y.shape[0], -1).to(device="cpu", dtype=_F64)
     posts = [_component_posterior(a, y, p, sigma_y) for p in parts]
-    if isinstance(prior, GaussianMixturePrior):
-        weights = _mixture_weights(prior.weights, posts, y, a, sigma_y)
+    if len(parts) > 1:
+        weights = _mixture_weights(form.weights, posts, y, a, sigma_y)
     else:
         weights = torch.ones(y.shape[0], 1, dtype=_F64)
     return ExactPosterior(shape, sigma_y, posts, weights)
 
 
-def gaussian_posterior(problem: Problem, prior: GaussianPrior, max_size: int = DEFAULT_MAX_SIZE) -> tuple[Tensor, Tensor]:
-    """Posterior mean and covariance for a Gaussian prior.
+def gaussian_posterior(problem: Problem, prior: Prior, max_size: int = DEFAULT_MAX_SIZE) -> tuple[Tensor, Tensor]:
+    """Posterior mean and covariance for a Gaussian prior (a Gaussian form with one component).
 
     Returns:
         ``(mean (B, n), cov (n, n))`` in float64, images flattened in C order over ``(C, H, W)``;
         the covariance does not depend on the measurement.
 
     Raises:
-        TypeError: ``prior`` is not a :class:`GaussianPrior` (use :func:`posterior_moments`).
+        TypeError: ``prior``'s Gaussian form has several components (use :func:`posterior_moments`).
     """
-    if not isinstance(prior, GaussianPrior):
-        raise TypeError(f"gaussian_posterior needs a GaussianPrior, got {type(prior).__name__}; use posterior_moments for mixtures")
+    form = prior.gaussian_form(problem.operator.in_shape)
+    if form is None or len(form.components) != 1:
+        raise TypeError(f"gaussian_posterior needs a Gaussian prior, got {type(prior).__name__}; use posterior_moments for mixtures")
     post = exact_posterior(problem, prior, max_size)
     return post.mean, post.component_covariance(0)
 
@@ -413,10 +410,12 @@ class ExactSolver(Solver):
 
     name = "exact"
     row_generators = True
+    requires = frozenset({Capability.DENSE, Capability.GAUSSIAN_NOISE, Capability.GAUSSIAN_PRIOR})
     params = (Param("max_size", int, DEFAULT_MAX_SIZE, "largest n = C*H*W (and m) to materialise as dense matrices", min=1),)
 
     def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
         self.max_size = int(max_size)
+        self.max_dense = self.max_size  # the dense limit Solver.check judges the problem by
 
     def solve(
         self,
@@ -431,7 +430,7 @@ class ExactSolver(Solver):
 
         Args:
             problem: Linear operator, ``y`` and Gaussian noise.
-            prior: :class:`GaussianPrior` or :class:`GaussianMixturePrior`.
+            prior: Any prior with a Gaussian form (:meth:`invkit.Prior.gaussian_form`).
             steps: Ignored.
             generator: Source of all randomness (``None``: a fresh, randomly seeded one); one
                 generator, or one per batch row.
@@ -440,6 +439,7 @@ class ExactSolver(Solver):
         Returns:
             ``Result(x=(B, C, H, W) samples on y's device and in its dtype, info={...})``.
         """
+        self.check(problem, prior)
         post = exact_posterior(problem, prior, self.max_size)
         samples, comp = post.sample(resolve_generator(generator, problem.y.device))
         y = problem.y

@@ -1,8 +1,22 @@
-"""The Operator protocol and the SVD surface that DDRM-style solvers use.
+"""The forward-model ladder: forward model ▸ linear operator ▸ SVD operator.
+
+Three rungs, each adding what it claims (and each checked for it by :mod:`invkit.checks`):
+
+* :class:`ForwardModel` — ``forward(x)``, ``in_shape``, ``out_shape``; differentiable. Its
+  vector-Jacobian product :meth:`ForwardModel.vjp` is autograd's unless the model provides one
+  (phase retrieval, a camera response curve, a user's function). Checked: VJP against central
+  finite differences in float64.
+* :class:`LinearOperator` — adds ``adjoint(y) = Hᵀ y`` (and its VJP is the adjoint). Checked:
+  adjointness ``<Hx, y> = <x, Hᵀy>``, and autograd's VJP of ``forward`` equal to ``adjoint``
+  (gradient-based solvers differentiate ``forward`` and rely on it).
+* :class:`SVDOperator` — knows ``H = U Σ Vᵀ``: ``V``, ``Vt``, ``U``, ``Ut``, ``singular_values``.
+  Checked: the SVD against the dense matrix (:class:`invkit.dense.DenseSVD`).
+
+``Operator`` is the name of :class:`LinearOperator` from before forward models existed.
 
 Conventions (written once, here):
 
-* An operator instance is **one** linear map ``H`` for a fixed image shape ``in_shape =
+* A forward model instance is **one** map ``A`` (a linear one is written ``H``) for a fixed image shape ``in_shape =
   (C, H, W)``. It acts on batches: ``forward`` maps ``(B, C, H, W)`` to ``(B, *out_shape)``, and
   every element of the batch (images, or posterior samples under the same ``H``) sees the same
   ``H``.
@@ -22,7 +36,7 @@ Conventions (written once, here):
 
 Example:
     >>> import torch
-    >>> from invkit.operator import SVDOperator
+    >>> from invkit.forward import SVDOperator
     >>> class Scale(SVDOperator):
     ...     name = "scale"
     ...     def __init__(self, in_shape):
@@ -50,7 +64,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -58,7 +72,7 @@ from torch import Tensor
 
 from .params import Param, parse_params
 
-__all__ = ["Operator", "SVDOperator", "IdentityUOperator", "Shape", "as_shape"]
+__all__ = ["ForwardModel", "LinearOperator", "Operator", "SVDOperator", "IdentityUOperator", "Shape", "as_shape"]
 
 Shape = tuple[int, int, int]
 
@@ -73,12 +87,13 @@ def as_shape(shape: Sequence[int] | str) -> Shape:
     return shape  # type: ignore[return-value]
 
 
-class Operator(ABC):
-    """A linear degradation ``y = H x`` on batched images.
+class ForwardModel(ABC):
+    """A differentiable forward model ``y = A(x)`` on batched images (linear or not).
 
     Subclasses set the class attributes below, call ``super().__init__(in_shape, **params)``
     (which validates the parameters against :attr:`params` and stores them in :attr:`config`),
-    and implement :attr:`out_shape`, :meth:`forward` and :meth:`adjoint`.
+    and implement :attr:`out_shape` and :meth:`forward` (differentiable by autograd, or with
+    :meth:`vjp` overridden).
 
     Attributes:
         name: Registry name (``--operator NAME``).
@@ -88,9 +103,12 @@ class Operator(ABC):
         check_cases: Further ``(shape, params)`` pairs (each parameter family, non-square and
             single-channel shapes, n <= 1024) that the conformance tests run in addition to
             ``(check_shape, defaults)``; see :func:`invkit.checks.conformance_cases`.
+        linear: Whether the model is linear (:class:`LinearOperator` and below set it).
         in_shape: The image shape ``(C, H, W)`` this instance was built for.
         config: The validated parameters this instance was built with.
     """
+
+    linear: ClassVar[bool] = False
 
     name: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
@@ -136,11 +154,20 @@ class Operator(ABC):
     # ------------------------------------------------------------------ maps
     @abstractmethod
     def forward(self, x: Tensor) -> Tensor:
-        """Apply ``H``: ``(B, *in_shape) -> (B, *out_shape)``."""
+        """Apply ``A``: ``(B, *in_shape) -> (B, *out_shape)``."""
 
-    @abstractmethod
-    def adjoint(self, y: Tensor) -> Tensor:
-        """Apply ``Hᵀ``: ``(B, *out_shape) -> (B, *in_shape)``."""
+    def vjp(self, x: Tensor, v: Tensor) -> Tensor:
+        """Vector-Jacobian product ``J_A(x)ᵀ v`` per batch row (autograd's, unless overridden).
+
+        Args:
+            x: Images ``(B, *in_shape)`` at which the Jacobian is taken.
+            v: Cotangents ``(B, *out_shape)``.
+
+        Returns:
+            ``(B, *in_shape)``: row ``b`` is ``J_A(x_b)ᵀ v_b`` (rows do not mix, since ``A`` acts
+            on each row alone).
+        """
+        return autograd_vjp(self.forward, x, v)
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.forward(x)
@@ -157,7 +184,8 @@ class Operator(ABC):
     @property
     def label(self) -> str:
         """Short description used in messages: name and shape."""
-        return f"operator '{self.name or type(self).__name__}' on {self.in_shape}"
+        kind = "operator" if self.linear else "forward model"
+        return f"{kind} '{self.name or type(self).__name__}' on {self.in_shape}"
 
     def const(self, key: str, value: Tensor, like: Tensor) -> Tensor:
         """Return ``value`` cast to ``like``'s device and (floating) dtype, cached under ``key``.
@@ -178,7 +206,52 @@ class Operator(ABC):
         return f"{type(self).__name__}({self.in_shape}{', ' if args else ''}{args})"
 
 
-class SVDOperator(Operator):
+class LinearOperator(ForwardModel):
+    """A linear forward model ``y = H x`` that also offers its adjoint ``Hᵀ``.
+
+    Subclasses implement :attr:`out_shape`, :meth:`forward` and :meth:`adjoint`. The VJP of a
+    linear map is its adjoint, so :meth:`vjp` returns ``adjoint(v)`` (no autograd graph);
+    :func:`invkit.checks.check_autograd_adjoint` verifies that autograd's VJP of ``forward``
+    agrees, because gradient-based solvers differentiate ``forward`` directly.
+    """
+
+    linear: ClassVar[bool] = True
+
+    @abstractmethod
+    def adjoint(self, y: Tensor) -> Tensor:
+        """Apply ``Hᵀ``: ``(B, *out_shape) -> (B, *in_shape)``."""
+
+    def vjp(self, x: Tensor, v: Tensor) -> Tensor:
+        """``Hᵀ v`` (the Jacobian of a linear map is the map itself; ``x`` is not used)."""
+        return self.adjoint(v)
+
+
+#: The name of :class:`LinearOperator` from before forward models existed (plugins use it).
+Operator = LinearOperator
+
+
+def autograd_vjp(fn: Callable[[Tensor], Tensor], x: Tensor, v: Tensor) -> Tensor:
+    """``J_fn(x)ᵀ v`` by autograd, whatever the caller's grad mode (the graph stays local).
+
+    Args:
+        fn: A differentiable map of batched tensors.
+        x: Point ``(B, ...)``; not modified, its own ``requires_grad`` is ignored.
+        v: Cotangent of ``fn(x)``'s shape.
+
+    Raises:
+        ValueError: ``fn`` is not differentiable at ``x`` (its output has no graph).
+    """
+    with torch.enable_grad():
+        xr = x.detach().requires_grad_(True)
+        out = fn(xr)
+        if not out.requires_grad:
+            raise ValueError("the forward model's output does not depend differentiably on x (no autograd graph); "
+                             "implement vjp() or build forward from differentiable torch operations")
+        (grad,) = torch.autograd.grad(out, xr, grad_outputs=v.to(out.dtype), allow_unused=True)
+    return torch.zeros_like(x) if grad is None else grad
+
+
+class SVDOperator(LinearOperator):
     """An operator that knows its SVD ``H = U Σ Vᵀ`` (see the module conventions).
 
     Subclasses implement :attr:`singular_values`, :meth:`Vt`, :meth:`V`, :meth:`Ut`, :meth:`U`.

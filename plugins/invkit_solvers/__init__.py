@@ -1,0 +1,8 @@
+"""invkit's built-in solvers, one module per paper: ``ddrm`` (Kawar et al., 2022) and ``exact``
+(exact posterior sampling for priors with a Gaussian form, the reference the others are measured
+against). Each solver's core is a pure step function in its paper's symbols."""
+
+from .ddrm import DDRM
+from .exact import ExactSolver
+
+__all__ = ["DDRM", "ExactSolver"]

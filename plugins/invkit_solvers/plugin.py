@@ -1,0 +1,15 @@
+"""Entry-point module of the built-in solvers (group ``invkit``, name ``solvers``)."""
+
+from __future__ import annotations
+
+from invkit.hookspecs import Register, hookimpl
+
+from .ddrm import DDRM
+from .exact import ExactSolver
+
+
+@hookimpl
+def invkit_register_solvers(register: Register) -> None:
+    """Register ``ddrm`` and ``exact``."""
+    for solver in (DDRM, ExactSolver):
+        register(solver.name, solver)
