@@ -123,3 +123,39 @@ def test_resume_continues_exactly_and_export_loads(tmp_path):
     with safe_open(str(out), framework="pt") as f:
         meta = f.metadata()
     assert meta["train_step"] == "4" and int(meta["train_thread_seconds"]) >= 0 and "flags" in meta
+
+
+def test_curriculum_switches_crop_and_batch_and_resumes_exactly(tmp_path, train):
+    import json
+
+    import torch
+
+    assert train.parse_curriculum("3:48x1,0:32x2") == [(0, 32, 2), (3, 48, 1)]
+    assert [train.crop_and_batch([(0, 32, 2), (3, 48, 1)], s) for s in (0, 2, 3, 9)] == [(32, 2), (32, 2), (48, 1), (48, 1)]
+    for bad in ("32x2", "1:32x2", "0:4x2", "0:32x0"):
+        with pytest.raises(SystemExit, match="--curriculum"):
+            train.parse_curriculum(bad)
+    plan = ["--curriculum", "0:32x2,2:40x1"]
+    _train(tmp_path, tmp_path / "straight", "--steps", "4", *plan)
+    _train(tmp_path, tmp_path / "resumed", "--steps", "3", *plan)  # stops after the switch
+    _train(tmp_path, tmp_path / "resumed", "--steps", "4", *plan)
+    a = torch.load(tmp_path / "straight" / "state.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "state.pt", weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["images_seen"] == 2 + 2 + 1 + 1 and a["crop"] == 40
+    logs = [json.loads(line) for line in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
+    assert [(r["crop"], r["batch"]) for r in logs] == [(32, 2), (32, 2), (40, 1), (40, 1)]
+    # each logged band holds the mean loss of the samples whose timestep fell in it
+    assert all(set(r["band_loss"]) == {"t0-100", "t100-300", "t300-600", "t600-1000"} for r in logs)
+    per_step = [[v for v in r["band_loss"].values() if v is not None] for r in logs]
+    assert [1 <= len(v) <= b for v, b in zip(per_step, (2, 2, 1, 1))] == [True] * 4  # each sample falls in one band
+    assert all(v > 0 for vs in per_step for v in vs)
+
+
+def test_band_losses_split_by_timestep(train):
+    import torch
+
+    per = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    t = torch.tensor([5, 99, 100, 999])
+    out = train.band_losses(per, t)
+    assert out == {"t0-100": (3.0, 2), "t100-300": (3.0, 1), "t300-600": (0.0, 0), "t600-1000": (4.0, 1)}
