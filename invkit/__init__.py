@@ -11,7 +11,17 @@ Example:
     True
 """
 
-from .checks import CheckReport, CheckResult, check_adjoint, check_shapes, check_svd, conformance_cases, run_checks
+from .checks import (
+    CheckReport,
+    CheckResult,
+    check_adjoint,
+    check_autograd_adjoint,
+    check_shapes,
+    check_svd,
+    check_vjp,
+    conformance_cases,
+    run_checks,
+)
 from .dense import DEFAULT_MAX_SIZE, DenseSizeError, DenseSVD, MatrixOperator, matrix_of
 from .hookspecs import hookimpl, hookspec
 from .forward import ForwardModel, IdentityUOperator, LinearOperator, Operator, Shape, SVDOperator, as_shape, autograd_vjp
@@ -42,6 +52,8 @@ __all__ = [
     "CheckReport",
     "CheckResult",
     "check_adjoint",
+    "check_autograd_adjoint",
+    "check_vjp",
     "check_shapes",
     "check_svd",
     "conformance_cases",

@@ -135,14 +135,17 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
 
     p = sub.add_parser(
         "check-operator",
-        help="run adjoint and SVD-vs-dense checks on a registered operator",
-        description="Checks <Hx,y> = <x,H^T y>, and for SVD operators the efficient SVD against the dense "
-        "matrix (singular values, U S V^T = A, V^T V = I, U^T U = I, forward = SVD form). Exit 1 on failure.",
+        help="check a registered operator for what its rung claims (VJP, adjoint, SVD vs dense)",
+        description="Every forward model: shapes and its VJP against central finite differences. Linear "
+        "operators also: <Hx,y> = <x,H^T y> and autograd's VJP of forward = adjoint. SVD operators also: the "
+        "efficient SVD against the dense matrix (singular values, U S V^T = A, V^T V = I, U^T U = I, forward = "
+        "SVD form). Exit 1 on failure.",
     )
     p.add_argument("name", help="operator name (see `invkit plugins`)")
     p.add_argument("--size", type=_shape_arg, default=None, metavar="C,H,W", help="image shape (default: the operator's check size)")
     p.add_argument("--arg", action="append", default=[], metavar="K=V", help="operator parameter (repeatable)")
-    p.add_argument("--tol", type=float, default=1e-9, help="tolerance for every relative error (default 1e-9)")
+    p.add_argument("--tol", type=float, default=1e-9, help="tolerance for every exact identity (default 1e-9; the "
+                   "finite-difference VJP check has its own, 1e-6)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--list-params", action="store_true", help="show the operator's parameters and exit")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")

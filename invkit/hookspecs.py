@@ -145,6 +145,8 @@ def invkit_register_solvers(register: Register) -> None:
                 '''Ignore the prior and return H^+ y (needs an SVD).'''
                 name = "pinv"
                 requires = frozenset({Capability.SVD})
+                row_generators = True   # accepts one generator per row (it draws none)
+                stochastic = False      # the seed changes nothing
 
                 def solve(self, problem, prior, *, steps=None, generator=None, callback=None):
                     self.check(problem, prior)

@@ -331,8 +331,7 @@ class Registry:
             requires = getattr(reg.factory, "requires", None)
             if requires is None:
                 continue
-            max_dense = int(getattr(reg.factory, "max_dense", DEFAULT_MAX_SIZE))
-            if not missing_capabilities(requires, problem, prior, max_dense=max_dense):
+            if not missing_capabilities(requires, problem, prior, max_dense=_dense_limit(reg)):
                 out.append(reg.name)
         return out
 
@@ -347,12 +346,8 @@ class Registry:
 
         reg = self.get("solver", name)
         requires = getattr(reg.factory, "requires", frozenset())
-        max_dense = DEFAULT_MAX_SIZE
-        if args is not None:
-            values = parse_params(reg.params, args, owner=f"solver '{name}'")
-            max_dense = int(values.get("max_dense", values.get("max_size", max_dense)))
         others = [n for n in self.solvers_for(problem, prior) if n != name]
-        check_requirements(name, requires, problem, prior, max_dense=max_dense, alternatives=others)
+        check_requirements(name, requires, problem, prior, max_dense=_dense_limit(reg, args), alternatives=others)
 
     def add_commands(self, cli: Any) -> None:
         """Let every plugin add its CLI subcommands (failures become warnings)."""
@@ -366,6 +361,12 @@ class Registry:
     def _check_kind(kind: str) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown plugin kind {kind!r}; expected one of {', '.join(KINDS)}")
+
+
+def _dense_limit(reg: Registration, args: Mapping[str, Any] | Iterable[str] | None = None) -> int:
+    """A solver's dense-fallback limit: its ``max_dense`` (or ``max_size``) parameter as given, else its default."""
+    values = parse_params(reg.params, args, owner=f"solver '{reg.name}'")
+    return int(values.get("max_dense", values.get("max_size", DEFAULT_MAX_SIZE)))
 
 
 _default: Registry | None = None

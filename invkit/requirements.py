@@ -109,9 +109,23 @@ def missing_capabilities(
     return [c for c in Capability if c in need and c not in have]
 
 
+#: What each capability asks for, as the object of "it needs ...".
+_NEEDS = {
+    Capability.SVD: "an SVD",
+    Capability.DENSE: "a dense matrix of the operator",
+    Capability.LINEAR: "a linear operator",
+    Capability.DIFFERENTIABLE: "a differentiable forward model",
+    Capability.GAUSSIAN_NOISE: "Gaussian measurement noise",
+    Capability.PRIOR_GRADIENTS: "gradients through the prior",
+    Capability.GAUSSIAN_PRIOR: "a prior with a known Gaussian (mixture) form",
+}
+
+
 def describe_missing(cap: Capability, problem: "Problem", prior: "Prior | None", max_dense: int) -> str:
     """One clause saying what is missing and why, for an error message."""
     op = problem.operator
+    if not isinstance(op, ForwardModel):
+        return f"{_NEEDS[cap]}, but the operator is a {type(op).__name__}, not an invkit.ForwardModel"
     size = f"max(m, n) = {max(op.in_numel, op.out_numel)}"
     if cap is Capability.SVD:
         if not isinstance(op, LinearOperator):

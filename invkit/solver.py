@@ -74,12 +74,16 @@ class Solver(ABC):
         row_generators: ``solve`` accepts one generator per batch row (draw with
             :func:`~invkit.randn_rows`). ``invkit solve`` then passes one per sample, so samples do not
             depend on ``--batch``; otherwise it passes one generator per batch.
+        stochastic: ``solve`` draws random numbers (a sampler). A deterministic method (a
+            classical baseline) sets False; the conformance suite then checks that the seed
+            changes nothing, instead of that it changes every sample.
     """
 
     name: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
     requires: ClassVar[frozenset[Capability]] = frozenset()
     row_generators: ClassVar[bool] = False
+    stochastic: ClassVar[bool] = True
 
     def check(self, problem: Problem, prior: Prior | None = None) -> None:
         """Refuse ``problem``/``prior`` if they lack a required capability (before any work).

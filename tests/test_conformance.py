@@ -10,8 +10,8 @@ import inspect
 import pytest
 import torch
 
-from invkit.checks import check_adjoint, check_svd, conformance_cases
-from invkit.operator import SVDOperator
+from invkit.checks import check_adjoint, check_autograd_adjoint, check_svd, check_vjp, conformance_cases
+from invkit.forward import LinearOperator, SVDOperator
 from invkit.registry import Registry
 
 REGISTRY = Registry()
@@ -36,8 +36,28 @@ def test_case_is_small(name, shape, params):
 @pytest.mark.parametrize("name,shape,params", CASES)
 def test_adjoint(name, shape, params):
     op = REGISTRY.build_operator(name, shape, params)
+    if not isinstance(op, LinearOperator):
+        pytest.skip("not linear: no adjoint")
     result = check_adjoint(op)
     assert result.passed, f"{result.name}: {result.error:.3e}"
+
+
+@pytest.mark.parametrize("name,shape,params", CASES)
+def test_vjp_matches_finite_differences(name, shape, params):
+    """Every rung: the VJP (a linear operator's is its adjoint) against central differences of forward."""
+    op = REGISTRY.build_operator(name, shape, params)
+    result = check_vjp(op)
+    assert result.passed, f"{result.name}: {result.error:.3e} ({result.detail})"
+
+
+@pytest.mark.parametrize("name,shape,params", CASES)
+def test_autograd_of_forward_is_adjoint(name, shape, params):
+    """Gradient-based solvers differentiate forward: autograd's VJP must equal the adjoint."""
+    op = REGISTRY.build_operator(name, shape, params)
+    if not isinstance(op, LinearOperator):
+        pytest.skip("not linear: no adjoint")
+    result = check_autograd_adjoint(op)
+    assert result.passed, f"{result.name}: {result.error:.3e} ({result.detail})"
 
 
 @pytest.mark.parametrize("name,shape,params", CASES)

@@ -46,11 +46,18 @@ def _invkit(args: list[str], *paths: Path, env_extra: dict[str, str] | None = No
 def test_installed_plugin_is_listed_with_its_distribution(installed):
     proc = _invkit(["plugins", "--json"], installed["acme_flip"])
     assert proc.returncode == 0, proc.stderr
-    rows = {(r["kind"], r["name"]): r for r in json.loads(proc.stdout)["plugins"]}
-    assert rows[("operator", "acme_flip")]["distribution"] == "acme-invkit-flip"
+    listing = json.loads(proc.stdout)
+    assert not listing["warnings"], listing["warnings"]
+    rows = {(r["kind"], r["name"]): r for r in listing["plugins"]}
+    for kind, name in (("operator", "acme_flip"), ("operator", "acme_square"), ("operator", "acme_camera"), ("solver", "acme_backproject")):
+        assert rows[(kind, name)]["distribution"] == "acme-invkit-flip", name
+        assert rows[(kind, name)]["summary"], f"{name} has no summary"
     assert rows[("operator", "denoising")]["distribution"] == "invkit"
+    assert rows[("solver", "ddrm")]["distribution"] == "invkit"
     text = _invkit(["plugins"], installed["acme_flip"]).stdout
     assert "acme_flip" in text and "acme-invkit-flip" in text
+    solvers = text[text.index("solvers:") :]
+    assert any(line.split()[:2] == ["acme_backproject", "acme-invkit-flip"] for line in solvers.splitlines()), text
 
 
 def test_installed_plugin_passes_check_operator(installed):
@@ -58,6 +65,49 @@ def test_installed_plugin_passes_check_operator(installed):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "PASSED" in proc.stdout and "acme-invkit-flip" in proc.stdout
     assert "gain=2.5" in proc.stdout
+
+
+def test_installed_nonlinear_model_passes_check_operator_with_vjp_and_no_adjoint(installed):
+    proc = _invkit(["check-operator", "acme_square", "--json"], installed["acme_flip"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["passed"]
+    names = [r["name"] for r in report["results"]]
+    assert names == ["shapes", "vjp = finite differences"], names  # no adjoint, autograd-adjoint or SVD check
+    vjp = report["results"][1]
+    assert vjp["passed"] and vjp["error"] < 1e-8, vjp
+    # a hand-written VJP, in the text report
+    proc = _invkit(["check-operator", "acme_camera", "--arg", "k=3"], installed["acme_flip"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PASSED" in proc.stdout and "acme-invkit-flip" in proc.stdout and "k=3.0" in proc.stdout
+    assert "vjp = finite differences" in proc.stdout and "adjoint" not in proc.stdout
+
+
+def test_installed_solver_passes_the_solver_conformance_suite(installed):
+    """tests/test_solver_conformance.py, run with the fixture installed: its solver is then a registered one."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(installed["acme_flip"])
+    env.pop("INVKIT_BLOCK_PLUGINS", None)
+    suite = Path(__file__).parent / "test_solver_conformance.py"
+    cmd = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", str(suite), "-k", "acme_backproject"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).parent.parent, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "@fixture-source" not in proc.stdout, "the suite loaded the fixture from source instead of the installed distribution"
+    ran = [line for line in proc.stdout.splitlines() if "[acme_backproject" in line and " PASSED" in line]
+    kinds = {line.split("::")[1].split("[")[0] for line in ran}
+    expected = {
+        "test_requires_holds_capabilities",
+        "test_draws_one_generator_per_row",
+        "test_schema_builds_with_defaults",
+        "test_check_solver_accepts_a_conforming_problem",
+        "test_output_shape_dtype_device",
+        "test_same_seed_same_bytes_other_seed_other_samples",
+        "test_rows_do_not_see_other_measurements",
+        "test_row_does_not_depend_on_its_batch",
+        "test_refuses_a_problem_lacking_a_requirement",
+    }
+    assert kinds == expected, proc.stdout[-4000:]
+    assert " FAILED" not in proc.stdout and " ERROR" not in proc.stdout
 
 
 def test_wrong_adjoint_fails_check_operator_with_measured_error(installed):
