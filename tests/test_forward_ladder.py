@@ -33,24 +33,12 @@ from invkit_priors.analytic import GaussianPrior
 from invkit_solvers.ddrm import DDRM
 from invkit_solvers.exact import ExactSolver
 
+from _parts import Doubling, Square
+
 SHAPE = (2, 3, 4)
 
 
 # ---------------------------------------------------------------------- models
-class Square(ForwardModel):
-    """y = x², elementwise; autograd's VJP."""
-
-    name = "test_square"
-
-    @property
-    def out_shape(self):
-        return self.in_shape
-
-    def forward(self, x):
-        self.check_image(x)
-        return x * x
-
-
 class RowSums(ForwardModel):
     """y_c = log(1 + Σ_hw exp(x_chw)) per channel: nonlinear, mixing pixels, compact measurement (C,)."""
 
@@ -91,24 +79,6 @@ class WrongCamera(Camera):
 
     def vjp(self, x, v):
         return torch.exp(-self.k * x) * v
-
-
-class Doubling(LinearOperator):
-    """H = 2 I (a linear operator without an SVD)."""
-
-    name = "test_doubling"
-
-    @property
-    def out_shape(self):
-        return self.in_shape
-
-    def forward(self, x):
-        self.check_image(x)
-        return 2.0 * x
-
-    def adjoint(self, y):
-        self.check_measurement(y)
-        return 2.0 * y
 
 
 class NumpyDoubling(Doubling):

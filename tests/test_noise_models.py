@@ -8,8 +8,9 @@ import pytest
 import scipy.stats
 import torch
 
-from invkit import GaussianNoise, NoiseModel, Problem
-from invkit.forward import ForwardModel
+from invkit import GaussianNoise, Problem
+
+from _parts import LaplaceNoise, Square
 
 
 def test_gaussian_nll_equals_scipy_logpdf_and_grad_equals_autograd():
@@ -45,31 +46,10 @@ def test_noiseless_gaussian_is_a_point_mass():
 
 
 def test_problem_holds_any_noise_model_and_sigma_y_needs_one():
-    class Laplace(NoiseModel):
-        def sample(self, clean, generator=None):
-            u = torch.rand(clean.shape, generator=generator, dtype=clean.dtype) - 0.5
-            return clean - 0.1 * torch.sign(u) * torch.log1p(-2 * u.abs())
-
-        def nll(self, y, clean):
-            return ((y - clean).abs() / 0.1).reshape(y.shape[0], -1).sum(1)
-
-        def nll_grad(self, y, clean):
-            return torch.sign(clean - y) / 0.1
-
-    class Square(ForwardModel):
-        name = "square"
-
-        @property
-        def out_shape(self):
-            return self.in_shape
-
-        def forward(self, x):
-            return x * x
-
     x = torch.full((2, 1, 2, 3), 0.5)
-    problem = Problem.simulate(Square((1, 2, 3)), x, Laplace(), torch.Generator().manual_seed(0))
-    assert isinstance(problem.noise, Laplace) and problem.y.shape == (2, 1, 2, 3)
-    with pytest.raises(ValueError, match="Laplace has no noise standard deviation"):
+    problem = Problem.simulate(Square((1, 2, 3)), x, LaplaceNoise(0.1), torch.Generator().manual_seed(0))
+    assert isinstance(problem.noise, LaplaceNoise) and problem.y.shape == (2, 1, 2, 3)
+    with pytest.raises(ValueError, match="LaplaceNoise has no noise standard deviation"):
         problem.sigma_y
     gauss = Problem.simulate(Square((1, 2, 3)), x, 0.0)
     assert torch.equal(gauss.y, x * x) and gauss.sigma_y == 0.0

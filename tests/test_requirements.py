@@ -7,52 +7,21 @@ import torch
 
 import invkit
 from invkit import Capability, GaussianNoise, Problem, RequirementError
-from invkit.forward import ForwardModel, LinearOperator
 from invkit.requirements import capabilities, check_requirements
+from invkit_priors.analytic import GaussianPrior
+
+from _parts import CountingPrior, Doubling, Square
 
 REG = invkit.get_registry()
 
 
-class Square(ForwardModel):
-    name = "square"
-
-    @property
-    def out_shape(self):
-        return self.in_shape
-
-    def forward(self, x):
-        return x * x
-
-
-class BigLinear(LinearOperator):
-    """A linear map with no SVD, too large for the dense fallback."""
-
-    name = "big_scale"
-
-    @property
-    def out_shape(self):
-        return self.in_shape
-
-    def forward(self, x):
-        return 2 * x
-
-    def adjoint(self, y):
-        return 2 * y
-
-
-class Counting(invkit.Prior):
-    sigma_grid = invkit.ddpm_sigma_grid()
-
-    def __init__(self):
-        self.calls = 0
-
-    def denoise(self, x, sigma):
-        self.calls += 1
-        return torch.full_like(x, 0.5)
-
-
 def _gaussian():
     return REG.build("prior", "gaussian", ["kind=isotropic"])
+
+
+def Counting() -> CountingPrior:
+    """A differentiable prior that states no Gaussian form and counts its evaluations."""
+    return CountingPrior(GaussianPrior.isotropic(), gaussian_form=False)
 
 
 def test_capabilities_of_each_rung_and_noise():
@@ -61,19 +30,19 @@ def test_capabilities_of_each_rung_and_noise():
     assert have == frozenset(Capability)
     nonlinear = capabilities(Problem(Square((1, 4, 4)), torch.zeros(1, 1, 4, 4)), Counting())
     assert nonlinear == {Capability.DIFFERENTIABLE, Capability.GAUSSIAN_NOISE, Capability.PRIOR_GRADIENTS}
-    big = capabilities(Problem(BigLinear((1, 65, 64)), torch.zeros(1, 1, 65, 64)))
+    big = capabilities(Problem(Doubling((1, 65, 64)), torch.zeros(1, 1, 65, 64)))
     assert big == {Capability.DIFFERENTIABLE, Capability.LINEAR, Capability.GAUSSIAN_NOISE}
-    assert Capability.SVD in capabilities(Problem(BigLinear((1, 4, 4)), torch.zeros(1, 1, 4, 4)))  # dense fallback
+    assert Capability.SVD in capabilities(Problem(Doubling((1, 4, 4)), torch.zeros(1, 1, 4, 4)))  # dense fallback
 
 
 def test_ddrm_refuses_before_any_prior_evaluation_and_names_alternatives():
     prior = Counting()
     problem = Problem(Square((1, 4, 4)), torch.zeros(1, 1, 4, 4), GaussianNoise(0.1))
     ddrm = REG.build("solver", "ddrm")
-    with pytest.raises(RequirementError, match=r"solver 'ddrm' cannot take this problem: it needs an SVD, but forward model 'square' .* is not linear; no registered solver takes it"):
+    with pytest.raises(RequirementError, match=r"solver 'ddrm' cannot take this problem: it needs an SVD, but forward model 'test_square' .* is not linear; no registered solver takes it"):
         ddrm.solve(problem, prior, steps=3)
     assert prior.calls == 0
-    big = Problem(BigLinear((1, 65, 64)), torch.zeros(1, 1, 65, 64), GaussianNoise(0.1))
+    big = Problem(Doubling((1, 65, 64)), torch.zeros(1, 1, 65, 64), GaussianNoise(0.1))
     with pytest.raises(RequirementError, match=r"too large for the dense fallback \(max\(m, n\) = 4160 > 4096\)"):
         ddrm.solve(big, prior, steps=3)
     assert prior.calls == 0
@@ -96,6 +65,6 @@ def test_check_requirements_without_alternatives_and_error_types():
     problem = Problem(Square((1, 2, 2)), torch.zeros(1, 1, 2, 2))
     with pytest.raises(RequirementError) as info:
         check_requirements("mine", {Capability.LINEAR}, problem)
-    assert str(info.value) == "solver 'mine' cannot take this problem: it needs a linear operator, but forward model 'square' on (1, 2, 2) is not linear"
+    assert str(info.value) == "solver 'mine' cannot take this problem: it needs a linear operator, but forward model 'test_square' on (1, 2, 2) is not linear"
     assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)
-    check_requirements("mine", {Capability.LINEAR, Capability.PRIOR_GRADIENTS}, Problem(BigLinear((1, 2, 2)), torch.zeros(1, 1, 2, 2)))
+    check_requirements("mine", {Capability.LINEAR, Capability.PRIOR_GRADIENTS}, Problem(Doubling((1, 2, 2)), torch.zeros(1, 1, 2, 2)))
