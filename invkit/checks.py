@@ -118,15 +118,17 @@ def _rand(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
 
 @torch.no_grad()
 def check_shapes(op: ForwardModel, *, generator: torch.Generator | None = None) -> CheckResult:
-    """Every map returns the shape it declares (``forward``, ``adjoint``, and the SVD surface).
+    """Every map returns the shape it declares (``forward``, ``vjp``, ``adjoint``, and the SVD surface).
 
     The error is the number of maps with a wrong output shape (or that raised); the detail names them.
     """
     g = generator if generator is not None else torch.Generator().manual_seed(2)
     b = 2
     n, m = op.in_numel, op.out_numel
+    at = torch.full((b, *op.in_shape), 0.5, dtype=torch.float64)  # where the VJP is taken
     probes: list[tuple[str, Any, tuple[int, ...], tuple[int, ...]]] = [
         ("forward", op.forward, (b, *op.in_shape), (b, *op.out_shape)),
+        ("vjp", lambda v: op.vjp(at, v), (b, *op.out_shape), (b, *op.in_shape)),
     ]
     if isinstance(op, LinearOperator):
         probes.append(("adjoint", op.adjoint, (b, *op.out_shape), (b, *op.in_shape)))
@@ -165,18 +167,18 @@ def check_vjp(
     x = 0.1 + 0.8 * torch.rand((trials, *op.in_shape), generator=g, dtype=torch.float64)
     w = _rand((trials, *op.in_shape), g)
     v = _rand((trials, *op.out_shape), g)
+    worst = 0.0
     try:
         with torch.no_grad():
             jw = (op.forward(x + h * w).to(torch.float64) - op.forward(x - h * w).to(torch.float64)) / (2 * h)
         jtv = op.vjp(x, v).to(torch.float64)
+        for i in range(trials):
+            lhs = float((v[i] * jw[i]).sum())
+            rhs = float((jtv[i] * w[i]).sum())
+            scale = float(v[i].norm() * jw[i].norm() + jtv[i].norm() * w[i].norm()) or 1.0
+            worst = max(worst, abs(lhs - rhs) / scale)
     except Exception as exc:  # noqa: BLE001 - report, don't crash the checker
         return CheckResult("vjp = finite differences", float("inf"), tol, f"vjp or forward failed: {type(exc).__name__}: {exc}")
-    worst = 0.0
-    for i in range(trials):
-        lhs = float((v[i] * jw[i]).sum())
-        rhs = float((jtv[i] * w[i]).sum())
-        scale = float(v[i].norm() * jw[i].norm() + jtv[i].norm() * w[i].norm()) or 1.0
-        worst = max(worst, abs(lhs - rhs) / scale)
     return CheckResult("vjp = finite differences", worst, tol, f"max |<v,Jw>_fd - <J^T v,w>| / scale, central differences h={h:g}")
 
 

@@ -53,6 +53,16 @@ class GaussianComponent:
     iso: float | None
     mean_value: float | None
 
+    def __post_init__(self) -> None:
+        n = math.prod(self.shape)
+        if tuple(self.mean.shape) != tuple(self.shape) or tuple(self.eigenvalues.shape) != (n,):
+            raise ValueError(
+                f"GaussianComponent: mean {tuple(self.mean.shape)} and eigenvalues {tuple(self.eigenvalues.shape)} "
+                f"do not fit the shape {tuple(self.shape)} (expected {tuple(self.shape)} and ({n},))"
+            )
+        if self.iso is None and self.basis is None:
+            raise ValueError("GaussianComponent: a basis (Vt/V) is needed unless the covariance is iso * I")
+
     @property
     def n(self) -> int:
         """Number of pixels ``C H W``."""
@@ -79,6 +89,14 @@ class GaussianForm:
 
     weights: Tensor
     components: tuple[GaussianComponent, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.components) < 1 or self.weights.shape != (len(self.components),):
+            raise ValueError(f"GaussianForm: {tuple(self.weights.shape)} weights for {len(self.components)} components; give one weight per component")
+        if not bool((self.weights > 0).all()) or abs(float(self.weights.sum()) - 1.0) > 1e-9:
+            raise ValueError(f"GaussianForm: weights must be positive and sum to 1, got {self.weights.tolist()}")
+        if len({tuple(c.shape) for c in self.components}) != 1:
+            raise ValueError("GaussianForm: every component must be on the same image shape")
 
 
 class Prior(ABC):

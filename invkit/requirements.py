@@ -89,8 +89,9 @@ def capabilities(problem: "Problem", prior: "Prior | None" = None, *, max_dense:
     if prior is not None:
         if getattr(prior, "differentiable", False):
             have.add(Capability.PRIOR_GRADIENTS)
+        form_of = getattr(prior, "gaussian_form", None)  # duck-typed priors need not have it
         try:
-            has_form = prior.gaussian_form(op.in_shape) is not None
+            has_form = form_of is not None and form_of(op.in_shape) is not None
         except ValueError:  # a closed form, but not for this shape: the solver says exactly why
             has_form = True
         if has_form:
@@ -130,11 +131,12 @@ def describe_missing(cap: Capability, problem: "Problem", prior: "Prior | None",
     if cap is Capability.SVD:
         if not isinstance(op, LinearOperator):
             return f"an SVD, but {op.label} is not linear"
-        return f"an SVD, but {op.label} has no efficient one and is too large for the dense fallback ({size} > {max_dense})"
+        return (f"an SVD, but {op.label} has no efficient one and is too large for the dense fallback ({size} > {max_dense}; "
+                "use a smaller image or raise the solver's dense limit)")
     if cap is Capability.DENSE:
         if not isinstance(op, LinearOperator):
             return f"a linear operator it can materialise, but {op.label} is not linear"
-        return f"a dense matrix of the operator, but {op.label} is too large ({size} > {max_dense}; use a smaller image)"
+        return f"a dense matrix of the operator, but {op.label} is too large ({size} > {max_dense}; use a smaller image or raise the solver's dense limit)"
     if cap is Capability.LINEAR:
         return f"a linear operator, but {op.label} is not linear"
     if cap is Capability.DIFFERENTIABLE:
@@ -166,7 +168,7 @@ def check_requirements(
         alternatives: Names of solvers that would take the problem, to name in the message.
 
     Raises:
-        RequirementError: One line: the first missing capability and why, and the alternatives.
+        RequirementError: One line: every missing capability and why, and the alternatives.
     """
     lack = missing_capabilities(requires, problem, prior, max_dense=max_dense)
     if not lack:

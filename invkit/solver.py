@@ -22,7 +22,7 @@ from .dense import DEFAULT_MAX_SIZE
 from .params import Param
 from .prior import Prior
 from .problem import Problem
-from .random import Generators
+from .random import Generators, randn_rows, resolve_generator, sample_generators, sample_seed  # noqa: F401 - their old home
 from .requirements import Capability, check_requirements
 
 __all__ = ["Result", "Solver", "Step", "Callback"]

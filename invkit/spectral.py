@@ -65,7 +65,9 @@ def spectral_setup(problem: Problem, *, svd_rtol: float = 1e-3, max_dense: int =
         max_dense: Largest ``max(m, n)`` for the dense SVD fallback of operators without an SVD.
 
     Raises:
-        ValueError: No SVD (not linear, or too large for the dense fallback), or non-Gaussian noise.
+        ValueError: No SVD (not linear, or too large for the dense fallback), or a noise model
+            without a standard deviation. (Whether the noise is Gaussian is the solver's
+            requirement, checked by :meth:`invkit.Solver.check` before this is called.)
     """
     op = problem.require_svd(max_dense)
     y = problem.y

@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 
+import invkit
 from invkit import (
     Capability,
     ForwardModel,
@@ -127,6 +128,8 @@ def test_forward_model_vjp_is_autograd():
 
 
 def test_linear_operator_vjp_is_its_adjoint():
+    """A guard against subclasses overriding vjp (the base class returns adjoint(v)); the
+    substantive checks are check_vjp (finite differences) and check_autograd_adjoint."""
     for op in (Doubling(SHAPE), Denoising(SHAPE)):
         x = _x()
         v = torch.randn(2, *op.out_shape, dtype=torch.float64)
@@ -332,3 +335,45 @@ def test_numpy_forward_still_solves_with_ddrm_through_the_dense_svd():
     problem = Problem.simulate(op, _x((1, 4, 4)), 0.05, generator=torch.Generator().manual_seed(0))
     out = DDRM().solve(problem, GaussianPrior.isotropic(0.5, 0.04), steps=3, generator=torch.Generator().manual_seed(0))
     assert out.x.shape == (2, 1, 4, 4) and bool(torch.isfinite(out.x).all())
+
+
+def test_a_vjp_of_the_wrong_shape_is_reported_not_raised():
+    class FlatVJP(Square):
+        def vjp(self, x, v):
+            return v.reshape(v.shape[0], -1)
+
+    report = run_checks(FlatVJP(SHAPE))
+    assert not report.passed
+    shapes = report.results[0]
+    assert shapes.name == "shapes" and not shapes.passed and "vjp gave" in shapes.detail
+
+
+def test_gaussian_forms_are_validated():
+    from invkit.prior import GaussianComponent, GaussianForm
+
+    mean = torch.zeros(1, 2, 2, dtype=torch.float64)
+    lam = torch.ones(4, dtype=torch.float64)
+    comp = GaussianComponent((1, 2, 2), mean, lam, None, 1.0, 0.0)
+    with pytest.raises(ValueError, match="do not fit the shape"):
+        GaussianComponent((1, 2, 3), mean, lam, None, 1.0, 0.0)
+    with pytest.raises(ValueError, match="a basis"):
+        GaussianComponent((1, 2, 2), mean, lam, None, None, 0.0)
+    with pytest.raises(ValueError, match="one weight per component"):
+        GaussianForm(torch.ones(2, dtype=torch.float64), (comp,))
+    with pytest.raises(ValueError, match="sum to 1"):
+        GaussianForm(torch.tensor([0.7], dtype=torch.float64), (comp,))
+
+
+def test_a_prior_without_gaussian_form_still_works_with_ddrm():
+    """The hookspec allows duck-typed priors (not Prior subclasses): capabilities() must not need gaussian_form."""
+
+    class Duck:
+        sigma_grid = invkit.ddpm_sigma_grid()
+        data_center = 0.5
+
+        def denoise(self, x, sigma):
+            return torch.full_like(x, 0.5)
+
+    op = Denoising((1, 4, 4))
+    out = DDRM().solve(Problem(op, torch.zeros(1, 1, 4, 4), GaussianNoise(0.1)), Duck(), steps=2, generator=torch.Generator().manual_seed(0))
+    assert out.x.shape == (1, 1, 4, 4)

@@ -43,7 +43,7 @@ def test_ddrm_refuses_before_any_prior_evaluation_and_names_alternatives():
         ddrm.solve(problem, prior, steps=3)
     assert prior.calls == 0
     big = Problem(Doubling((1, 65, 64)), torch.zeros(1, 1, 65, 64), GaussianNoise(0.1))
-    with pytest.raises(RequirementError, match=r"too large for the dense fallback \(max\(m, n\) = 4160 > 4096\)"):
+    with pytest.raises(RequirementError, match=r"too large for the dense fallback \(max\(m, n\) = 4160 > 4096; use a smaller image or raise"):
         ddrm.solve(big, prior, steps=3)
     assert prior.calls == 0
 

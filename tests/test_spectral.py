@@ -1,34 +1,41 @@
-"""The shared spectral set-up (ȳ, σ_y/s_i, observed mask) against the dense SVD."""
+"""The shared spectral set-up (ȳ, σ_y/s_i, observed mask) against the dense SVD of the operator."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pytest
 import torch
 
 import invkit
 from invkit import DenseSVD, GaussianNoise, Problem, spectral_setup
 
 
-def test_spectral_setup_matches_the_dense_svd():
-    reg = invkit.get_registry()
-    op = reg.build_operator("gaussian_blur", (1, 10, 11), ["sigma=1.0"])
+@pytest.mark.parametrize(
+    "name,shape,args",
+    [
+        ("gaussian_blur", (1, 10, 11), ["sigma=1.0"]),  # m = n, tiny singular values cut off
+        ("super_resolution", (1, 4, 6), ["factor=2"]),  # k = m < n: coefficients beyond k unobserved
+        ("inpainting", (2, 3, 3), ["fraction=0.4", "seed=1"]),  # compact measurement vector
+    ],
+)
+def test_spectral_setup_matches_the_dense_svd(name, shape, args):
+    op = invkit.get_registry().build_operator(name, shape, args)
     g = torch.Generator().manual_seed(0)
     y = torch.rand(2, *op.out_shape, generator=g, dtype=torch.float64)
-    setup = spectral_setup(Problem(op, y, GaussianNoise(0.03)), svd_rtol=1e-3)
+    rtol, sigma_y = 1e-3, 0.03
+    setup = spectral_setup(Problem(op, y, GaussianNoise(sigma_y)), svd_rtol=rtol)
     dense = DenseSVD(op)
-    # per coefficient, (s_i, ȳ_i) of the efficient SVD equal the dense ones up to sign and order
-    s = setup.s.numpy()
-    assert np.allclose(np.sort(s)[::-1], dense.s, atol=1e-12)
-    keep = s > 1e-3 * s.max()
-    assert np.array_equal(setup.observed.numpy(), keep)
-    assert np.allclose(setup.nstd.numpy()[keep], 0.03 / s[keep], rtol=1e-12)
-    assert np.all(np.isinf(setup.nstd.numpy()[~keep])) and np.all(setup.ybar.numpy()[:, ~keep] == 0)
-    # ȳ is Σ⁺ Uᵀ y on the observed coefficients: V ȳ = H⁺ y with the same cut-off
-    pinv = op.pinv(y, rcond=1e-3)
-    assert torch.allclose(op.V(setup.ybar), pinv, atol=1e-10)
-    assert setup.sigma_y == 0.03
+    kept = dense.s[dense.s > rtol * dense.s.max()]
+    # the observed coefficients and their noise std are those of the dense SVD (any order)
+    assert int(setup.observed.sum()) == kept.size and setup.observed.shape == (op.in_numel,)
+    assert np.allclose(np.sort(setup.nstd[setup.observed].numpy()), np.sort(sigma_y / kept), rtol=1e-10)
+    assert bool(torch.isinf(setup.nstd[~setup.observed]).all()) and bool((setup.ybar[:, ~setup.observed] == 0).all())
+    # V ȳ is the dense SVD's pseudo-inverse of y with the same cut-off (basis-independent)
+    want = dense.pinv(y, rcond=rtol)
+    assert torch.allclose(op.V(setup.ybar), want, atol=1e-10)
+    assert setup.sigma_y == sigma_y
 
 
 def test_no_observed_coefficients_when_all_singular_values_vanish():

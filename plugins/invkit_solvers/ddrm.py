@@ -38,7 +38,9 @@ schedule :func:`invkit.schedules.ddrm_schedule`.
 
 Deviations from the paper, written down: coefficients with ``s_i <= svd_rtol · max(s)`` count as
 unobserved (above); the unobserved start is centred on the prior's data centre ``c̄`` (the
-paper's ``N(0, σ_T²)`` in [−1, 1] units is centred on mid-grey, which is ``c = 0.5`` here).
+paper's ``N(0, σ_T²)`` in [−1, 1] units is centred on mid-grey, which is ``c = 0.5`` here); an
+observed coefficient whose noise exceeds the start level (``σ_T < σ_y/s_i``) also starts at
+``N(c̄_i, σ_T²)``, since eq. 7's variance ``σ_T² − σ_y²/s_i²`` would be negative there.
 Defaults trace to the paper, Sec. 5 ("In all experiments, we use η = 0.85, η_b = 1, and a
 uniformly-spaced timestep schedule based on the 1000-step pre-trained models"; 20 NFEs in its
 Table 1); the spacing ``0, 50, ..., 950`` is the official code's (``skip = 1000 // steps``).

@@ -246,10 +246,13 @@ class ExactPosterior:
 
 
 def _gaussian_form(prior: Prior, op: LinearOperator) -> GaussianForm:
+    form_of = getattr(prior, "gaussian_form", None)
     try:
-        form = prior.gaussian_form(op.in_shape)
+        form = form_of(op.in_shape) if form_of is not None else None
     except ValueError as exc:
         raise ValueError(f"solver 'exact': prior does not fit {op.label}: {exc}") from None
+    if form is not None and any(tuple(c.shape) != tuple(op.in_shape) for c in form.components):
+        raise ValueError(f"solver 'exact': the prior's Gaussian form is for images {form.components[0].shape}, not {op.label}")
     if form is None:
         raise TypeError(
             f"solver 'exact' needs a prior with a known Gaussian form (Prior.gaussian_form), such as the analytic "
@@ -379,8 +382,8 @@ def gaussian_posterior(problem: Problem, prior: Prior, max_size: int = DEFAULT_M
     Raises:
         TypeError: ``prior``'s Gaussian form has several components (use :func:`posterior_moments`).
     """
-    form = prior.gaussian_form(problem.operator.in_shape)
-    if form is None or len(form.components) != 1:
+    form = _gaussian_form(prior, problem.operator)
+    if len(form.components) != 1:
         raise TypeError(f"gaussian_posterior needs a Gaussian prior, got {type(prior).__name__}; use posterior_moments for mixtures")
     post = exact_posterior(problem, prior, max_size)
     return post.mean, post.component_covariance(0)
