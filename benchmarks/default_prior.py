@@ -35,14 +35,21 @@
    deblurring, the classical method), with the margins in dB (mean over images, and the worst
    image).
 
-PSNR and SSIM (``kornia.metrics``, 11×11 Gaussian window, per channel, averaged) are computed on
-outputs clipped to [0, 1]; the posterior mean is the mean of the unclipped samples, then
-clipped. Every noise draw is seeded (measurement and denoising noise from CRC32 of the image
-and task names, drawn on the CPU, so the same on every device; DDRM sample k uses a generator
-seeded with k on the prior's device).
+PSNR and SSIM are invkit's (:mod:`invkit.metrics`, the numbers ``invkit solve --simulate``
+prints: SSIM with an 11×11 Gaussian window over the *valid* region, per channel, averaged; the
+``issue6-v1`` protocol used kornia's default 'same' padding, which reflects the image at its
+borders) on outputs clipped to [0, 1]. Each DDRM case (image, task, sample ``k``) is computed by
+one function, :func:`ddrm_case`, from the runner's pieces (:mod:`invkit.runner`): it is exactly
+sample ``k`` of ``invkit solve --simulate --seed S`` with ``S`` the CRC32 of the image and task
+names (:func:`seed_of`): the measurement noise is drawn from ``S`` on the CPU (the same on every
+device), sample ``k`` from its own generator seeded with ``invkit.sample_seed(S, k)`` on the
+prior's device, and it is scored by ``invkit.runner.score``, as ``solve`` scores its output. The
+posterior mean of K samples (:func:`ddrm_mean_scores`) is the runner's mean of the float32
+samples, so it and its scores equal those of ``invkit solve --simulate --seed S --samples K``.
+Denoising noise is seeded from CRC32 of the image and σ.
 
 Results are cached per (image, task, method, seed) in a JSON file (``--cache``, default
-``~/.cache/invkit/bench_default_prior.json``), and the DDRM samples as float16 ``.npy`` files in
+``~/.cache/invkit/bench_default_prior.json``), and the DDRM samples as float32 ``.npy`` files in
 the folder beside it (``<cache>.samples/``) for the posterior means, so an interrupted run
 resumes where it stopped. Prior-dependent entries carry the weights' SHA-256 prefix in their
 method name: new weights are measured afresh. The loop runs seed by seed over all (image, task)
@@ -93,7 +100,7 @@ import torch.nn.functional as F  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _eval_data import EVAL_IMAGES, GREY_EVAL, load_eval, load_tuning  # noqa: E402
 
-PROTOCOL = "issue6-v1"
+PROTOCOL = "issue12-v1"  # issue6-v1: own seeding, kornia SSIM with "same" padding
 SIZE = 256
 SIGMAS_255 = (5, 15, 25, 50)
 ALL_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "camera")
@@ -171,12 +178,70 @@ class Cache:
 
 # ----------------------------------------------------------------------------- metrics
 def metrics(x: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
-    """PSNR (dB) and SSIM of ``x`` clipped to [0, 1] against ``ref``, both ``(C, H, W)``."""
-    from kornia.metrics import psnr, ssim
+    """PSNR (dB) and SSIM of ``x`` against ``ref``, both ``(C, H, W)``, by :mod:`invkit.metrics` (clipped to [0, 1])."""
+    from invkit.metrics import psnr, ssim
 
-    a = x.detach().float().cpu().clamp(0, 1)[None]
-    b = ref.float().cpu()[None]
-    return {"psnr": float(psnr(a, b, 1.0)), "ssim": float(ssim(a, b, 11, max_val=1.0).mean())}
+    a, b = x.detach().float().cpu()[None], ref.float().cpu()[None]
+    return {"psnr": psnr(a, b), "ssim": ssim(a, b)}
+
+
+def measure(op, x: torch.Tensor, image: str, task: str) -> tuple[int, torch.Tensor]:
+    """The seed of (image, task) and its measurement ``(*op.out_shape)``: ``invkit solve --simulate --seed`` with that seed."""
+    from invkit.runner import simulate_measurement
+
+    seed = seed_of("measure", image, task)
+    return seed, simulate_measurement(op, x[None], TASKS[task]["sigma_y"], seed)[0]
+
+
+def task_operator(task: str, shape: tuple[int, ...]):
+    """The operator of ``task`` for images of ``shape`` (``invkit solve --operator OP --arg ...``)."""
+    import invkit
+
+    spec = TASKS[task]
+    return invkit.get_registry().build_operator(spec["op"], tuple(shape), spec["args"])
+
+
+def ddrm_case(image: str, task: str, x: torch.Tensor, k: int, solver, prior, steps: int, device: torch.device | str, op=None) -> tuple[torch.Tensor, dict[str, float]]:
+    """One DDRM case: sample ``k`` of (``image``, ``task``) and its PSNR/SSIM against ``x``.
+
+    Exactly sample ``k`` (from 0) of ``invkit solve --simulate --seed S --steps steps`` on the
+    clean image ``x`` with ``S = seed_of("measure", image, task)``: the same measurement
+    (:func:`measure`), the same per-sample generator (``invkit.runner.posterior_samples``) and the
+    same scores (``invkit.runner.score``).
+
+    Args:
+        image, task: Names (they seed the measurement).
+        x: The clean image ``(C, H, W)``.
+        k: The sample's index.
+        solver, prior: DDRM and the prior.
+        steps: DDRM steps.
+        device: The prior's device.
+        op: The task's operator for ``x`` (built by :func:`task_operator` when None).
+
+    Returns:
+        The sample ``(C, H, W)`` (float32, CPU) and ``{"psnr", "ssim"}``.
+    """
+    from invkit.runner import posterior_samples
+
+    op = op if op is not None else task_operator(task, tuple(x.shape))
+    seed, y = measure(op, x, image, task)
+    sample = posterior_samples(op, y[None], TASKS[task]["sigma_y"], solver, prior, samples=1, first=k, seed=seed, steps=steps, device=device).x
+    return sample[0], _scores(sample, x)
+
+
+def ddrm_mean_scores(samples: list[torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """The posterior mean of the float32 ``samples`` (each ``(C, H, W)``, in order) as the runner
+    takes it (``invkit solve --samples K``), and its PSNR/SSIM against ``x``."""
+    mean = torch.stack(samples).mean(dim=0, keepdim=True)
+    return mean[0], _scores(mean, x)
+
+
+def _scores(restored: torch.Tensor, x: torch.Tensor) -> dict[str, float]:
+    """``invkit.runner.score`` of ``restored`` ``(1, C, H, W)`` against ``x`` ``(C, H, W)``: what ``solve --simulate`` reports."""
+    from invkit.runner import score
+
+    got = score(restored, x[None])
+    return {"psnr": got["psnr_restored"], "ssim": got["ssim_restored"]}
 
 
 def mean_psnr(x: np.ndarray, ref: np.ndarray) -> float:
@@ -328,6 +393,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="torch (and BLAS/OpenMP) threads; default: torch's")
     p.add_argument("--timing-repeats", type=int, default=3, help="timed prior evaluations (after one warm-up)")
     p.add_argument("--no-bm3d", action="store_true", help="skip BM3D even if it imports")
+    p.add_argument("--weights", default=None, help="measure this weights file (e.g. a training export) instead of the packaged one")
     a = p.parse_args(argv)
     a.images = a.images.split(",") if a.images else (["astronaut"] if a.quick else list(ALL_IMAGES))
     a.tasks = a.tasks.split(",") if a.tasks else list(TASKS)
@@ -354,12 +420,11 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
 
-    import invkit
     from invkit_solvers.ddrm import DDRM
     from invkit_priors.default_prior import default_weights_path, load_default_prior
 
-    prior = load_default_prior(device=str(dev), half=args.half)
-    wpath = default_weights_path()
+    prior = load_default_prior(device=str(dev), half=args.half, weights=args.weights)
+    wpath = default_weights_path() if args.weights is None else Path(args.weights)
     fp = hashlib.sha256(wpath.read_bytes()).hexdigest()[:12]
     try:
         from safetensors import safe_open
@@ -518,13 +583,12 @@ def main(argv: list[str] | None = None) -> None:
     # 3. DDRM ----------------------------------------------------------------------------------
     if "ddrm" in args.parts and images:
         print(f"\n## DDRM, {args.steps} steps, K = {args.samples} samples\n", flush=True)
-        reg = invkit.get_registry()
         solver = DDRM()
         print(f"DDRM: {solver.eta=}, {solver.eta_b=}, {solver.svd_rtol=}".replace("solver.", ""), flush=True)
         wiener_cfg: dict[float, tuple[int, float, float]] = {}
         for t in args.tasks:
             spec = TASKS[t]
-            op = reg.build_operator(spec["op"], (3, SIZE, SIZE), spec["args"])
+            op = task_operator(t, (3, SIZE, SIZE))
             print(f"{t}: {op!r}, sigma_y = {spec['sigma_y']}; naive = {NAIVE[t]}; classical = {CLASSICAL[t] or 'none (same as naive)'}", flush=True)
             if spec["op"] == "gaussian_blur" and spec["sigma_y"] not in wiener_cfg:
                 wiener_cfg[spec["sigma_y"]] = tune_wiener(get_tuning(), spec["sigma_y"], spec["op"], spec["args"])
@@ -539,19 +603,15 @@ def main(argv: list[str] | None = None) -> None:
 
         def problem(name: str, t: str):
             if (name, t) not in problems:
-                spec = TASKS[t]
                 x = images[name]
-                op = reg.build_operator(spec["op"], tuple(x.shape), spec["args"])
-                g = torch.Generator().manual_seed(seed_of("measure", name, t))
-                y = op.forward(x[None])[0]
-                y = y + spec["sigma_y"] * torch.randn(y.shape, generator=g)
-                problems[(name, t)] = (op, y)
+                op = task_operator(t, tuple(x.shape))
+                problems[(name, t)] = (op, *measure(op, x, name, t))
             return problems[(name, t)]
 
         # baselines
         for name, t in ddrm_pairs():
             x = images[name]
-            op, y = problem(name, t)
+            op, _, y = problem(name, t)
             spec = TASKS[t]
             todo_b: list[tuple[str, object]] = []
             if t in ("deblur", "deblur_noisy"):
@@ -579,17 +639,12 @@ def main(argv: list[str] | None = None) -> None:
                 if cache.get(name, t, ddrm_m, k) is not None and path.is_file():
                     continue
                 x = images[name]
-                op, y = problem(name, t)
-                prob = invkit.Problem(op, y[None].to(dev), invkit.GaussianNoise(TASKS[t]["sigma_y"]))
-                gen = torch.Generator(device=dev).manual_seed(k)
                 tt = time.perf_counter()
-                out = solver.solve(prob, prior, steps=args.steps, generator=gen).x[0].float()
-                sync(dev)
+                out, scores = ddrm_case(name, t, x, k, solver, prior, args.steps, dev, op=problem(name, t)[0])
                 secs = time.perf_counter() - tt
-                out = out.cpu()
                 path.parent.mkdir(parents=True, exist_ok=True)
-                np.save(path, out.numpy().astype(np.float16))
-                r = metrics(out, x) | {
+                np.save(path, out.numpy())  # float32: the mean is then the runner's
+                r = scores | {
                     "seconds": secs,
                     "device": str(dev),
                     "threads": torch.get_num_threads(),
@@ -604,11 +659,11 @@ def main(argv: list[str] | None = None) -> None:
             seedkey = f"0-{args.samples - 1}"
             if cache.get(name, t, mean_m, seedkey) is not None:
                 continue
-            acc = None
-            for k in range(args.samples):
-                s = torch.from_numpy(np.load(cache.sample_path(name, t, ddrm_m, k)).astype(np.float32))
-                acc = s if acc is None else acc + s
-            r = metrics(acc / args.samples, images[name])
+            samples = [torch.from_numpy(np.load(cache.sample_path(name, t, ddrm_m, k))) for k in range(args.samples)]
+            if any(s.dtype != torch.float32 for s in samples):
+                log(f"{t} {name}: cached samples are not float32 (an older run); delete {cache.samples} and run again")
+                continue
+            r = ddrm_mean_scores(samples, images[name])[1]
             cache.put(name, t, mean_m, seedkey, r)
             log(f"{t} {name} ddrm mean of {args.samples}: {r['psnr']:.2f} dB / {r['ssim']:.3f}")
 

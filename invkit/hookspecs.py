@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import pluggy
 
-__all__ = ["PROJECT", "hookimpl", "hookspec", "Register", "CommandRegistry"]
+__all__ = ["PROJECT", "hookimpl", "hookspec", "Register", "CommandRegistry", "CommandSetup", "CommandRun"]
 
 PROJECT = "invkit"
 
@@ -31,6 +31,12 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 Register = Callable[[str, Any], None]
 
 
+#: A subcommand's ``setup(parser)``: adds its arguments.
+CommandSetup = Callable[[argparse.ArgumentParser], None]
+#: A subcommand's ``run(args)``: does the work, returns the exit status (None for 0).
+CommandRun = Callable[[argparse.Namespace], "int | None"]
+
+
 class CommandRegistry(Protocol):
     """What :func:`invkit_register_commands` receives: the one method a plugin calls on it.
 
@@ -38,13 +44,7 @@ class CommandRegistry(Protocol):
     specification, and the plugins typed against it, do not depend on the command line.
     """
 
-    def add_command(
-        self,
-        name: str,
-        help: str,
-        setup: Callable[[argparse.ArgumentParser], None],
-        run: Callable[[argparse.Namespace], int | None],
-    ) -> None:
+    def add_command(self, name: str, help: str, setup: CommandSetup, run: CommandRun) -> None:
         """Add subcommand ``name``; ``setup(parser)`` adds arguments, ``run(args)`` returns an exit code."""
         ...
 

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from invkit.cli import main
-from invkit.commands import JSON_KEYS
+from invkit.runner import JSON_KEYS
 from invkit.io import Measurement, read_image, read_measurement, write_image, write_measurement
 from invkit.metrics import psnr, ssim
 from invkit.random import sample_seed
@@ -390,7 +390,7 @@ def test_errors_through_the_process_and_debug(photos, tmp_path):
     assert proc.returncode == 2 and proc.stderr.startswith("invkit: error: measurement") and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     proc = run(*args, "--debug")  # after the subcommand, as well as before it
-    assert proc.returncode == 2 and "Traceback" in proc.stderr and "CommandError" in proc.stderr
+    assert proc.returncode == 2 and "Traceback" in proc.stderr and "RestoreError" in proc.stderr
     proc = run("solve", "--prior", "nope", "--operator", "denoising", "--input", str(photos["chelsea"]), "--output", str(tmp_path / "o.png"))
     assert proc.returncode == 2 and "known priors: " in proc.stderr and "Traceback" not in proc.stderr
     assert all(f" {name}," in proc.stderr for name in ("checkpoint", "default", "gaussian", "gaussian_mixture", "adm-ffhq256"))
@@ -489,7 +489,7 @@ def test_closed_pipe_and_missing_prior_path_are_quiet_one_liners(photos, tmp_pat
 def test_16bit_rgb_tiff_without_tifffile_fails_before_any_work(monkeypatch, tmp_path):
     import builtins
 
-    from invkit.cli_common import CommandError, output_bits
+    from invkit.runner import RestoreError, output_bits
 
     real_import = builtins.__import__
 
@@ -499,7 +499,7 @@ def test_16bit_rgb_tiff_without_tifffile_fails_before_any_work(monkeypatch, tmp_
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_tifffile)
-    with pytest.raises(CommandError, match="needs the tifffile package"):
+    with pytest.raises(RestoreError, match="needs the tifffile package"):
         output_bits(None, 16, tmp_path / "o.tif", channels=3)
     assert output_bits(None, 16, tmp_path / "o.tif", channels=1) == 16  # grey: Pillow writes it
     assert output_bits(8, 16, tmp_path / "o.tif", channels=3) == 8

@@ -287,3 +287,42 @@ def test_cli_prior_fetch_and_list(server: LocalServer, tmp_path: Path) -> None:
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 2  # "downloading ..." + the error
     assert proc.stderr.strip().splitlines()[-1].startswith("invkit: error: tiny-bad: sha256: expected 1111")
     assert not (cache / "bad.pt").exists() and not (cache / "bad.pt.part").exists()
+
+
+# ------------------------------------------------------------------ the download progress bar
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_download_bar_only_on_a_terminal_and_not_with_quiet(server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """`invkit prior fetch` (in-process) with stderr on a pseudo-terminal draws the tqdm bar; with
+    --quiet it draws nothing there; with stderr not a terminal it prints its lines but no bar."""
+    import pty
+
+    from invkit.cli import main
+
+    site = tmp_path / "site-catalogue.json"
+    site.write_text(json.dumps({"format": "invkit-catalogue-v1", "entries": [good("tiny", server.base)]}))
+    monkeypatch.setenv("INVKIT_CATALOGUE", str(site))
+
+    def read_now(fd: int) -> bytes:
+        try:
+            return os.read(fd, 1 << 16)
+        except OSError:  # nothing more (BlockingIOError), or the terminal is closed
+            return b""
+
+    def on_terminal(*extra: str) -> str:
+        master, slave = pty.openpty()  # what is drawn (well under a kilobyte) waits in its buffer
+        with os.fdopen(slave, "w", buffering=1) as terminal, monkeypatch.context() as patch:
+            patch.setattr(sys, "stderr", terminal)
+            code = main(["prior", "fetch", "tiny", "--cache-dir", str(tmp_path / f"cache{len(extra)}"), *extra])
+            os.set_blocking(master, False)
+            drawn = b"".join(iter(lambda: read_now(master), b""))
+        os.close(master)
+        assert code == 0
+        return drawn.decode(errors="replace")
+
+    drawn = on_terminal()
+    assert "downloading tiny" in drawn and "\rtiny: 100%|" in drawn and "3.15M/3.15M" in drawn and "B/s]" in drawn
+    assert on_terminal("--quiet") == ""
+    capsys.readouterr()
+    assert main(["prior", "fetch", "tiny", "--cache-dir", str(tmp_path / "cache-pipe")]) == 0  # stderr captured: not a terminal
+    err = capsys.readouterr().err
+    assert "downloading tiny" in err and "verified size, sha256, md5" in err and "%" not in err and "\r" not in err

@@ -1,7 +1,8 @@
 """Package layering, enforced with import-linter (the contracts are in pyproject.toml).
 
 * the repository's source tree keeps every contract;
-* every module of ``invkit`` is listed as core or CLI in the ``core-no-cli`` contract, so a new
+* every module of ``invkit`` is listed as core, runner or CLI in the ``core-no-runner-cli``
+  contract (core <- runner <- CLI; the runner's own contract keeps it off the CLI), so a new
   module cannot slip past it unclassified;
 * each contract can fail: one forbidden import added to a copy of the tree breaks that contract
   (and only that one).
@@ -24,7 +25,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"
-CORE_CONTRACT = "core-no-cli"
+CORE_CONTRACT = "core-no-runner-cli"
+RUNNER = "invkit.runner"
 
 
 def _config() -> dict:
@@ -96,35 +98,43 @@ def _invkit_modules() -> set[str]:
     return modules
 
 
-def test_every_invkit_module_is_core_or_cli():
+def test_every_invkit_module_is_core_runner_or_cli():
     contract = _contract(CORE_CONTRACT)
     core = list(contract["source_modules"])
-    cli = [m for m in contract["forbidden_modules"] if m == "invkit" or m.startswith("invkit.")]
+    upper = list(contract["forbidden_modules"])
+    runner = [m for m in upper if m == RUNNER or m.startswith(RUNNER + ".")]
+    cli = [m for m in upper if m not in runner]
     found = _invkit_modules()
-    unclassified = sorted(found - set(core) - set(cli))
-    both = sorted(set(core) & set(cli))
-    stale = sorted((set(core) | set(cli)) - found)
-    duplicated = sorted({m for m in core + cli if (core + cli).count(m) > 1} - set(both))
+    unclassified = sorted(found - set(core) - set(upper))
+    both = sorted(set(core) & set(upper))
+    stale = sorted((set(core) | set(upper)) - found)
+    duplicated = sorted({m for m in core + upper if (core + upper).count(m) > 1} - set(both))
     assert not unclassified, (
         f"modules of invkit in neither list of the {CORE_CONTRACT!r} import-linter contract in pyproject.toml "
-        f"(add each to source_modules if it is core, to forbidden_modules if it serves only the CLI): {unclassified}"
+        f"(add each to source_modules if it is core, to forbidden_modules if it is part of the runner or the CLI): {unclassified}"
     )
-    assert not both, f"modules listed as both core and CLI in {CORE_CONTRACT!r}: {both}"
+    assert not both, f"modules listed as both core and runner/CLI in {CORE_CONTRACT!r}: {both}"
     assert not duplicated, f"modules listed twice in {CORE_CONTRACT!r}: {duplicated}"
     assert not stale, f"{CORE_CONTRACT!r} lists modules that do not exist: {stale}"
+    assert all(m == "invkit.__main__" or m == "invkit.cli" or m.startswith("invkit.cli.") for m in cli), cli
+    runner_contract = _contract("runner-no-cli")
+    assert runner_contract["source_modules"] == [RUNNER] and set(runner_contract["forbidden_modules"]) == {"invkit.cli", "invkit.__main__"}
 
 
 # One forbidden import per case: (contract id, file of the copy relative to its root, code appended).
 # Function-level and type-checking imports count too; two cases show it.
 BREAKS = {
-    "core-no-cli": ("invkit/noise.py", "\nimport invkit.cli\n"),
-    "core-no-cli/type-checking": (
-        "invkit/params.py",
-        "\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from invkit.cli_common import CommandError\n",
+    # (core modules the runner does not import: otherwise the runner would import the CLI through them)
+    "core-no-runner-cli": ("invkit/checks.py", "\nimport invkit.cli.app\n"),
+    "core-no-runner-cli/runner": ("invkit/schedules.py", "\nimport invkit.runner.report\n"),
+    "core-no-runner-cli/type-checking": (
+        "invkit/vp.py",
+        "\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from invkit.cli.solve import to_options\n",
     ),
+    "runner-no-cli": ("invkit/runner/report.py", "\nfrom invkit.cli.progress import is_terminal\n"),
     # (a core module no plugin imports: otherwise the plugins would import invkit_operators through it)
     "invkit-no-plugins": ("invkit/io.py", "\nimport invkit_operators\n"),
-    "invkit-no-plugins/function-level-in-cli": ("invkit/cli.py", "\ndef _late():\n    from invkit_solvers import plugin\n"),
+    "invkit-no-plugins/function-level-in-cli": ("invkit/cli/app.py", "\ndef _late():\n    from invkit_solvers import plugin\n"),
     "solvers-no-operators-priors": ("{invkit_solvers}/__init__.py", "\nimport invkit_priors\n"),
     "operators-no-solvers-priors": ("{invkit_operators}/__init__.py", "\nimport invkit_solvers\n"),
     "priors-no-solvers-operators": ("{invkit_priors}/__init__.py", "\nimport invkit_operators\n"),

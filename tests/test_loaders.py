@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from invkit.commands import build_prior
+from invkit.runner import build_prior
 from invkit.io import read_image, write_image
 from invkit.prior import alphas_bar_from_betas, ddpm_sigma_grid, linear_betas, vp_sigma_grid
 from invkit.registry import get_registry

@@ -112,16 +112,18 @@ class DefaultPrior(Prior):
         return torch.where(zero, x, out) if bool(zero.any()) else out
 
 
-def load_default_prior(device: str = "cpu", half: bool = False) -> DefaultPrior:
+def load_default_prior(device: str = "cpu", half: bool = False, weights: str | Path | None = None) -> DefaultPrior:
     """Load the packaged default prior.
 
     Args:
         device: ``"cpu"``, ``"cuda"``, or ``"auto"`` (CUDA when available).
         half: Run the network in float16 (GPU).
+        weights: Another weights file of the same format (e.g. a training run's export, to compare
+            with the packaged one); default: the packaged weights.
     """
     from .loaders import load_checkpoint_prior
 
-    path = default_weights_path()
+    path = default_weights_path() if weights is None else Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"the default prior's weights are missing from the installation ({path}); reinstall invkit")
     rgb = load_checkpoint_prior(path, half=half, device=device)

@@ -21,7 +21,7 @@ is unverified).
   request when the server supports that (else it starts over);
 * a file already in the cache is not downloaded again: its verification is recorded in
   ``<file>.invkit.json`` (size, sha256, md5), and a file placed there by hand is hashed once;
-* progress goes to stderr (a one-line bar on a terminal), or to a callable.
+* progress goes to stderr (a tqdm bar on a terminal), or to a callable.
 
 ``$INVKIT_CATALOGUE`` may name a JSON file (same layout) whose entries are added to the shipped
 ones, replacing those of the same name (e.g. an in-house mirror); every function also takes an
@@ -41,7 +41,6 @@ import http.client
 import json
 import os
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
@@ -354,34 +353,34 @@ Progress = Union[bool, Callable[[int, "int | None"], None]]
 
 
 class _Bar:
-    """A one-line progress bar on stderr (only on a terminal), at most ~5 updates per second."""
+    """A download's progress: the callback (every chunk) and a tqdm bar on stderr (only on a terminal).
+
+    The bar shows MB done of the total, the rate and the time left; a resumed download starts at
+    the bytes already on disk.
+    """
 
     def __init__(self, label: str, total: int | None, enabled: Progress, start: int = 0) -> None:
-        self.label, self.total, self.done = label, total, start
+        from tqdm import tqdm
+
+        from invkit.runner.progress import is_terminal, terminal_size
+
+        self.total, self.done = total, start
         self.callback = enabled if callable(enabled) else None
-        self.tty = enabled is True and sys.stderr.isatty()
-        self.t0 = self.last = time.monotonic()
-        self.start = start
+        columns, rows = terminal_size(sys.stderr)  # the stream the bar is drawn on
+        self.bar = tqdm(
+            desc=label, total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1000,
+            file=sys.stderr, disable=not (enabled is True and is_terminal(sys.stderr)), mininterval=0.2,
+            ncols=columns, nrows=rows,
+        )
 
     def update(self, n: int) -> None:
         self.done += n
         if self.callback is not None:
             self.callback(self.done, self.total)
-        now = time.monotonic()
-        if self.tty and (now - self.last > 0.2 or (self.total and self.done >= self.total)):
-            self.last = now
-            rate = (self.done - self.start) / max(now - self.t0, 1e-6) / 1e6
-            if self.total:
-                frac = self.done / self.total
-                bar = "#" * int(30 * frac)
-                text = f"{self.label} [{bar:<30}] {self.done / 1e6:,.1f}/{self.total / 1e6:,.1f} MB {100 * frac:5.1f}% {rate:.1f} MB/s"
-            else:
-                text = f"{self.label} {self.done / 1e6:,.1f} MB {rate:.1f} MB/s"
-            print("\r" + text, end="", file=sys.stderr, flush=True)
+        self.bar.update(n)
 
     def close(self) -> None:
-        if self.tty:
-            print(file=sys.stderr, flush=True)
+        self.bar.close()
 
 
 class _SourceFailed(Exception):

@@ -1,8 +1,10 @@
-"""The ``invkit`` command line.
+"""The ``invkit`` program: its parser (the core's subcommands, then the plugins'), and
+:func:`main`, which runs one subcommand and turns errors into one line and an exit status.
 
-Subcommands in the core: ``plugins`` (what is installed, by distribution) and
-``check-operator`` (run the conformance checks on any registered operator). Plugins add their
-own subcommands through the ``invkit_register_commands`` hook.
+The core's subcommands are one module each: ``plugins`` (:mod:`invkit.cli.plugins`),
+``check-operator`` (:mod:`invkit.cli.check_operator`), ``degrade`` (:mod:`invkit.cli.degrade`)
+and ``solve`` (:mod:`invkit.cli.solve`). Plugins add their own subcommands through the
+``invkit_register_commands`` hook.
 
 Errors a user can fix (unknown names, bad parameters, bad sizes, missing or unreadable files)
 print one line and exit with status 2; any other failure prints one line and exits with status
@@ -13,27 +15,26 @@ status 1; Ctrl-C exits with status 130.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
 import threading
 import traceback
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from .checks import run_checks
-from .commands import add_core_commands
-from .dense import DenseSizeError
-from .forward import LinearOperator, SVDOperator
-from .hookspecs import CommandRegistry
-from .params import ParamError, format_schema
-from .registry import KINDS, PluginError, PluginWarning, Registry, get_registry
 
-__all__ = ["main", "build_parser", "CommandRegistry", "CommandTable"]
+from ..dense import DenseSizeError
+from ..hookspecs import CommandRegistry, CommandRun, CommandSetup
+from ..params import ParamError
+from ..registry import PluginError, PluginWarning, Registry, get_registry
+from .check_operator import add_check_operator_command
+from .degrade import add_degrade_command
+from .exits import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_USAGE
+from .plugins import add_plugins_command
+from .solve import add_solve_command
 
-EXIT_FAIL = 1
-EXIT_USAGE = 2
+__all__ = ["main", "build_parser", "CommandTable", "UsageError"]
 
 
 class UsageError(Exception):
@@ -44,8 +45,8 @@ class UsageError(Exception):
 class _Command:
     name: str
     help: str
-    setup: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int | None]
+    setup: CommandSetup
+    run: CommandRun
     plugin: str
     distribution: str
 
@@ -66,59 +67,12 @@ class CommandTable(CommandRegistry):
         view._plugin, view._dist = plugin, distribution
         return view
 
-    def add_command(
-        self,
-        name: str,
-        help: str,
-        setup: Callable[[argparse.ArgumentParser], None],
-        run: Callable[[argparse.Namespace], int | None],
-    ) -> None:
+    def add_command(self, name: str, help: str, setup: CommandSetup, run: CommandRun) -> None:
         """Add subcommand ``name``; ``setup(parser)`` adds arguments, ``run(args)`` returns an exit code."""
         if name in self.commands:
             other = self.commands[name]
             raise ValueError(f"command '{name}' is already provided by '{other.distribution}' (plugin '{other.plugin}')")
         self.commands[name] = _Command(name, help, setup, run, self._plugin, self._dist)
-
-
-def _cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
-    rows = []
-    for kind in KINDS:
-        for reg in registry.entries(kind):
-            rows.append({"kind": kind, "name": reg.name, "distribution": reg.distribution, "plugin": reg.plugin, "summary": reg.summary})
-    if args.json:
-        print(json.dumps({"plugins": rows, "warnings": registry.warnings, "skipped": registry.skipped}, indent=2))
-        return 0
-    for kind in KINDS:
-        sub = [r for r in rows if r["kind"] == kind]
-        print(f"{kind}s:")
-        if not sub:
-            print("  (none)")
-        width = max((len(r["name"]) for r in sub), default=0)
-        dwidth = max((len(r["distribution"]) for r in sub), default=0)
-        for r in sub:
-            print(f"  {r['name'].ljust(width)}  {r['distribution'].ljust(dwidth)}  {r['summary']}")
-    if registry.skipped:
-        print("blocked: " + ", ".join(registry.skipped))
-    return 0
-
-
-def _cmd_check_operator(args: argparse.Namespace, registry: Registry) -> int:
-    cls = registry.operator_class(args.name)
-    if args.list_params:
-        print(f"operator '{args.name}' parameters:\n{format_schema(cls.params)}")
-        return 0
-    shape = args.size if args.size is not None else cls.check_shape
-    op = registry.build_operator(args.name, shape, args.arg)
-    report = run_checks(op, tol=args.tol)
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        params = ", ".join(f"{k}={v!r}" for k, v in op.config.items()) or "defaults"
-        rung = "SVD operator" if isinstance(op, SVDOperator) else ("linear operator" if isinstance(op, LinearOperator) else "forward model")
-        print(f"operator {args.name} ({registry.get('operator', args.name).distribution}), {rung}: in {op.in_shape} -> out {op.out_shape}; {params}")
-        print(report.table())
-        print("PASSED" if report.passed else "FAILED")
-    return 0 if report.passed else EXIT_FAIL
 
 
 def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentParser, CommandTable]:
@@ -128,30 +82,8 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("plugins", help="list registered operators, priors and solvers with their distributions")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
-    p.set_defaults(handler=lambda a: _cmd_plugins(a, registry))
-
-    p = sub.add_parser(
-        "check-operator",
-        help="check a registered operator for what its rung claims (VJP, adjoint, SVD vs dense)",
-        description="Every forward model: shapes and its VJP against central finite differences. Linear "
-        "operators also: <Hx,y> = <x,H^T y> and autograd's VJP of forward = adjoint. SVD operators also: the "
-        "efficient SVD against the dense matrix (singular values, U S V^T = A, V^T V = I, U^T U = I, forward = "
-        "SVD form). Exit 1 on failure.",
-    )
-    p.add_argument("name", help="operator name (see `invkit plugins`)")
-    p.add_argument("--size", type=_shape_arg, default=None, metavar="C,H,W", help="image shape (default: the operator's check size)")
-    p.add_argument("--arg", action="append", default=[], metavar="K=V", help="operator parameter (repeatable)")
-    p.add_argument("--tol", type=float, default=1e-9, help="tolerance for every exact identity (default 1e-9; the "
-                   "finite-difference VJP check has its own, 1e-6)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--list-params", action="store_true", help="show the operator's parameters and exit")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
-    p.set_defaults(handler=lambda a: _cmd_check_operator(a, registry))
-
-    add_core_commands(sub, registry)
+    for add in (add_plugins_command, add_check_operator_command, add_degrade_command, add_solve_command):
+        add(sub, registry)
 
     commands = CommandTable()
     registry.add_commands(commands)
@@ -171,16 +103,6 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
         cmd.setup(cp)
         cp.set_defaults(handler=cmd.run)
     return parser, commands
-
-
-def _shape_arg(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not C,H,W (e.g. 3,16,24)") from None
-    if len(values) != 3 or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not three positive integers C,H,W")
-    return values
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -219,12 +141,12 @@ def _main(argv: list[str], debug: bool) -> int:
     except BrokenPipeError:  # e.g. `invkit plugins | head`: the reader left; say nothing more
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 1
+        return EXIT_FAIL
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()
         print("invkit: interrupted (every file written is complete; the one being written was discarded, later ones were not written)", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except (PluginError, ParamError, UsageError, DenseSizeError, ValueError, OSError) as exc:
         if debug:
             traceback.print_exc()

@@ -1,20 +1,23 @@
-"""Image sizes for ``solve``: which sizes an operator and the prior accept, the nearest ones that
-do, and the ``--pad`` (symmetric reflection, cropped back after) / ``--crop`` / ``--resize`` fixes
-applied to the input file."""
+"""Image sizes of a run: which sizes an operator and the prior accept, the nearest ones that do,
+and the ``pad`` (symmetric reflection, cropped back after) / ``crop`` / ``resize`` fixes applied to
+the input file; also the text forms of those options (``--crop Y,X,H,W``, ``--resize N|H,W``,
+``--size C,H,W``)."""
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .cli_common import CommandError
-from .forward import Operator
+from ..forward import Operator
+from .errors import RestoreError
+from .options import RestoreOptions
+
+__all__ = ["Geometry", "SizeRules", "apply_geometry", "crop_back", "prior_multiple", "parse_crop", "parse_resize", "parse_size"]
 
 
 @dataclass
@@ -27,28 +30,57 @@ class Geometry:
     scale: tuple[int, int] = (1, 1)
 
 
-def parse_crop(text: str) -> tuple[int, int, int, int] | None:
-    if text == "centre":
-        return None
+def _integers(text: str, separators: str = ",") -> tuple[int, ...]:
+    """Comma- (or ``x``-) separated integers; ``()`` when the text is not that."""
+    for sep in separators[1:]:
+        text = text.replace(sep, separators[0])
     try:
-        vals = tuple(int(v) for v in text.split(","))
+        return tuple(int(v) for v in text.split(separators[0]))
     except ValueError:
-        vals = ()
-    if len(vals) != 4 or vals[0] < 0 or vals[1] < 0 or vals[2] < 1 or vals[3] < 1:
-        raise CommandError(f"--crop {text!r}: give Y,X,H,W (top row, left column, height, width), or --crop alone for a centred crop")
+        return ()
+
+
+def parse_crop(text: str) -> tuple[int, int, int, int] | Literal[True]:
+    """``--crop`` text: ``centre`` (True: the largest centred size that works) or ``Y,X,H,W``.
+
+    Only the form is checked here; the values are checked with every other option
+    (:func:`invkit.runner.check_options`).
+
+    Raises:
+        RestoreError: Not ``centre`` and not four integers.
+    """
+    if text == "centre":
+        return True
+    vals = _integers(text)
+    if len(vals) != 4:
+        raise RestoreError(f"--crop {text!r}: give Y,X,H,W (top row, left column, height, width), or --crop alone for a centred crop")
     return vals  # type: ignore[return-value]
 
 
-def parse_resize(text: str) -> tuple[str, tuple[int, ...]]:
-    try:
-        vals = tuple(int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        vals = ()
-    if len(vals) == 1 and vals[0] >= 1:
-        return "longest", vals
-    if len(vals) == 2 and min(vals) >= 1:
-        return "exact", vals
-    raise CommandError(f"--resize {text!r}: give N (longest side in pixels) or H,W")
+def parse_resize(text: str) -> int | tuple[int, int]:
+    """``--resize`` text: ``N`` (the longest side) or ``H,W`` (exact); values checked as :func:`parse_crop`'s.
+
+    Raises:
+        RestoreError: Neither one nor two integers.
+    """
+    vals = _integers(text, ",x")
+    if len(vals) == 1:
+        return vals[0]
+    if len(vals) == 2:
+        return vals  # type: ignore[return-value]
+    raise RestoreError(f"--resize {text!r}: give N (longest side in pixels) or H,W")
+
+
+def parse_size(text: str) -> tuple[int, int, int]:
+    """``--size`` text ``C,H,W`` (or ``CxHxW``); values checked as :func:`parse_crop`'s.
+
+    Raises:
+        RestoreError: Not three integers.
+    """
+    vals = _integers(text, ",x")
+    if len(vals) != 3:
+        raise RestoreError(f"--size {text!r} is not C,H,W")
+    return vals  # type: ignore[return-value]
 
 
 def _pad_symmetric(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor:
@@ -126,48 +158,63 @@ class SizeRules:
         return "fix the size with " + ", ".join(parts[:-1]) + f" or {parts[-1]}" if len(parts) > 1 else "resize it with --resize H,W"
 
 
-def apply_geometry(x: Tensor, rules: SizeRules, args: argparse.Namespace, clip: bool, what: str, unit: str) -> tuple[Tensor, Geometry, Operator]:
-    """Resize / crop / pad the input-file tensor ``x`` (1, C, h, w) as asked; refuse a size that does not work."""
+def apply_geometry(x: Tensor, rules: SizeRules, opts: RestoreOptions, clip: bool, what: str, unit: str) -> tuple[Tensor, Geometry, Operator]:
+    """Resize / crop / pad the input-file tensor ``x`` (1, C, h, w) as ``opts`` asks.
+
+    Args:
+        x: The input file's tensor (a clean image, or an image-shaped measurement).
+        rules: The sizes the operator and the prior accept.
+        opts: ``resize``, then ``crop``, then ``pad`` are applied in that order.
+        clip: Clip a resized image to [0, 1] (a clean image; not a measurement).
+        what: The input, for messages (``image x.png``).
+        unit: Unit of sizes in messages (``" measurement pixels"`` or ``""``).
+
+    Returns:
+        The resized tensor, what was done (for the note and for cropping back), and the operator
+        built for the final size.
+
+    Raises:
+        RestoreError: The final size does not work; the message names the sizes that would.
+    """
     geo = Geometry(scale=rules.scale)
     notes = []
     h, w = x.shape[-2:]
-    if args.pad and args.crop is not None:
-        raise CommandError("--pad and --crop exclude each other; choose one")
-    if args.resize is not None:
-        kind, vals = parse_resize(args.resize)
-        if kind == "exact":
-            th, tw = vals
+    if opts.pad and opts.crop is not None:
+        raise RestoreError("--pad and --crop exclude each other; choose one")
+    if opts.resize is not None:
+        if isinstance(opts.resize, tuple):
+            th, tw = opts.resize
         else:
-            s = vals[0] / max(h, w)
+            s = opts.resize / max(h, w)
             th, tw = max(1, round(h * s)), max(1, round(w * s))
-            if rules.reason(th, tw) is not None and not args.pad and args.crop is None:
+            if rules.reason(th, tw) is not None and not opts.pad and opts.crop is None:
                 near = [c for c in (rules.nearest(th, tw, False), rules.nearest(th, tw, True)) if c]
                 if near:
                     th, tw = min(near, key=lambda c: abs(c[0] - th) + abs(c[1] - tw))
         x = _resize(x, th, tw, clip)
         notes.append(f"resized {h}x{w} -> {th}x{tw}{unit}")
         h, w = th, tw
-    if args.crop is not None:
-        region = parse_crop(args.crop)
-        if region is None:
+    if opts.crop is not None:
+        region = opts.crop
+        if region is True:
             target = rules.nearest(h, w, False) if rules.reason(h, w) is not None else (h, w)
             if target is None:
-                raise CommandError(f"{what}: no smaller size works ({rules.reason(h, w)}); use --pad or --resize")
+                raise RestoreError(f"{what}: no smaller size works ({rules.reason(h, w)}); use --pad or --resize")
             th, tw = target
             top, left = (h - th) // 2, (w - tw) // 2
         else:
             top, left, th, tw = region
             if top + th > h or left + tw > w:
-                raise CommandError(f"--crop {args.crop}: the region exceeds the {h}x{w}{unit} {what}")
+                raise RestoreError(f"--crop {','.join(map(str, region))}: the region exceeds the {h}x{w}{unit} {what}")
         if (th, tw) != (h, w):
             x = x[..., top : top + th, left : left + tw].contiguous()
             notes.append(f"cropped {h}x{w} -> {th}x{tw}{unit} at ({top}, {left})")
         h, w = th, tw
-    if args.pad:
+    if opts.pad:
         if rules.reason(h, w) is not None:
             target = rules.nearest(h, w, True)
             if target is None:
-                raise CommandError(f"{what}: no larger size works ({rules.reason(h, w)}); use --crop or --resize")
+                raise RestoreError(f"{what}: no larger size works ({rules.reason(h, w)}); use --crop or --resize")
             th, tw = target
             top, left = (th - h) // 2, (tw - w) // 2
             geo.pad = (top, th - h - top, left, tw - w - left)
@@ -177,12 +224,13 @@ def apply_geometry(x: Tensor, rules: SizeRules, args: argparse.Namespace, clip: 
     why = rules.reason(h, w)
     if why is not None:
         done = f" ({'; '.join(notes)})" if notes else ""
-        raise CommandError(f"{what} is {h}x{w}{unit}{done}: {why}; {rules.fixes(h, w, unit)}")
+        raise RestoreError(f"{what} is {h}x{w}{unit}{done}: {why}; {rules.fixes(h, w, unit)}")
     geo.note = "; ".join(notes)
     return x, geo, rules.built[(h, w)]
 
 
 def crop_back(x: Tensor, geo: Geometry) -> Tensor:
+    """Undo ``pad``: crop a restoration (image pixels, ``geo.scale`` times the input file's) back."""
     if geo.pad is None:
         return x
     top, bottom, left, right = geo.pad
@@ -192,6 +240,7 @@ def crop_back(x: Tensor, geo: Geometry) -> Tensor:
 
 
 def prior_multiple(prior: Any) -> int:
+    """The number a prior needs image H and W divisible by (its ``size_multiple``), else 1."""
     for obj in (prior, getattr(prior, "model", None), getattr(getattr(prior, "rgb", None), "model", None)):
         m = getattr(obj, "size_multiple", None)
         if isinstance(m, int) and m > 1:

@@ -1,42 +1,10 @@
-"""The ``invkit solve`` command line: its ``--help`` text (:data:`SOLVE_DESCRIPTION`,
-:data:`SOLVE_EPILOG`, the full contract), its options, and the keys of every ``--json`` record
-(:data:`JSON_KEYS`)."""
+"""The ``invkit solve --help`` text: :data:`SOLVE_DESCRIPTION` and :data:`SOLVE_EPILOG` (the
+full contract of the command: modes, output files, noise level, metrics, JSON keys, sizes, cost,
+reproducibility)."""
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from .cost import DEFAULT_MAX_MEGAPIXELS
-
-#: Keys of every ``--json`` record, in order (documented in ``invkit solve --help``).
-JSON_KEYS = (
-    "image",
-    "output",
-    "mode",
-    "operator",
-    "operator_params",
-    "solver",
-    "prior",
-    "shape",
-    "sigma_y",
-    "steps",
-    "samples",
-    "seed",
-    "device",
-    "seconds",
-    "psnr_measurement",
-    "psnr_restored",
-    "ssim_measurement",
-    "ssim_restored",
-    "lpips_measurement",
-    "lpips_restored",
-    "measurement_metrics_from",
-    "std_mean",
-    "std_max",
-    "files",
-)
-
+__all__ = ["SOLVE_DESCRIPTION", "SOLVE_EPILOG"]
 
 SOLVE_DESCRIPTION = """\
 Restore images y = H x + noise with a solver (DDRM by default) and a diffusion prior (the
@@ -115,54 +83,3 @@ reproducibility: sample i draws only from its own generator, seeded from (--seed
 --batch is (float rounding in CPU BLAS may still differ in the last bits between runs). A
 plugin solver without per-row generators (Solver.row_generators) draws a batch from one
 generator, and its samples then depend on --batch too."""
-
-
-def _sigma_arg(text: str) -> float | str:
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'auto'") from None
-    return value
-
-
-FIGURE_AUTO = "<next to the output>"
-
-
-def setup_solve(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("what to run")
-    g.add_argument("--solver", default="ddrm", help="solver name (default ddrm; see `invkit plugins`)")
-    g.add_argument("--solver-arg", action="append", default=[], metavar="K=V", help="solver parameter (repeatable), e.g. eta=0.85")
-    g.add_argument("--operator", default=None, help="operator name (read from a .safetensors measurement if omitted)")
-    g.add_argument("--arg", action="append", default=None, metavar="K=V", help="operator parameter (repeatable), e.g. sigma=2.0")
-    g.add_argument("--prior", default="default", metavar="NAME|PATH", help="prior name or checkpoint file/diffusers folder (default: the built-in 'default' prior)")
-    g.add_argument("--prior-arg", action="append", default=[], metavar="K=V", help="prior parameter (repeatable), e.g. arch=adm, class_label=N")
-
-    g = p.add_argument_group("input and output")
-    g.add_argument("--input", required=True, type=Path, help="measurement (or clean image with --simulate): an image file, a .safetensors measurement, or a folder")
-    g.add_argument("--output", required=True, type=Path, help="restored image file (PNG/TIFF/JPEG), or a folder when --input is a folder")
-    g.add_argument("--simulate", action="store_true", help="--input is a clean image: degrade it first, then report metrics against it")
-    g.add_argument("--figure", nargs="?", const=FIGURE_AUTO, default=None, metavar="PATH", help="write the side-by-side picture (always written with --simulate); PATH names it, and its suffix picks the format (.png, .jpg, .tif, .bmp)")
-    g.add_argument("--size", default=None, metavar="C,H,W", help="image shape, when the measurement does not determine it")
-    g.add_argument("--bits", type=int, choices=(8, 16), default=None, help="bits per sample of image outputs (default: 16 for 16-bit inputs written to PNG/TIFF, else 8)")
-    g.add_argument("--force", action="store_true", help="overwrite existing outputs")
-
-    g = p.add_argument_group("noise and sampling")
-    g.add_argument("--sigma-y", type=_sigma_arg, default=None, metavar="SIGMA|auto", help="measurement noise std in [0, 1] units (see 'noise level' below)")
-    g.add_argument("--steps", type=int, default=None, help="prior evaluations per sample (solver default if omitted; DDRM: 20)")
-    g.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0); sample i uses its own generator seeded from (seed, i), see 'reproducibility' below")
-    g.add_argument("--samples", type=int, default=1, metavar="N", help="posterior samples per image (default 1); N > 1 writes the mean, a std map and the samples")
-    g.add_argument("--batch", type=int, default=1, metavar="B", help="samples per solver call (default 1; larger is faster on a GPU and uses more memory)")
-    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available); the prior and the tensors run there")
-
-    g = p.add_argument_group("image size")
-    g.add_argument("--pad", action="store_true", help="reflect-pad to the nearest size that works; the result is cropped back")
-    g.add_argument("--crop", nargs="?", const="centre", default=None, metavar="Y,X,H,W", help="crop to the largest centred size that works, or to the region Y,X,H,W")
-    g.add_argument("--resize", default=None, metavar="N|H,W", help="resize first: N = longest side in pixels (adjusted to a size that works), or exactly H,W")
-    g.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_MEGAPIXELS, metavar="MP", help=f"refuse larger images up front, with an estimate and the options that work (default {DEFAULT_MAX_MEGAPIXELS:g})")
-
-    g = p.add_argument_group("reporting")
-    g.add_argument("--json", action="store_true", help="one JSON object per image on stdout (keys below)")
-    g.add_argument("--quiet", action="store_true", help="no progress bar, notes or summary lines (errors and --json still print)")
-    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")

@@ -1,0 +1,119 @@
+"""Cost of a run: a timed prior evaluation at a small size, extrapolated to the image, stated up
+front for large images; images over ``max_megapixels`` are refused with the options
+(``--resize``, ``--crop``, a higher limit) that would run. After an image's first solver step,
+:func:`projection_note` projects its time (for a caller that draws no progress bar)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .errors import RestoreError
+from .options import RestoreOptions
+from .progress import ProgressEvent, format_duration
+from .sizing import prior_multiple
+
+__all__ = ["Timer", "cost_or_refuse", "projection_note", "ESTIMATE_PIXELS", "ANNOUNCE_SECONDS", "ASSUMED_STEPS"]
+
+#: Images above this many pixels get an up-front cost estimate (a timed prior evaluation).
+ESTIMATE_PIXELS = 512 * 512
+#: A projected solve longer than this (seconds) is announced after the first step (:func:`projection_note`).
+ANNOUNCE_SECONDS = 30.0
+#: Steps assumed for estimates when ``--steps`` is not given (DDRM's default).
+ASSUMED_STEPS = 20
+
+
+class Timer:
+    """Wall time of one prior evaluation at a small size, to extrapolate the cost of large images.
+
+    Args:
+        prior: The prior to time.
+        device: Where it runs.
+        multiple: The prior's size multiple (the timing image's side is one).
+    """
+
+    def __init__(self, prior: Any, device: torch.device, multiple: int) -> None:
+        self.prior, self.device = prior, device
+        self.side = max(128 // max(multiple, 1) * max(multiple, 1), multiple)
+        self.cache: dict[int, float | None] = {}
+
+    def seconds_per_pixel(self, channels: int) -> float | None:
+        """Seconds per pixel of one prior evaluation (timed once per channel count), None if it failed."""
+        if channels not in self.cache:
+            try:
+                g = torch.Generator().manual_seed(0)
+                x = (0.5 + 0.1 * torch.randn(1, channels, self.side, self.side, generator=g)).to(self.device)
+                self.prior.denoise(x, 0.2)  # warm-up (lazy set-up, allocator)
+                _sync(self.device)
+                t0 = time.perf_counter()
+                self.prior.denoise(x, 0.2)
+                _sync(self.device)
+                self.cache[channels] = (time.perf_counter() - t0) / (self.side * self.side)
+            except Exception:  # noqa: BLE001 - an estimate must never break a run
+                self.cache[channels] = None
+        return self.cache[channels]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _cost_text(per_eval: float, steps: int, samples: int, batch: int) -> str:
+    chunks = math.ceil(samples / batch)
+    total = per_eval * min(batch, samples) * steps * chunks
+    what = f"{steps} steps" + (f" x {samples} samples" if samples > 1 else "")
+    return f"about {format_duration(per_eval)} per prior evaluation, {format_duration(total)} for {what}"
+
+
+def cost_or_refuse(name: str, c: int, H: int, W: int, *, opts: RestoreOptions, timer: Timer, say_note: Callable[[str], None] | None = None) -> None:
+    """Refuse an image over ``opts.max_megapixels`` (with the estimate and a ``--resize`` that fits); announce a large one.
+
+    Images up to :data:`ESTIMATE_PIXELS` within the limit cost nothing to check. Larger ones
+    get an estimate from ``timer``, passed to ``say_note``.
+
+    Raises:
+        RestoreError: Over the limit.
+    """
+    pixels = H * W
+    limit = opts.max_megapixels * 1e6
+    steps = opts.steps or ASSUMED_STEPS
+    if pixels <= ESTIMATE_PIXELS and pixels <= limit:
+        return
+    spp = timer.seconds_per_pixel(c)
+    per_eval = spp * pixels if spp is not None else None
+    estimate = f"{_cost_text(per_eval, steps, opts.samples, opts.batch)} on {timer.device.type}, extrapolated from a {timer.side}x{timer.side} timing" if per_eval else "no estimate (the prior failed on a small test image)"
+    if pixels > limit:
+        side = max(H, W) * math.sqrt(limit / pixels)
+        m = max(prior_multiple(timer.prior), 1)
+        n = max(m, int(side // m * m))
+        small = pixels * (n / max(H, W)) ** 2
+        small_cost = f", {_cost_text(spp * small, steps, opts.samples, opts.batch)}" if spp else ""
+        raise RestoreError(
+            f"{name} is {W}x{H} pixels ({pixels / 1e6:.3g} MP), over --max-megapixels {opts.max_megapixels:g}: {estimate}; "
+            f"pass --resize {n} (longest side, {small / 1e6:.3g} MP{small_cost}), crop a region with --crop Y,X,H,W, "
+            f"or --max-megapixels {math.ceil(pixels / 1e6 * 10) / 10:g} to run it anyway"
+        )
+    if say_note is not None:
+        say_note(f"{name}: {W}x{H} pixels ({pixels / 1e6:.3g} MP): {estimate}")
+
+
+def projection_note(event: ProgressEvent) -> str | None:
+    """The time projected for an image after its first solver step, when over :data:`ANNOUNCE_SECONDS`.
+
+    For a caller that shows no progress bar (``invkit solve`` without a terminal: a bar shows
+    the time left itself).
+
+    Returns:
+        The note, or None: not the first step, or a shorter projection.
+    """
+    if event.kind != "step" or event.done != 1 or event.total is None:
+        return None
+    projected = event.elapsed * event.total
+    if projected <= ANNOUNCE_SECONDS:
+        return None
+    return f"{event.image.name}: first step took {format_duration(event.elapsed)}; projected {format_duration(projected)} for this image"

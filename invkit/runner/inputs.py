@@ -1,0 +1,226 @@
+"""One input made ready to restore: read it, fix its size as asked, build the operator and the
+measurement (degrading a clean image when simulating), and settle the noise level ``sigma_y``
+(:mod:`invkit.runner.noise_level`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..forward import Operator
+from ..io import MEASUREMENT_SUFFIX, Measurement, read_image, read_measurement
+from ..params import parse_kv, parse_params
+from ..problem import Problem
+from ..registry import Registry
+from .errors import RestoreError
+from .files import output_bits
+from .jobs import Job
+from .noise_level import measurement_sigma, simulate_sigma
+from .options import RestoreOptions
+from .sizing import Geometry, SizeRules, apply_geometry, crop_back, prior_multiple
+
+__all__ = ["Prepared", "prepare", "simulate_measurement", "measurement_view", "operator_params", "check_finite"]
+
+#: ``too_big(name, C, H, W)``: called with an input's size before any size fix is checked.
+TooBig = Callable[[str, int, int, int], None]
+
+
+@dataclass
+class Prepared:
+    """One input, ready to restore.
+
+    Attributes:
+        job: The input and its outputs.
+        op: The operator, for the (possibly resized, cropped or padded) image size.
+        name: The operator's registered name.
+        y: The measurement ``(1, *op.out_shape)``, float32, CPU.
+        sigma_y: The noise level restored with.
+        bits: Bits per sample of the image outputs.
+        geo: What was done to the input's size.
+        clean: The original image ``(1, C, H, W)`` when simulating (for the metrics), else None.
+        notes: Messages for the user (how ``sigma_y`` was chosen).
+    """
+
+    job: Job
+    op: Operator
+    name: str
+    y: Tensor
+    sigma_y: float
+    bits: int
+    geo: Geometry
+    clean: Tensor | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def check_finite(t: Tensor, what: str) -> None:
+    """Refuse a tensor with NaN or infinite values.
+
+    Raises:
+        RestoreError: Naming ``what`` and how many values are bad.
+    """
+    bad = int((~torch.isfinite(t)).sum())
+    if bad:
+        raise RestoreError(f"{what} contains {bad} NaN or infinite value(s) out of {t.numel()}; clean or crop it first")
+
+
+def simulate_measurement(op: Operator, clean: Tensor, sigma_y: float, seed: int) -> Tensor:
+    """The measurement ``invkit degrade --seed`` and ``invkit solve --simulate --seed`` make of ``clean``.
+
+    ``H x`` in float64 plus Gaussian noise of std ``sigma_y`` from a CPU generator seeded with
+    ``seed``, returned as float32 (so the same on every device).
+
+    Args:
+        op: The operator.
+        clean: Clean images ``(B, *op.in_shape)`` in [0, 1].
+        sigma_y: Noise std in [0, 1] pixel units.
+        seed: Seed of the noise draw.
+
+    Returns:
+        ``(B, *op.out_shape)`` float32.
+    """
+    return Problem.simulate(op, clean.double(), sigma_y, torch.Generator().manual_seed(seed)).y.float()
+
+
+def operator_params(cls: Any, name: str, given: list[str] | None, meas: Measurement, src: Path) -> dict[str, Any]:
+    """Operator parameters: the ones a measurement file recorded, plus ``--arg`` values that agree with them.
+
+    An ``--arg`` that contradicts a recorded value (say another mask seed) would silently restore
+    with a different operator than the one that made the measurement, so it is refused.
+
+    Raises:
+        RestoreError: An ``--arg`` contradicts a recorded value.
+    """
+    owner = f"operator '{name}'"
+    if name != meas.operator or not meas.params:
+        return parse_params(cls.params, given or [], owner=owner)
+    recorded = parse_params(cls.params, meas.params, owner=owner)
+    if not given:
+        return recorded
+    explicit = parse_params(cls.params, given, owner=owner)
+    asked = parse_kv(given)
+    for key in asked:
+        if explicit[key] != recorded[key]:
+            raise RestoreError(
+                f"measurement {src} was made with {key}={recorded[key]!r}; --arg {key}={asked[key]} contradicts it (drop that --arg)"
+            )
+    return recorded
+
+
+def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_big: TooBig | None = None) -> Prepared:
+    """Read one input, fix its size as asked, build the operator and the measurement, settle ``sigma_y``.
+
+    Args:
+        job: The input and its outputs.
+        opts: The run's options.
+        registry: Where the operators are registered.
+        prior: The prior (for its size multiple).
+        too_big: Called with the image size before any size fix is checked (unless ``resize``
+            or ``crop`` may shrink it), so an oversized photo is refused for its size first.
+
+    Raises:
+        RestoreError: An input that does not fit the options (the message says how to fix it).
+    """
+    src = job.src
+    prior_label = f"prior '{opts.prior}'"
+    multiple = prior_multiple(prior)
+    notes: list[str] = []
+    if opts.simulate:
+        if opts.operator is None:
+            raise RestoreError("--simulate needs --operator NAME (see `invkit plugins`)")
+        name = opts.operator
+        cls = registry.operator_class(name)
+        params = parse_params(cls.params, opts.operator_args or [], owner=f"operator '{name}'")
+        image = read_image(src)
+        check_finite(image.x, f"image {src}")
+        c = image.x.shape[1]
+        if too_big is not None and opts.resize is None and opts.crop is None:
+            too_big(job.src.name, c, *image.x.shape[-2:])
+        rules = SizeRules(lambda h, w: (c, h, w), lambda s: cls(s, **params), multiple, prior_label, (1, 1))
+        clean, geo, op = apply_geometry(image.x, rules, opts, True, f"image {src.name}", "")
+        sigma = simulate_sigma(opts.sigma_y)
+        y = simulate_measurement(op, clean, sigma, opts.seed)
+        return Prepared(job, op, name, y, sigma, output_bits(opts.bits, image.bits, job.out, op.in_shape[0]), geo, clean=crop_back(clean, geo), notes=notes)
+
+    if src.suffix == MEASUREMENT_SUFFIX:
+        meas = read_measurement(src)
+        from_image = False
+    else:
+        image = read_image(src)
+        meas = Measurement(y=image.x, bits=image.bits)
+        from_image = True
+    if meas.y.dim() < 2 or meas.y.shape[0] != 1:
+        raise RestoreError(f"measurement {src} holds a batch of shape {tuple(meas.y.shape)}; expected one measurement (1, ...)")
+    check_finite(meas.y, f"measurement {src}")
+    name = opts.operator or meas.operator
+    if name is None:
+        raise RestoreError("no operator given; pass --operator NAME (see `invkit plugins`)")
+    if meas.operator is not None and opts.operator is not None and opts.operator != meas.operator:
+        raise RestoreError(f"measurement {src} was made by operator '{meas.operator}', not '{opts.operator}'; drop --operator")
+    cls = registry.operator_class(name)
+    params = operator_params(cls, name, opts.operator_args, meas, src)
+    y0 = meas.y
+    image_like = y0.dim() == 4
+    geometry_asked = opts.pad or opts.crop is not None or opts.resize is not None
+
+    if opts.size is not None or meas.in_shape is not None or not image_like:
+        if geometry_asked:
+            raise RestoreError("--pad/--crop/--resize need an image measurement whose size gives the image size (not --size or a compact measurement)")
+        if opts.size is not None:
+            in_shape: Any = tuple(opts.size)
+        elif meas.in_shape is not None:
+            in_shape = meas.in_shape
+        else:
+            in_shape = cls.infer_in_shape(tuple(y0.shape[1:]), params)
+        op = registry.build_operator(name, in_shape, params)
+        if tuple(y0.shape[1:]) != tuple(op.out_shape):
+            raise RestoreError(f"measurement {src} has shape {tuple(y0.shape[1:])}, but operator '{name}' on images {op.in_shape} measures {op.out_shape}")
+        m = multiple
+        if m > 1 and (op.in_shape[1] % m or op.in_shape[2] % m):
+            raise RestoreError(f"{prior_label} needs image H and W divisible by {m}, got {op.in_shape[1]}x{op.in_shape[2]} (--size or the measurement file); make the measurement at a size that works")
+        y, geo = y0, Geometry()
+    else:
+        c, h, w = y0.shape[1:]
+        shape0 = cls.infer_in_shape((c, h, w), params)
+        scale = (shape0[1] // h, shape0[2] // w) if shape0[1] % h == 0 and shape0[2] % w == 0 else (1, 1)
+        if too_big is not None and opts.resize is None and opts.crop is None:
+            too_big(src.name, *shape0)
+        rules = SizeRules(
+            lambda hh, ww: cls.infer_in_shape((c, hh, ww), params),
+            lambda s: cls(s, **params),
+            multiple,
+            prior_label,
+            scale,
+        )
+        unit = " measurement pixels" if scale != (1, 1) else ""
+        y, geo, op = apply_geometry(y0, rules, opts, from_image, f"measurement {src.name}", unit)
+        if tuple(y.shape[1:]) != tuple(op.out_shape):
+            raise RestoreError(f"measurement {src} has shape {tuple(y.shape[1:])}, but operator '{name}' on images {op.in_shape} measures {op.out_shape}")
+
+    sigma, note = measurement_sigma(opts.sigma_y, meas.sigma_y, meas.bits, y)
+    if note is not None:
+        notes.append(note)
+    return Prepared(job, op, name, y.float(), sigma, output_bits(opts.bits, meas.bits, job.out, op.in_shape[0]), geo, notes=notes)
+
+
+def measurement_view(prep: Prepared) -> tuple[Tensor | None, str | None]:
+    """The measurement as an image comparable with the restoration, and how it was made.
+
+    Returns:
+        ``(view, "measurement")`` for an image measurement of the image's shape,
+        ``(H⁺ y, "pseudo_inverse")`` otherwise, ``(None, None)`` without a pseudo-inverse.
+    """
+    y = prep.y
+    in_shape = tuple(prep.op.in_shape)
+    if y.dim() == 4 and tuple(y.shape[1:]) == in_shape:
+        return crop_back(y, prep.geo), "measurement"
+    pinv = getattr(prep.op, "pinv", None)
+    if pinv is None:
+        return None, None
+    with torch.no_grad():
+        x = pinv(y.double()).float()
+    return crop_back(x, prep.geo), "pseudo_inverse"

@@ -1,0 +1,133 @@
+"""Planning a run: every input file (one, or each image in a folder) with every output it
+produces, all checked (not an input, not clobbered without ``force``, no two the same) before
+any work starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..io import IMAGE_SUFFIXES, MEASUREMENT_SUFFIX, list_images
+from .errors import RestoreError
+from .files import is_input, same_file
+from .options import RestoreOptions
+
+__all__ = ["Job", "plan_jobs", "check_jobs"]
+
+
+@dataclass
+class Job:
+    """One input file and every output it produces.
+
+    Attributes:
+        src: The input file.
+        out: The restoration (the posterior mean when there are several samples).
+        std: The per-pixel std map (several samples only).
+        samples: One file per sample (several samples only).
+        figure: The side-by-side picture, if one is written.
+    """
+
+    src: Path
+    out: Path
+    std: Path | None = None
+    samples: list[Path] = field(default_factory=list)
+    figure: Path | None = None
+
+    def outputs(self) -> list[Path]:
+        """Every file this job writes."""
+        return [p for p in (self.out, self.std, *self.samples, self.figure) if p is not None]
+
+
+def _derived(out: Path, tag: str, suffix: str | None = None) -> Path:
+    return out.with_name(f"{out.stem}_{tag}{suffix if suffix is not None else out.suffix}")
+
+
+def _make_job(src: Path, out: Path, opts: RestoreOptions, figure_dir: Path | None) -> Job:
+    job = Job(src=src, out=out)
+    n = opts.samples
+    if n > 1:
+        job.std = _derived(out, "std")
+        width = len(str(n))
+        job.samples = [_derived(out, f"sample{i:0{width}d}") for i in range(1, n + 1)]
+    if opts.figure is not None or opts.simulate:
+        if opts.figure is None or opts.figure is True:
+            job.figure = _derived(out, "figure", ".png")
+        elif figure_dir is not None:
+            job.figure = figure_dir / f"{out.stem}_figure.png"
+        else:
+            job.figure = Path(opts.figure)
+    return job
+
+
+def plan_jobs(opts: RestoreOptions) -> list[Job]:
+    """The jobs of a run: one for a file input, one per image for a folder input.
+
+    Raises:
+        RestoreError: A missing input, an input of the wrong kind, or an output that does not
+            fit the input (a file for a folder, two inputs restored to one name).
+    """
+    src, out = opts.input, opts.output
+    if not src.exists():
+        raise RestoreError(f"input {src} does not exist")
+    suffixes = IMAGE_SUFFIXES if opts.simulate else (*IMAGE_SUFFIXES, MEASUREMENT_SUFFIX)
+    if src.is_dir():
+        files = list_images(src, suffixes)
+        if not files:
+            raise RestoreError(f"input folder {src} holds no {'images' if opts.simulate else 'images or measurements'} ({', '.join(suffixes)})")
+        if (out.exists() and not out.is_dir()) or (not out.exists() and out.suffix.lower() in IMAGE_SUFFIXES):
+            raise RestoreError(f"output {out} is a file name; with a folder --input, --output must be a folder")
+        if out.exists() and same_file(out, src):
+            raise RestoreError(f"output folder {out} is the input folder; choose another folder")
+        figure_dir = None
+        if isinstance(opts.figure, Path):
+            figure_dir = opts.figure
+            if figure_dir.exists() and not figure_dir.is_dir():
+                raise RestoreError(f"--figure {figure_dir}: with a folder --input it must be a folder")
+        stems: dict[str, Path] = {}
+        jobs = []
+        for f in files:
+            if f.stem in stems:
+                raise RestoreError(f"{stems[f.stem].name} and {f.name} in {src} would both be restored to {f.stem}.png; rename one")
+            stems[f.stem] = f
+            jobs.append(_make_job(f, out / f"{f.stem}.png", opts, figure_dir))
+        return jobs
+    if src.suffix.lower() not in suffixes:
+        if opts.simulate and src.suffix == MEASUREMENT_SUFFIX:
+            raise RestoreError(f"--simulate needs a clean image, but {src} is a measurement file; drop --simulate to restore it")
+        raise RestoreError(f"input {src} is not an image or measurement file ({', '.join(suffixes)})")
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise RestoreError(f"output {out} must be an image file ({', '.join(IMAGE_SUFFIXES)})" + (" or a folder for a folder --input" if not out.suffix else ""))
+    return [_make_job(src, out, opts, None)]
+
+
+def check_jobs(jobs: list[Job], force: bool) -> None:
+    """Refuse outputs that are inputs, folders, not images, written twice, or exist (unless ``force``).
+
+    Raises:
+        RestoreError: The first problem found, naming the file.
+    """
+    inputs = [j.src for j in jobs]
+    seen: set[Path] = set()
+    existing = []
+    for job in jobs:
+        for path in job.outputs():
+            if is_input(path, inputs):
+                raise RestoreError(f"output {path} is the input file; choose another output path")
+            if path.is_dir():
+                raise RestoreError(f"output {path} is a folder; choose another output path")
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                what = "--figure" if path == job.figure else "output"
+                raise RestoreError(f"{what} {path} must be an image file ({', '.join(IMAGE_SUFFIXES)})")
+            key = path.resolve()
+            if key in seen:
+                raise RestoreError(f"two outputs would be written to {path}; choose another --figure or --output")
+            seen.add(key)
+            if path.exists():
+                existing.append(path)
+    if existing and not force:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise RestoreError(f"output {existing[0]} exists{more}; pass --force to overwrite")
+    if len(jobs) == 1 and not jobs[0].src.is_dir():
+        for path in jobs[0].outputs():
+            if not path.parent.is_dir():
+                raise RestoreError(f"output folder {path.parent} does not exist; create it first")

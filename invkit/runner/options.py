@@ -1,0 +1,162 @@
+"""What a restore run is asked to do: :class:`RestoreOptions`, one field per ``invkit solve`` option,
+and :func:`check_values`, the check of every field's type and range (whoever set it: the command
+line's parsers only turn text into values)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import RestoreError
+from .noise_level import check_sigma
+
+__all__ = ["RestoreOptions", "DEFAULT_MAX_MEGAPIXELS", "check_values"]
+
+#: Default of :attr:`RestoreOptions.max_megapixels` (``--max-megapixels``).
+DEFAULT_MAX_MEGAPIXELS = 4.0
+
+
+@dataclass
+class RestoreOptions:
+    """The options of one restore run (``invkit solve``): what to run, on what, and how.
+
+    Every field has the meaning of the ``invkit solve`` option of the same name (``_`` for
+    ``-``; ``operator_args`` is ``--arg``, ``solver_args`` ``--solver-arg``, ``prior_args``
+    ``--prior-arg``); ``invkit solve --help`` is the full contract. Values are checked by
+    :func:`invkit.runner.restore`, which raises :class:`~invkit.runner.RestoreError` before any
+    work for a bad one.
+
+    Attributes:
+        input: A measurement (an image file or a ``.safetensors`` measurement), a clean image
+            with ``simulate``, or a folder of them.
+        output: The restored image file, or a folder when ``input`` is a folder.
+        operator: Operator name; read from a ``.safetensors`` measurement when None.
+        operator_args: Operator parameters as ``"K=V"`` strings; None when none were given (a
+            measurement's recorded parameters are then used as they are).
+        solver: Solver name.
+        solver_args: Solver parameters as ``"K=V"`` strings.
+        prior: Prior name, or a checkpoint file / diffusers folder.
+        prior_args: Prior parameters as ``"K=V"`` strings.
+        simulate: ``input`` is a clean image: degrade it (noise seed ``seed``), restore, score.
+        figure: Write the side-by-side picture: ``True`` next to the output, a path to name it
+            (a folder for a folder input), None for none (always written with ``simulate``).
+        size: Image shape ``(C, H, W)`` when the measurement does not determine it.
+        bits: Bits per sample of image outputs (8 or 16); None: from the input.
+        force: Overwrite existing outputs.
+        sigma_y: Measurement noise std in [0, 1] units, ``"auto"`` to estimate it from an image
+            measurement, None for the default policy (:mod:`invkit.runner.noise_level`).
+        steps: Prior evaluations per sample (None: the solver's default).
+        seed: Seed of every random draw; sample ``i`` uses ``sample_seed(seed, i)``.
+        samples: Posterior samples per image.
+        batch: Samples per solver call.
+        device: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto``.
+        pad: Reflect-pad to the nearest size that works (cropped back after).
+        crop: ``True`` for the largest centred size that works, or a region ``(Y, X, H, W)``.
+        resize: Longest side in pixels (adjusted to a size that works), or an exact ``(H, W)``.
+        max_megapixels: Refuse larger images before any work.
+    """
+
+    input: Path
+    output: Path
+    operator: str | None = None
+    operator_args: list[str] | None = None
+    solver: str = "ddrm"
+    solver_args: list[str] = field(default_factory=list)
+    prior: str = "default"
+    prior_args: list[str] = field(default_factory=list)
+    simulate: bool = False
+    figure: Path | Literal[True] | None = None
+    size: tuple[int, int, int] | None = None
+    bits: int | None = None
+    force: bool = False
+    sigma_y: float | Literal["auto"] | None = None
+    steps: int | None = None
+    seed: int = 0
+    samples: int = 1
+    batch: int = 1
+    device: str = "auto"
+    pad: bool = False
+    crop: tuple[int, int, int, int] | Literal[True] | None = None
+    resize: int | tuple[int, int] | None = None
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
+
+    def __post_init__(self) -> None:
+        # paths given as text become Paths; anything else is left for check_values to refuse
+        for name in ("input", "output", "figure"):
+            value = getattr(self, name)
+            if isinstance(value, (str, os.PathLike)):
+                setattr(self, name, Path(value))
+        for name in ("size", "crop", "resize"):  # sequences of numbers as tuples
+            value = getattr(self, name)
+            if isinstance(value, list):
+                setattr(self, name, tuple(value))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _ints(value: Any, n: int) -> bool:
+    """Whether ``value`` is a tuple or list of ``n`` integers."""
+    return isinstance(value, (tuple, list)) and len(value) == n and all(_is_int(v) for v in value)
+
+
+def check_values(opts: RestoreOptions) -> None:
+    """Refuse a field of the wrong type or out of range, naming it by its option (``--crop``).
+
+    Names (solver, operator, prior, device) are checked against what exists elsewhere
+    (:func:`invkit.runner.check_options`); here only their type.
+
+    Raises:
+        RestoreError: One line: the option, what it must be, and the value given.
+    """
+
+    def bad(flag: str, must: str, value: Any) -> RestoreError:
+        return RestoreError(f"{flag} must be {must}, got {value!r}")
+
+    for name in ("input", "output"):
+        if not isinstance(getattr(opts, name), Path):
+            raise bad(f"--{name}", "a path", getattr(opts, name))
+    if not (opts.figure is None or opts.figure is True or isinstance(opts.figure, Path)):
+        raise bad("--figure", "True, a path or None", opts.figure)
+    for flag, value, optional in (("--solver", opts.solver, False), ("--prior", opts.prior, False),
+                                  ("--operator", opts.operator, True), ("--device", opts.device, False)):
+        if not (isinstance(value, str) and value) and not (optional and value is None):
+            raise bad(flag, "a name" + (" or None" if optional else ""), value)
+    for flag, value, optional in (("--arg", opts.operator_args, True), ("--solver-arg", opts.solver_args, False),
+                                  ("--prior-arg", opts.prior_args, False)):
+        if not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)) and not (optional and value is None):
+            raise bad(flag, 'a list of "K=V" strings' + (" or None" if optional else ""), value)
+    for flag, value in (("--simulate", opts.simulate), ("--force", opts.force), ("--pad", opts.pad)):
+        if not isinstance(value, bool):
+            raise bad(flag, "True or False", value)
+    for flag, value, optional in (("--samples", opts.samples, False), ("--batch", opts.batch, False), ("--steps", opts.steps, True)):
+        if optional and value is None:
+            continue
+        if not _is_int(value):
+            raise bad(flag, "an integer >= 1" + (" or None" if optional else ""), value)
+        if value < 1:
+            raise bad(flag, ">= 1", value)
+    if not _is_int(opts.seed):
+        raise bad("--seed", "an integer", opts.seed)
+    if opts.bits not in (None, 8, 16) or isinstance(opts.bits, bool):
+        raise bad("--bits", "8, 16 or None", opts.bits)
+    mp = opts.max_megapixels
+    if not isinstance(mp, (int, float)) or isinstance(mp, bool):
+        raise bad("--max-megapixels", "a number > 0", mp)
+    if not mp > 0:  # NaN too
+        raise bad("--max-megapixels", "> 0", mp)
+    if opts.sigma_y is not None and opts.sigma_y != "auto":
+        check_sigma(opts.sigma_y, auto=True)
+    if opts.size is not None and not (_ints(opts.size, 3) and min(opts.size) >= 1):
+        raise bad("--size", "three integers (C, H, W) >= 1 or None", opts.size)
+    crop = opts.crop
+    if not (crop is None or crop is True or (_ints(crop, 4) and min(crop[:2]) >= 0 and min(crop[2:]) >= 1)):
+        raise bad("--crop", "True (centred) or a region (Y, X, H, W) of integers, Y, X >= 0 and H, W >= 1, or None", crop)
+    resize = opts.resize
+    if not (resize is None or (_is_int(resize) and resize >= 1) or (_ints(resize, 2) and min(resize) >= 1)):
+        raise bad("--resize", "an integer N >= 1 (longest side), two integers (H, W) >= 1, or None", resize)
+    if opts.pad and opts.crop is not None:
+        raise RestoreError("--pad and --crop exclude each other; choose one")

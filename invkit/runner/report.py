@@ -1,0 +1,118 @@
+"""What a run reports per image: the record (:data:`JSON_KEYS`, ``invkit solve --json``), the
+metrics against a clean image (:mod:`invkit.metrics`, the only PSNR/SSIM), and their table."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+__all__ = ["JSON_KEYS", "new_record", "score", "metrics_table"]
+
+#: Keys of every record, in order (documented in ``invkit solve --help``).
+JSON_KEYS = (
+    "image",
+    "output",
+    "mode",
+    "operator",
+    "operator_params",
+    "solver",
+    "prior",
+    "shape",
+    "sigma_y",
+    "steps",
+    "samples",
+    "seed",
+    "device",
+    "seconds",
+    "psnr_measurement",
+    "psnr_restored",
+    "ssim_measurement",
+    "ssim_restored",
+    "lpips_measurement",
+    "lpips_restored",
+    "measurement_metrics_from",
+    "std_mean",
+    "std_max",
+    "files",
+)
+
+
+def new_record(**values: Any) -> dict[str, Any]:
+    """A record with every key of :data:`JSON_KEYS` (None where not given), in that order.
+
+    Raises:
+        KeyError: A key that is not in :data:`JSON_KEYS`.
+    """
+    unknown = set(values) - set(JSON_KEYS)
+    if unknown:
+        raise KeyError(f"not record keys: {sorted(unknown)}")
+    record: dict[str, Any] = {k: None for k in JSON_KEYS}
+    record.update(values)
+    return record
+
+
+def _finite_or_none(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def score(restored: Tensor, clean: Tensor, view: Tensor | None = None, view_kind: str | None = None) -> dict[str, Any]:
+    """PSNR, SSIM and LPIPS of the restoration (and of the measurement's view) against ``clean``.
+
+    Args:
+        restored: The restoration ``(1, C, H, W)``.
+        clean: The clean image, same shape.
+        view: The measurement as an image (:func:`invkit.runner.inputs.measurement_view`), scored
+            only when it has the clean image's shape.
+        view_kind: How ``view`` was made (``"measurement"`` or ``"pseudo_inverse"``).
+
+    Returns:
+        The record's metric keys (``psnr_restored``, ..., ``measurement_metrics_from``); a
+        metric is None when it is not available or infinite.
+    """
+    from ..metrics import lpips, psnr, ssim
+
+    out: dict[str, Any] = {
+        "psnr_restored": _finite_or_none(psnr(restored, clean)),
+        "ssim_restored": _finite_or_none(ssim(restored, clean)),
+        "lpips_restored": _finite_or_none(lpips(restored, clean)),
+    }
+    if view is not None and tuple(view.shape) == tuple(clean.shape):
+        out["psnr_measurement"] = _finite_or_none(psnr(view, clean))
+        out["ssim_measurement"] = _finite_or_none(ssim(view, clean))
+        out["lpips_measurement"] = _finite_or_none(lpips(view, clean))
+        out["measurement_metrics_from"] = view_kind
+    return out
+
+
+def metrics_table(records: list[dict[str, Any]]) -> str:
+    """The metrics of simulated records as a text table, one row per image (and their mean)."""
+    show_lpips = any(r["lpips_restored"] is not None for r in records)
+    cols = [("PSNR meas.", "psnr_measurement", "{:.2f}"), ("PSNR rest.", "psnr_restored", "{:.2f}"),
+            ("SSIM meas.", "ssim_measurement", "{:.4f}"), ("SSIM rest.", "ssim_restored", "{:.4f}")]
+    if show_lpips:
+        cols += [("LPIPS meas.", "lpips_measurement", "{:.4f}"), ("LPIPS rest.", "lpips_restored", "{:.4f}")]
+    names = [Path(r["image"]).name for r in records]
+    rows = []
+    for name, r in zip(names, records):
+        star = "*" if r["measurement_metrics_from"] == "pseudo_inverse" else ""
+        cells = []
+        for _, key, fmt in cols:
+            v = r[key]
+            cell = "-" if v is None else fmt.format(v)
+            cells.append(cell + (star if key.endswith("_measurement") and v is not None else ""))
+        rows.append([name, *cells])
+    if len(records) > 1:
+        cells = []
+        for _, key, fmt in cols:
+            vals = [r[key] for r in records if r[key] is not None]
+            cells.append(fmt.format(sum(vals) / len(vals)) if vals and len(vals) == len(records) else "-")
+        rows.append(["mean", *cells])
+    header = ["image", *(c[0] for c in cols)]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(v).ljust(widths[0]) if i == 0 else str(v).rjust(widths[i]) for i, v in enumerate(row)) for row in [header, *rows]]
+    if any(r["measurement_metrics_from"] == "pseudo_inverse" for r in records):
+        lines.append("* measurement scored through its pseudo-inverse H+ y (it is not an image of the clean image's shape)")
+    return "\n".join(lines)

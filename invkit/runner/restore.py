@@ -1,0 +1,232 @@
+"""The restore loop: :func:`restore` runs a whole :class:`RestoreOptions` (one input file or a
+folder), :func:`restore_prepared` one input that :func:`~invkit.runner.inputs.prepare` made ready.
+
+A run checks everything before any work (numbers, names, paths, every output; then every input
+read, sized, matched with the solver's requirements and priced), then restores image by image:
+samples (:mod:`invkit.runner.sampling`), outputs (:mod:`invkit.runner.outputs`), metrics and
+the record (:mod:`invkit.runner.report`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..noise import GaussianNoise
+from ..problem import Problem
+from ..registry import Registry, get_registry
+from ..requirements import RequirementError
+from ..solver import Step
+from .cost import Timer, cost_or_refuse
+from .devices import resolve_device
+from .errors import RestoreError
+from .inputs import Prepared, measurement_view, prepare
+from .jobs import check_jobs, plan_jobs
+from .options import RestoreOptions, check_values
+from .outputs import write_figure_for, write_restoration
+from .priors import build_prior, check_prior_name
+from .progress import ProgressCallback, ProgressEvent
+from .report import new_record, score
+from .sampling import posterior_samples, std_map
+from .sizing import crop_back, prior_multiple
+
+__all__ = ["restore", "restore_prepared", "check_options"]
+
+#: ``on_note(message)``: something the user should know (a size fixed, sigma_y estimated, a cost).
+NoteCallback = Callable[[str], None]
+#: ``on_record(record, prepared)``: one image is done and its files are written.
+RecordCallback = Callable[[dict[str, Any], Prepared], None]
+
+
+def check_options(opts: RestoreOptions, registry: Registry) -> None:
+    """The checks that need no file: every field's type and range
+    (:func:`~invkit.runner.options.check_values`), then the solver, operator and prior names.
+
+    Raises:
+        RestoreError: A bad value or combination.
+        PluginError: An unknown name (the message lists the known ones).
+    """
+    check_values(opts)
+    registry.get("solver", opts.solver)
+    if opts.operator is not None:
+        registry.operator_class(opts.operator)
+    check_prior_name(registry, opts.prior)
+
+
+def restore(
+    opts: RestoreOptions,
+    *,
+    registry: Registry | None = None,
+    on_progress: ProgressCallback | None = None,
+    on_note: NoteCallback | None = None,
+    on_record: RecordCallback | None = None,
+) -> list[dict[str, Any]]:
+    """Restore ``opts.input`` (a file, or every image in a folder) into ``opts.output``.
+
+    Everything is checked before any work: a bad option, input or output raises before a file
+    is written. Then each image is restored in turn and its files written; ``on_record`` is
+    called after each.
+
+    Args:
+        opts: What to run.
+        registry: Where operators, priors and solvers are registered (default: the global one).
+        on_progress: Called when an image starts, after every solver step, and when it is done.
+        on_note: Called with messages for the user.
+        on_record: Called with each image's record and prepared input once its files are written.
+
+    Returns:
+        One record per image (keys :data:`~invkit.runner.report.JSON_KEYS`).
+
+    Raises:
+        RestoreError: A user-fixable problem (one line saying what to do).
+        PluginError: An unknown operator, prior or solver name.
+    """
+    registry = registry or get_registry()
+    note = on_note or (lambda message: None)
+
+    # 1. cheap checks: numbers, names, paths, outputs
+    check_options(opts, registry)
+    device = resolve_device(opts.device)
+    jobs = plan_jobs(opts)
+    check_jobs(jobs, opts.force)
+
+    # 2. the prior and solver, then every input checked before any work
+    solver = registry.build("solver", opts.solver, opts.solver_args)
+    prior = build_prior(registry, opts.prior, opts.prior_args, device=str(device))
+    timer = Timer(prior, device, prior_multiple(prior))
+    folder = opts.input.is_dir()
+    first: Prepared | None = None
+
+    def too_big(name: str, c: int, h: int, w: int) -> None:
+        if h * w > opts.max_megapixels * 1e6:
+            cost_or_refuse(name, c, h, w, opts=opts, timer=timer)
+
+    for job in jobs:
+        prep = prepare(job, opts, registry, prior, too_big)
+        _check_channels(prior, prep)
+        _check_requirements(registry, opts, prep, prior)
+        cost_or_refuse(prep.job.src.name, *prep.op.in_shape, opts=opts, timer=timer, say_note=note)
+        if not folder:
+            first = prep
+    if folder:
+        opts.output.mkdir(parents=True, exist_ok=True)
+        if opts.figure is not None and opts.figure is not True:
+            opts.figure.mkdir(parents=True, exist_ok=True)
+
+    # 3. restore
+    records = []
+    for i, job in enumerate(jobs):
+        prep = first if first is not None else prepare(job, opts, registry, prior)
+        for message in prep.notes:
+            note(message)
+        if prep.geo.note:
+            note(f"{job.src.name}: {prep.geo.note}")
+        record = restore_prepared(prep, opts, solver, prior, device, index=i, images=len(jobs), on_progress=on_progress)
+        records.append(record)
+        if on_record is not None:
+            on_record(record, prep)
+    return records
+
+
+def restore_prepared(
+    prep: Prepared,
+    opts: RestoreOptions,
+    solver: Any,
+    prior: Any,
+    device: torch.device,
+    *,
+    index: int = 0,
+    images: int = 1,
+    on_progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Restore one prepared input: draw the samples, write the files, score, and return the record.
+
+    Args:
+        prep: The input, ready to restore.
+        opts: ``samples``, ``batch``, ``seed``, ``steps`` and the names recorded.
+        solver: The solver.
+        prior: The prior.
+        device: Where the prior runs.
+        index: Index of this image in the run (for progress events).
+        images: Number of images in the run (for progress events).
+        on_progress: Called when the image starts, after every solver step, and when it is done.
+
+    Returns:
+        The image's record (keys :data:`~invkit.runner.report.JSON_KEYS`).
+    """
+    job = prep.job
+    n = opts.samples
+    started = time.perf_counter()
+    done = 0
+    total: int | None = None
+
+    def event(kind: str, first: int = 1, last: int = 1) -> None:
+        if on_progress is not None:
+            elapsed = time.perf_counter() - started
+            on_progress(ProgressEvent(kind, job.src, index, images, done, total, first, last, n, elapsed))  # type: ignore[arg-type]
+
+    def on_step(step: Step, start: int, count: int) -> None:
+        nonlocal done, total
+        if total is None:
+            calls = -(-n // min(opts.batch, n))
+            total = step.total * calls
+        done += 1
+        event("step", start + 1, start + count)
+
+    event("start", 1, min(opts.batch, n))
+    drawn = posterior_samples(
+        prep.op, prep.y, prep.sigma_y, solver, prior,
+        samples=n, batch=opts.batch, seed=opts.seed, steps=opts.steps, device=device, on_step=on_step,
+    )
+    event("done", n, n)
+    seconds = time.perf_counter() - started
+    samples = crop_back(drawn.x, prep.geo)
+    mean = samples.mean(dim=0, keepdim=True)
+    std = std_map(samples) if n > 1 else None
+    files, std_max, std_mean = write_restoration(prep, samples, mean, std)
+
+    view, view_kind = measurement_view(prep) if (prep.clean is not None or job.figure is not None) else (None, None)
+    record = new_record(
+        image=str(job.src),
+        output=str(job.out),
+        mode="simulate" if opts.simulate else "measurement",
+        operator=prep.name,
+        operator_params=dict(prep.op.config),
+        solver=opts.solver,
+        prior=opts.prior,
+        shape=list(mean.shape[1:]),
+        sigma_y=prep.sigma_y,
+        steps=drawn.steps,
+        samples=n,
+        seed=opts.seed,
+        device=str(device),
+        seconds=round(seconds, 3),
+        std_mean=std_mean,
+        std_max=std_max,
+        files=files,
+    )
+    if prep.clean is not None:
+        record.update(score(mean, prep.clean, view, view_kind))
+    if job.figure is not None:
+        write_figure_for(prep, view, view_kind, mean, std, std_max, n)
+        files["figure"] = str(job.figure)
+    return record
+
+
+def _check_requirements(registry: Registry, opts: RestoreOptions, prep: Prepared, prior: Any) -> None:
+    """Refuse a problem the solver cannot take (its declared requirements) before any work."""
+    problem = Problem(prep.op, prep.y, GaussianNoise(prep.sigma_y))
+    try:
+        registry.check_solver(opts.solver, problem, prior, opts.solver_args)
+    except RequirementError as exc:
+        raise RestoreError(f"{prep.job.src.name}: {exc}") from None
+
+
+def _check_channels(prior: Any, prep: Prepared) -> None:
+    want = getattr(prior, "channels", None)
+    have = prep.op.in_shape[0]
+    if isinstance(want, int) and want != have:
+        raise RestoreError(f"prior models {want}-channel images but {prep.job.src.name} restores to {have} channel(s); use a prior for {have}-channel images")
