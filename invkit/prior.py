@@ -107,6 +107,8 @@ class Prior(ABC):
         params: Parameter schema of the factory (``--prior-arg k=v``).
         channels: Image channels the prior models, or ``None`` for any.
         image_size: Preferred ``(H, W)``, or ``None`` if fully convolutional / any.
+        size_multiple: ``H`` and ``W`` must be multiples of it (a UNet with L resolution levels
+            needs ``2^(L-1)``); 1 for any size. Sizing (padding, cropping, cost) reads only this.
         sigma_grid: Ascending trained noise levels in [0, 1] units (1000 for a DDPM/ADM
             checkpoint), or ``None`` for a continuous-sigma model.
         data_center: The centre ``c`` of the data in [0, 1] units (0.5 for a model trained on
@@ -119,6 +121,7 @@ class Prior(ABC):
     params: ClassVar[tuple[Param, ...]] = ()
     channels: int | None = None
     image_size: tuple[int, int] | None = None
+    size_multiple: int = 1
     sigma_grid: Tensor | None = None
     data_center: float = 0.5
     differentiable: bool = True

@@ -244,3 +244,20 @@ def test_nchw_mode_runs_nchw_even_for_an_nhwc_strided_input() -> None:
     out = prior.denoise(x, 0.2)
     assert model.calls[-1][0].is_contiguous()
     torch.testing.assert_close(out, prior.denoise(x.contiguous(), 0.2), atol=0, rtol=0)
+
+
+def test_the_prior_states_its_network_size_multiple_and_sizing_reads_only_that():
+    from invkit.runner.sizing import prior_multiple
+
+    net = ADMUNet(ADMConfig.from_flags(ADM_TINY))
+    prior = VPDiffusionPrior(net, alphas_bar_from_betas(linear_betas()))
+    assert prior.size_multiple == net.size_multiple > 1 and prior_multiple(prior) == net.size_multiple
+    plain = VPDiffusionPrior(lambda x, t: torch.zeros_like(x), alphas_bar_from_betas(linear_betas()))
+    assert plain.size_multiple == 1 and Prior.size_multiple == 1
+
+    class Duck:  # a duck-typed prior: only what it states counts, never its attributes' attributes
+        model = net
+
+    assert prior_multiple(Duck()) == 1
+    Duck.size_multiple = 16
+    assert prior_multiple(Duck()) == 16

@@ -240,9 +240,7 @@ def crop_back(x: Tensor, geo: Geometry) -> Tensor:
 
 
 def prior_multiple(prior: Any) -> int:
-    """The number a prior needs image H and W divisible by (its ``size_multiple``), else 1."""
-    for obj in (prior, getattr(prior, "model", None), getattr(getattr(prior, "rgb", None), "model", None)):
-        m = getattr(obj, "size_multiple", None)
-        if isinstance(m, int) and m > 1:
-            return m
-    return 1
+    """The number a prior needs image H and W divisible by: its protocol attribute ``size_multiple``
+    (:class:`invkit.Prior`; 1 for a duck-typed prior that does not state one)."""
+    m = getattr(prior, "size_multiple", 1)
+    return m if isinstance(m, int) and m > 1 else 1

@@ -70,8 +70,8 @@ class DefaultPrior(Prior):
         self.sigma_grid = rgb.sigma_grid
         self.data_center = rgb.data_center
         self.channels = None  # 1 or 3
-        self.image_size = None  # any size divisible by 8
-        self.size_multiple = 8
+        self.image_size = None  # any size divisible by the network's multiple (8)
+        self.size_multiple = max(int(getattr(rgb, "size_multiple", 1)), 1)
 
     def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] not in (1, 3):

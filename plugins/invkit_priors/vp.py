@@ -120,6 +120,7 @@ class VPDiffusionPrior(Prior):
         if data_scale <= 0:
             raise ValueError(f"data_scale must be positive, got {data_scale}")
         self.model = model
+        self.size_multiple = int(getattr(model, "size_multiple", 1) or 1)  # the network's, stated on the prior
         self.prediction = prediction
         self.learned_sigma = bool(learned_sigma)
         self.class_label = class_label
