@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Param", "ParamError", "parse_params", "parse_kv", "format_schema", "int_tuple", "float_tuple"]
+__all__ = ["Param", "ParamError", "parse_params", "parse_kv", "format_schema", "int_tuple", "float_tuple", "parse_bool"]
 
 _REQUIRED = object()
 
@@ -45,15 +45,36 @@ def float_tuple(text: str | Sequence[float]) -> tuple[float, ...]:
     return tuple(float(v) for v in text)
 
 
-def _parse_bool(text: str | bool) -> bool:
-    if isinstance(text, bool):
-        return text
-    low = str(text).strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a boolean: {text!r} (use true/false)")
+_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
+_FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
+
+
+def parse_bool(value: Any, what: str = "") -> bool:
+    """The one boolean parser: ``bool``, ``0``/``1``, or text (``true/t/yes/y/on/1`` and ``false/f/no/n/off/0``, any case).
+
+    Used for parameters, checkpoint flags and network configs alike.
+
+    Args:
+        value: What to parse.
+        what: Name for the error message (e.g. ``"ADM flag 'use_fp16'"``).
+
+    Raises:
+        ValueError: Anything else, with a message naming ``what`` and the accepted words.
+
+    Example:
+        >>> parse_bool("Yes"), parse_bool(0), parse_bool(True)
+        (True, False, True)
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in _TRUE | _FALSE:
+            return low in _TRUE
+    where = f"{what}: " if what else ""
+    raise ValueError(f"{where}not a boolean: {value!r} (use true/false)")
 
 
 @dataclass(frozen=True)
@@ -107,7 +128,7 @@ class Param:
             return None
         try:
             if self.type is bool:
-                out = _parse_bool(value)
+                out = parse_bool(value)
             elif self.type is int:
                 if isinstance(value, str):
                     text = value.strip()

@@ -53,3 +53,25 @@ def test_helpers():
     assert parse_kv(["a-b=1", "c=x=y"]) == {"a_b": "1", "c": "x=y"}
     text = format_schema(SCHEMA)
     assert "sigma: 0.0 < float, default 3.0. std in px" in text
+
+
+def test_one_bool_parser_for_parameters_flags_and_configs():
+    import pytest
+
+    from invkit.params import parse_bool
+    from invkit_priors.adm_unet import ADMConfig
+    from invkit_priors.ddpm_unet import DDPMConfig
+
+    for word in ("1", "true", "T", "yes", "Y", "on", True, 1):
+        assert parse_bool(word) is True
+    for word in ("0", "False", "f", "no", "N", "off", False, 0):
+        assert parse_bool(word) is False
+    for bad in ("maybe", 2, None, 0.5):
+        with pytest.raises(ValueError, match="not a boolean"):
+            parse_bool(bad)
+    with pytest.raises(ValueError, match="ADM flag 'use_scale_shift_norm': not a boolean: 'sometimes'"):
+        ADMConfig.from_flags({"use_scale_shift_norm": "sometimes"})
+    # a DDPM config used to read any unknown word as False; now it is refused
+    with pytest.raises(ValueError, match="DDPM config 'resamp_with_conv': not a boolean"):
+        DDPMConfig(resamp_with_conv="sometimes")
+    assert DDPMConfig(resamp_with_conv="yes").resamp_with_conv is True

@@ -62,6 +62,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as _grad_checkpoint
 
+from invkit.params import parse_bool
+
 from .unet_inputs import check_unet_inputs
 
 __all__ = [
@@ -87,20 +89,6 @@ DIFFUSION_FLAGS: frozenset[str] = frozenset(
         "sigma_small",
     }
 )
-
-_TRUE = {"true", "t", "yes", "y", "1"}
-_FALSE = {"false", "f", "no", "n", "0"}
-
-
-def _parse_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ValueError(f"ADM flag {name!r}: expected a boolean (True/False), got {value!r}")
-
 
 def _parse_number(value: str) -> float | int:
     number = float(value)
@@ -181,7 +169,7 @@ class ADMConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.type in ("bool", bool):
-                value = _parse_bool(f.name, value)
+                value = parse_bool(value, f"ADM flag {f.name!r}")
             elif f.type in ("int", int):
                 if isinstance(value, bool) or not isinstance(value, (int, str, float)):
                     raise ValueError(f"ADM flag {f.name!r}: expected an integer, got {value!r}")

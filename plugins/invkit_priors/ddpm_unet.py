@@ -45,6 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from invkit.params import parse_bool
+
 from .unet_inputs import check_unet_inputs
 
 __all__ = ["DDPMConfig", "DDPMUNet", "DDPM_PRESETS", "ddpm_timestep_embedding"]
@@ -85,9 +87,7 @@ class DDPMConfig:
         for name in ("ch", "num_res_blocks", "resolution", "out_ch", "in_channels"):
             setattr(self, name, int(getattr(self, name)))
         self.dropout = float(self.dropout)
-        if isinstance(self.resamp_with_conv, str):
-            self.resamp_with_conv = self.resamp_with_conv.strip().lower() in ("true", "1", "yes", "t", "y")
-        self.resamp_with_conv = bool(self.resamp_with_conv)
+        self.resamp_with_conv = parse_bool(self.resamp_with_conv, "DDPM config 'resamp_with_conv'")
         if not self.ch_mult or self.ch <= 0 or self.num_res_blocks < 0:
             raise ValueError(f"invalid DDPM sizes: {self}")
         bad = sorted(w for w in {self.ch * m for m in self.ch_mult} | {self.ch} if w % 32)

@@ -72,6 +72,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from invkit.params import parse_bool
 from invkit.prior import alphas_bar_from_betas
 
 from .adm_unet import ADM_PRESETS, DIFFUSION_FLAGS, ADMConfig, ADMUNet, _parse_command_line
@@ -172,17 +173,6 @@ def parse_flags(flags: str | Mapping[str, Any] | None, arch: str) -> dict[str, A
     return {**(dict(presets[preset]) if preset else {}), **pairs}
 
 
-def _as_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    low = str(value).strip().lower()
-    if low in ("1", "true", "t", "yes", "y"):
-        return True
-    if low in ("0", "false", "f", "no", "n"):
-        return False
-    raise ValueError(f"flag {name!r}: expected True or False, got {value!r}")
-
-
 # ====================================================================== schedule
 def _cosine_betas(steps: int) -> Tensor:
     """Nichol & Dhariwal's cosine schedule (``alpha_bar(t) = cos((t + 0.008) / 1.008 * pi/2)^2``)."""
@@ -215,9 +205,9 @@ def _pop_schedule(flags: dict[str, Any]) -> tuple[Tensor, str | None]:
     steps = int(float(sched.get("diffusion_steps", sched.get("num_diffusion_timesteps", 1000))))
     kind = sched.get("noise_schedule", sched.get("beta_schedule", "linear"))
     ab = _alphas_bar(kind, steps, sched.get("beta_start"), sched.get("beta_end"))
-    if _as_bool("rescale_timesteps", flags.get("rescale_timesteps", False)) and steps != 1000:
+    if parse_bool(flags.get("rescale_timesteps", False), "flag 'rescale_timesteps'") and steps != 1000:
         raise ValueError("rescale_timesteps=True with diffusion_steps != 1000 is not supported")
-    prediction = "x0" if _as_bool("predict_xstart", sched.get("predict_xstart", False)) else None
+    prediction = "x0" if parse_bool(sched.get("predict_xstart", False), "flag 'predict_xstart'") else None
     return ab, prediction
 
 
