@@ -72,6 +72,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from invkit.devices import resolve_device
 from invkit.params import parse_bool
 from invkit.prior import alphas_bar_from_betas
 
@@ -346,12 +347,6 @@ def _check_label(class_label: Any, num_classes: int | None, source: Path) -> int
     return label
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _prediction(explicit: str | None, *found: str | None) -> str:
     for value in (explicit, *found):
         if value is not None:
@@ -414,7 +409,7 @@ def load_checkpoint_prior(
         raise ValueError(f"unknown arch {arch!r}; expected one of {', '.join(ARCHS)}")
     if not source.exists():
         raise FileNotFoundError(f"checkpoint not found: {source}")
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     if source.is_dir() or arch == "diffusers":
         if arch not in ("auto", "diffusers"):
             raise ValueError(f"{source} is a folder; folders are diffusers models (arch=diffusers), not arch={arch}")
