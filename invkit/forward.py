@@ -70,7 +70,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from .params import Param, parse_params
+from .params import Param, int_tuple, parse_params
 
 __all__ = ["ForwardModel", "LinearOperator", "Operator", "SVDOperator", "IdentityUOperator", "Shape", "as_shape"]
 
@@ -78,10 +78,15 @@ Shape = tuple[int, int, int]
 
 
 def as_shape(shape: Sequence[int] | str) -> Shape:
-    """Validate an image shape ``(C, H, W)``; accepts ``"3,64,64"`` too."""
-    if isinstance(shape, str):
-        shape = [int(v) for v in shape.replace("x", ",").split(",") if v.strip()]
-    shape = tuple(int(v) for v in shape)
+    """Validate an image shape ``(C, H, W)``; accepts ``"3,64,64"`` and ``"3x64x64"`` too (the one shape parser).
+
+    Raises:
+        ValueError: Not three positive integers.
+    """
+    try:
+        shape = int_tuple(shape)
+    except ValueError:
+        raise ValueError(f"image shape must be three positive integers (C, H, W), got {shape!r}") from None
     if len(shape) != 3 or any(v <= 0 for v in shape):
         raise ValueError(f"image shape must be three positive integers (C, H, W), got {shape}")
     return shape  # type: ignore[return-value]

@@ -75,3 +75,14 @@ def test_one_bool_parser_for_parameters_flags_and_configs():
     with pytest.raises(ValueError, match="DDPM config 'resamp_with_conv': not a boolean"):
         DDPMConfig(resamp_with_conv="sometimes")
     assert DDPMConfig(resamp_with_conv="yes").resamp_with_conv is True
+
+
+def test_one_shape_parser():
+    import pytest
+
+    from invkit.forward import as_shape
+
+    assert as_shape("3,64,48") == as_shape("3x64x48") == as_shape([3, 64, 48]) == (3, 64, 48)
+    for bad in ("3,a,4", "3,4", (0, 1, 2)):
+        with pytest.raises(ValueError, match="three positive integers"):
+            as_shape(bad)

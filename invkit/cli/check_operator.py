@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from ..checks import run_checks
-from ..forward import LinearOperator, SVDOperator
+from ..forward import LinearOperator, SVDOperator, as_shape
 from ..params import format_schema
 from ..registry import Registry
 from .exits import EXIT_FAIL
@@ -58,9 +58,6 @@ def _cmd_check_operator(args: argparse.Namespace, registry: Registry) -> int:
 
 def _shape_arg(text: str) -> tuple[int, ...]:
     try:
-        values = tuple(int(v) for v in text.replace("x", ",").split(","))
+        return as_shape(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not C,H,W (e.g. 3,16,24)") from None
-    if len(values) != 3 or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not three positive integers C,H,W")
-    return values
+        raise argparse.ArgumentTypeError(f"size {text!r} is not three positive integers C,H,W (e.g. 3,16,24)") from None
