@@ -11,11 +11,10 @@ before any work, naming the registered solvers that would take it. Progress goes
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor
 
 from .dense import DEFAULT_MAX_SIZE

@@ -45,8 +45,6 @@ from invkit import (
     Capability,
     ForwardModel,
     GaussianNoise,
-    LinearOperator,
-    NoiseModel,
     Prior,
     Problem,
     RequirementError,
