@@ -84,7 +84,7 @@ def main() -> None:
 
     reference = None
     try:
-        from invkit_priors.adm_unet import ADMConfig, ADMUNet  # the default prior's architecture
+        from invkit_priors.networks.adm import ADMConfig, ADMUNet  # the default prior's architecture
 
         model = ADMUNet(ADMConfig.small()).eval()
         xt = torch.randn(1, *shape)

@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
 
     from invkit_solvers.ddrm import DDRM
-    from invkit_priors.default_prior import default_weights_path, load_default_prior
+    from invkit_priors.default.prior import default_weights_path, load_default_prior
 
     prior = load_default_prior(device=str(dev), half=args.half, weights=args.weights)
     wpath = default_weights_path() if args.weights is None else Path(args.weights)

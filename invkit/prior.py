@@ -29,7 +29,7 @@ from torch import Tensor
 
 from .params import Param
 
-__all__ = ["Prior", "GaussianComponent", "GaussianForm", "linear_betas", "alphas_bar_from_betas", "vp_sigma_grid", "ddpm_sigma_grid"]
+__all__ = ["Prior", "GaussianComponent", "GaussianForm", "sigma_rows", "linear_betas", "alphas_bar_from_betas", "vp_sigma_grid", "ddpm_sigma_grid"]
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,29 @@ class Prior(ABC):
 
     def __call__(self, x: Tensor, sigma: float | Tensor) -> Tensor:
         return self.denoise(x, sigma)
+
+
+def sigma_rows(sigma: float | Tensor, batch: int) -> Tensor:
+    """The noise level of each of ``batch`` images as a float64 CPU ``(batch,)`` tensor, validated.
+
+    The one reading of ``denoise``'s ``sigma`` argument for every prior: a number, a 0-d or
+    one-element tensor (shared by the batch), or a ``(batch,)`` tensor.
+
+    Raises:
+        ValueError: Another shape, or a value that is negative, NaN or infinite.
+
+    Example:
+        >>> sigma_rows(0.1, 2).tolist(), sigma_rows(torch.tensor([0.0, 0.5]), 2).tolist()
+        ([0.1, 0.1], [0.0, 0.5])
+    """
+    s = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu()
+    if s.numel() == 1:
+        s = s.reshape(1).expand(batch)
+    if s.shape != (batch,):
+        raise ValueError(f"sigma has shape {tuple(s.shape)}; expected a float or a (B,) = ({batch},) tensor")
+    if not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
+        raise ValueError(f"sigma must be finite and >= 0 (in [0, 1] pixel units), got {s.tolist() if batch <= 8 else 'a bad value'}")
+    return s.contiguous()
 
 
 def linear_betas(steps: int = 1000, start: float = 1e-4, end: float = 0.02) -> Tensor:

@@ -20,7 +20,7 @@ Usage:
     python scripts/train_default_prior.py --data /work/data/extracted --state /work/train_state \\
         --threads 1 --steps 200000
     python scripts/train_default_prior.py --state /work/train_state --export \\
-        plugins/invkit_priors/weights/default.safetensors
+        plugins/invkit_priors/default/weights/default.safetensors
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import re
 import signal
 import time
@@ -39,7 +38,10 @@ import torch
 import torch.nn.functional as F
 
 from invkit.prior import alphas_bar_from_betas, linear_betas
-from invkit_priors.adm_unet import ADMConfig, ADMUNet
+from invkit.io import atomic_write
+from invkit_priors.checkpoints.invkit_format import write_invkit_prior
+from invkit_priors.checkpoints.schedule import DEFAULT_SCHEDULE
+from invkit_priors.networks.adm import ADMConfig, ADMUNet
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 #: scikit-image images reserved for evaluation (and the stereo twin of one of them): never trained on.
@@ -192,9 +194,7 @@ def load_dataset(folders: list[Path], cache: Path, use_skimage: bool = True) -> 
         sources += sk_sources
     print(f"dataset cache updated: {len(new)} image files added, {len(dropped)} dropped")
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    torch.save({"levels": levels, "sources": sources}, tmp)
-    os.replace(tmp, cache)
+    save_atomic({"levels": levels, "sources": sources}, cache)
     return levels, sources
 
 
@@ -259,34 +259,28 @@ def band_losses(per_sample: torch.Tensor, t: torch.Tensor) -> dict[str, tuple[fl
 
 
 def save_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` onto ``path`` atomically (:func:`invkit.io.atomic_write`)."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def export(state_path: Path, out: Path) -> None:
-    """Write the EMA weights as float16 safetensors with the config and provenance as metadata."""
-    from safetensors.torch import save_file
-
+    """Write the EMA weights as an invkit prior file (float16, config and provenance as metadata)."""
     state = torch.load(state_path, weights_only=True, map_location="cpu")
-    ema = {k: v.to(torch.float16).contiguous() for k, v in state["ema"].items()}
-    meta = {
-        "format": "invkit-prior-v1",
-        "architecture": "adm",
-        "flags": json.dumps(state["config"]),
-        "prediction": "epsilon",
-        "schedule": json.dumps({"betas": "linear", "beta_start": 1e-4, "beta_end": 0.02, "steps": 1000}),
-        "data_range": "[-1, 1]",
-        "train_step": str(state["step"]),
-        "train_images_seen": str(state.get("images_seen", state["step"] * state["args"]["batch"])),
-        "train_seconds": f"{state['seconds']:.0f}",
-        "train_thread_seconds": f"{state.get('thread_seconds', state['seconds']):.0f}",
-        "train_crop": str(state.get("crop", state["args"]["crop"])),
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    save_file(ema, str(tmp), metadata=meta)
-    os.replace(tmp, out)
+    write_invkit_prior(
+        out,
+        state["ema"],
+        architecture="adm",
+        flags=state["config"],
+        prediction="epsilon",
+        schedule=DEFAULT_SCHEDULE,
+        extra={
+            "train_step": str(state["step"]),
+            "train_images_seen": str(state.get("images_seen", state["step"] * state["args"]["batch"])),
+            "train_seconds": f"{state['seconds']:.0f}",
+            "train_thread_seconds": f"{state.get('thread_seconds', state['seconds']):.0f}",
+            "train_crop": str(state.get("crop", state["args"]["crop"])),
+        },
+    )
     print(f"exported EMA weights of step {state['step']} to {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 
@@ -316,7 +310,7 @@ def main() -> None:
     p.add_argument("--export", type=Path, default=None, help="only export the EMA weights to this .safetensors and exit")
     p.add_argument("--init-from", type=Path, default=None,
                    help="when --state holds no state yet: start model and EMA from these exported weights (e.g. the "
-                   "committed plugins/invkit_priors/weights/default.safetensors), with a fresh optimizer and step count "
+                   "committed plugins/invkit_priors/default/weights/default.safetensors), with a fresh optimizer and step count "
                    "taken from the file's metadata")
     args = p.parse_args()
 

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from _nets import randomize
-from invkit_priors.adm_unet import (
+from invkit_priors.checkpoints.flags import parse_command_line
+from invkit_priors.networks.adm import (
     ADM_PRESETS,
     AttentionBlock,
     ADMConfig,
@@ -73,7 +74,7 @@ def test_readme_command_line_flags() -> None:
         "--learn_sigma True --noise_schedule linear --num_channels 256 --num_head_channels 64 "
         "--num_res_blocks 2 --resblock_updown True --use_fp16 True --use_scale_shift_norm True"
     )
-    cfg = ADMConfig.from_flags(flags)
+    cfg = ADMConfig.from_flags(parse_command_line(flags))
     ref = manifest("adm_imagenet256_uncond")["config"]
     assert cfg.to_flags() == {**ref, "use_fp16": True}
     assert cfg.channel_mults == (1, 1, 2, 2, 4, 4)
@@ -269,7 +270,7 @@ def test_attention_takes_the_flash_kernel_not_the_quadratic_memory_fallback(arch
     """Strided q/k/v make torch fall back to bmm + softmax with a (T, T) matrix per head."""
     from torch.profiler import profile
 
-    from invkit_priors.ddpm_unet import DDPMConfig, DDPMUNet
+    from invkit_priors.networks.ddpm import DDPMConfig, DDPMUNet
 
     torch.manual_seed(0)
     if arch == "adm":

@@ -16,7 +16,7 @@ from invkit.params import ParamError
 from invkit.prior import ddpm_sigma_grid
 from invkit.registry import get_registry
 from invkit_priors.analytic import GaussianMixturePrior, GaussianPrior, PowerLawSpectrum
-from invkit_priors.bases import DCTBasis, IdentityBasis, MatrixBasis, basis_matrix, dct_matrix
+from invkit_priors.analytic.bases import DCTBasis, IdentityBasis, MatrixBasis, basis_matrix, dct_matrix
 from invkit.dense import MatrixOperator as MatrixOp
 
 

@@ -39,7 +39,7 @@ def test_not_downloaded_names_the_fetch_command(cache):
 
 
 def test_a_wrong_file_in_the_cache_is_refused_strictly(cache):
-    from invkit_priors.fetch import cached_path
+    from invkit_priors.checkpoints.download import cached_path
 
     path = cached_path("adm-ffhq256")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,15 +8,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from invkit_priors.adm_unet import ADMConfig, ADMUNet
-from invkit_priors.checkpoint import (
+from invkit_priors.networks.adm import ADMConfig, ADMUNet
+from invkit_priors.checkpoints.safe_load import (
     CheckpointError,
     CheckpointMismatchError,
     PickledCodeError,
     load_state_dict_file,
     load_strict,
 )
-from invkit_priors.ddpm_unet import DDPMConfig, DDPMUNet
+from invkit_priors.networks.ddpm import DDPMConfig, DDPMUNet
 from _nets import randomize as _randomize
 
 ADM_TINY = dict(

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from invkit_priors.ddpm_unet import DDPM_PRESETS, AttnBlock, DDPMConfig, DDPMUNet, ddpm_timestep_embedding
+from invkit_priors.networks.ddpm import DDPM_PRESETS, AttnBlock, DDPMConfig, DDPMUNet, ddpm_timestep_embedding
 from _nets import randomize
 
 DATA = Path(__file__).parent / "data"

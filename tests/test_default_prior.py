@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import invkit
-from invkit_priors.default_prior import DefaultPrior, default_weights_path, load_default_prior
+from invkit_priors.default.prior import DefaultPrior, default_weights_path, load_default_prior
 
 
 @pytest.fixture(scope="module")

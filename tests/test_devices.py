@@ -24,7 +24,7 @@ def test_names_and_refusals():
 
 
 def test_the_checkpoint_loader_uses_the_same_rule(tmp_path):
-    from invkit_priors.loaders import load_checkpoint_prior
+    from invkit_priors.checkpoints.load import load_checkpoint_prior
 
     ckpt = tmp_path / "m.safetensors"
     ckpt.write_bytes(b"x")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from invkit_priors.fetch import (
+from invkit_priors.checkpoints.download import (
     FetchError,
     HashMismatchError,
     find_by_filename,

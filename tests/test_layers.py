@@ -133,11 +133,15 @@ BREAKS = {
     ),
     "runner-no-cli": ("invkit/runner/report.py", "\nfrom invkit.cli.progress import is_terminal\n"),
     # (a core module no plugin imports: otherwise the plugins would import invkit_operators through it)
-    "invkit-no-plugins": ("invkit/io.py", "\nimport invkit_operators\n"),
+    "invkit-no-plugins": ("invkit/metrics.py", "\nimport invkit_operators\n"),
     "invkit-no-plugins/function-level-in-cli": ("invkit/cli/app.py", "\ndef _late():\n    from invkit_solvers import plugin\n"),
     "solvers-no-operators-priors": ("{invkit_solvers}/__init__.py", "\nimport invkit_priors\n"),
     "operators-no-solvers-priors": ("{invkit_operators}/__init__.py", "\nimport invkit_solvers\n"),
     "priors-no-solvers-operators": ("{invkit_priors}/__init__.py", "\nimport invkit_operators\n"),
+    "priors-layers": ("{invkit_priors}/networks/inputs.py", "\nimport invkit_priors.checkpoints.safe_load\n"),
+    "priors-layers/adapter-reads-files": ("{invkit_priors}/adapters/vp.py", "\ndef _late():\n    from invkit_priors.checkpoints import load\n"),
+    "priors-analytic-alone": ("{invkit_priors}/analytic/bases.py", "\nimport invkit_priors.networks.inputs\n"),
+    "priors-stack-no-analytic": ("{invkit_priors}/checkpoints/catalogue.py", "\nimport invkit_priors.analytic.bases\n"),
 }
 
 

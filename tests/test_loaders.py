@@ -19,17 +19,13 @@ from invkit.runner import build_prior
 from invkit.io import read_image, write_image
 from invkit.prior import alphas_bar_from_betas, ddpm_sigma_grid, linear_betas, vp_sigma_grid
 from invkit.registry import get_registry
-from invkit_priors.adm_unet import ADM_PRESETS, ADMConfig, ADMUNet
-from invkit_priors.checkpoint import CheckpointError, CheckpointMismatchError, PickledCodeError
-from invkit_priors.ddpm_unet import DDPM_PRESETS, DDPMConfig, DDPMUNet
-from invkit_priors.fetch import load_catalogue
-from invkit_priors.loaders import (
-    detect_arch,
-    infer_ddpm_config,
-    load_checkpoint_prior,
-    parse_flags,
-)
-from invkit_priors.vp import VPDiffusionPrior
+from invkit_priors.networks.adm import ADM_PRESETS, ADMConfig, ADMUNet
+from invkit_priors.checkpoints.safe_load import CheckpointError, CheckpointMismatchError, PickledCodeError
+from invkit_priors.networks.ddpm import DDPM_PRESETS, DDPMConfig, DDPMUNet
+from invkit_priors.checkpoints.catalogue import load_catalogue
+from invkit_priors.checkpoints.flags import parse_flags
+from invkit_priors.checkpoints.load import detect_arch, infer_ddpm_config, load_checkpoint_prior
+from invkit_priors.adapters.vp import VPDiffusionPrior
 from _nets import randomize as _randomize
 
 DATA = Path(__file__).parent / "data"
@@ -85,7 +81,7 @@ def test_adm_file_loads_and_matches_in_memory_model(layout: str, tmp_path: Path)
         torch.save({"model": tiny_adm(seed=2).state_dict(), "ema": model.state_dict(), "step": 7}, path)
     ref = VPDiffusionPrior(model, AB, learned_sigma=True)
     prior = load_checkpoint_prior(path, flags=ADM_FLAGS)
-    assert prior.arch == "adm" and prior.learned_sigma and prior.prediction == "epsilon"
+    assert prior.provenance.arch == "adm" and prior.learned_sigma and prior.prediction == "epsilon"
     assert all(not p.requires_grad and p.device.type == "cpu" for p in prior.model.parameters())
     torch.testing.assert_close(prior.sigma_grid, ddpm_sigma_grid(), rtol=0, atol=0)
     x = noisy()
@@ -102,8 +98,8 @@ def test_ddpm_file_loads_with_config_from_its_shapes(layout: str, tmp_path: Path
     state = model.state_dict()
     torch.save(state if layout == "plain" else {"ema": state, "model": tiny_ddpm(seed=2).state_dict()}, path)
     prior = load_checkpoint_prior(path)  # arch and configuration read off the file
-    assert prior.arch == "ddpm" and prior.config_origin == "the parameter shapes"
-    assert DDPMConfig.from_dict(prior.config) == DDPMConfig(**DDPM_TINY)
+    assert prior.provenance.arch == "ddpm" and prior.provenance.config_origin == "the parameter shapes"
+    assert DDPMConfig.from_dict(prior.provenance.config) == DDPMConfig(**DDPM_TINY)
     same_denoise(prior, VPDiffusionPrior(model, AB), noisy((2, 3, 8, 8)))
     # Explicit configuration (k=v pairs) gives the same model.
     flags = "ch=32,ch_mult=1,2,num_res_blocks=1,attn_resolutions=4,resolution=8"
@@ -157,7 +153,7 @@ def test_adm_needs_flags_unless_the_catalogue_knows_the_file(tmp_path: Path, mon
     extra.write_text(json.dumps({"format": "invkit-catalogue-v1", "entries": [entry]}))
     monkeypatch.setenv("INVKIT_CATALOGUE", str(extra))
     prior = load_checkpoint_prior(path)
-    assert prior.config_origin == "catalogue entry tiny-adm"
+    assert prior.provenance.config_origin == "catalogue entry tiny-adm"
     same_denoise(prior, VPDiffusionPrior(model, AB, learned_sigma=True), noisy())
 
 
@@ -262,7 +258,7 @@ def test_invkit_safetensors_load_with_no_arguments(tmp_path: Path) -> None:
     path = tmp_path / "default.safetensors"
     export_like_the_training_script(model, path)
     prior = load_checkpoint_prior(path)
-    assert prior.arch == "adm" and prior.config_origin == "metadata" and prior.metadata["train_step"] == "123"
+    assert prior.provenance.arch == "adm" and prior.provenance.config_origin == "metadata" and prior.provenance.metadata["train_step"] == "123"
     assert not prior.learned_sigma and prior.prediction == "epsilon"
     assert next(prior.model.parameters()).dtype == torch.float32  # fp16 file, fp32 model
     torch.testing.assert_close(prior.sigma_grid, ddpm_sigma_grid(), rtol=0, atol=0)
@@ -327,7 +323,7 @@ def _tiny_diffusers(folder: Path, prediction: str, layout: str, seed: int = 0):
 def test_diffusers_folder_matches_manual_formula(prediction: str, layout: str, tmp_path: Path) -> None:
     unet, sched = _tiny_diffusers(tmp_path / "model", prediction, layout)
     prior = build_prior(get_registry(), str(tmp_path / "model"), [])  # a folder: arch=diffusers
-    assert prior.arch == "diffusers" and prior.prediction == {"epsilon": "epsilon", "sample": "x0", "v_prediction": "v"}[prediction]
+    assert prior.provenance.arch == "diffusers" and prior.prediction == {"epsilon": "epsilon", "sample": "x0", "v_prediction": "v"}[prediction]
     ab = sched.alphas_cumprod.double()
     torch.testing.assert_close(prior.alphas_bar, ab)
     x = noisy()

@@ -59,8 +59,8 @@ def test_one_bool_parser_for_parameters_flags_and_configs():
     import pytest
 
     from invkit.params import parse_bool
-    from invkit_priors.adm_unet import ADMConfig
-    from invkit_priors.ddpm_unet import DDPMConfig
+    from invkit_priors.networks.adm import ADMConfig
+    from invkit_priors.networks.ddpm import DDPMConfig
 
     for word in ("1", "true", "T", "yes", "Y", "on", True, 1):
         assert parse_bool(word) is True

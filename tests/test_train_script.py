@@ -97,7 +97,7 @@ def _train(tmp_path: Path, state: Path, *extra: str) -> None:
 def test_resume_continues_exactly_and_export_loads(tmp_path):
     import torch
 
-    from invkit_priors.loaders import load_checkpoint_prior
+    from invkit_priors.checkpoints.load import load_checkpoint_prior
 
     _train(tmp_path, tmp_path / "straight", "--steps", "4")
     _train(tmp_path, tmp_path / "resumed", "--steps", "2")
@@ -117,7 +117,7 @@ def test_resume_continues_exactly_and_export_loads(tmp_path):
     out = tmp_path / "w.safetensors"
     _train(tmp_path, tmp_path / "straight", "--export", str(out))
     prior = load_checkpoint_prior(out)
-    assert prior.arch == "adm" and prior.denoise(torch.rand(1, 3, 32, 32), 0.1).shape == (1, 3, 32, 32)
+    assert prior.provenance.arch == "adm" and prior.denoise(torch.rand(1, 3, 32, 32), 0.1).shape == (1, 3, 32, 32)
     from safetensors import safe_open
 
     with safe_open(str(out), framework="pt") as f:
@@ -159,3 +159,40 @@ def test_band_losses_split_by_timestep(train):
     t = torch.tensor([5, 99, 100, 999])
     out = train.band_losses(per, t)
     assert out == {"t0-100": (3.0, 2), "t100-300": (3.0, 1), "t300-600": (0.0, 0), "t600-1000": (4.0, 1)}
+
+
+STATE_V1 = Path(__file__).parent / "data" / "train_state_v1"
+TINY_V1 = '{"image_size": 32, "num_channels": 32, "channel_mult": "1", "num_res_blocks": 0, "attention_resolutions": "", "num_head_channels": -1}'
+
+
+def test_a_state_written_by_the_earlier_script_resumes_and_continues_exactly(tmp_path):
+    """The state-file format and command line stay compatible (tests/data/train_state_v1/README.md)."""
+    import shutil
+    import subprocess
+    import sys
+
+    import torch
+
+    def run(state: Path, *extra: str) -> str:
+        cmd = [sys.executable, str(SCRIPT), "--state", str(state), "--save-every", "1", "--log-every", "1", "--threads", "1", *extra]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    resumed, fresh = tmp_path / "resumed", tmp_path / "fresh"
+    shutil.copytree(STATE_V1, resumed)
+    fresh.mkdir()
+    shutil.copy(STATE_V1 / "dataset.pt", fresh / "dataset.pt")  # the same photos, from the cache
+    same = ("--no-skimage", "--crop", "32", "--batch", "2")  # the earlier command line, less --data (the cache holds it)
+    out = run(resumed, "--steps", "3", *same)
+    assert "resumed at step 2" in out
+    run(fresh, "--steps", "3", "--flags", TINY_V1, *same)
+    a = torch.load(resumed / "state.pt", weights_only=True)
+    b = torch.load(fresh / "state.pt", weights_only=True)
+    assert a["step"] == b["step"] == 3
+    for part in ("model", "ema"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    assert torch.equal(a["gen"], b["gen"])
+    old = torch.load(STATE_V1 / "state.pt", weights_only=True)
+    assert any(not torch.equal(old["model"][k], a["model"][k]) for k in a["model"])  # it did train on

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from invkit.prior import Prior, alphas_bar_from_betas, linear_betas
-from invkit_priors.adm_unet import ADMConfig, ADMUNet
-from invkit_priors.ddpm_unet import DDPMConfig, DDPMUNet
-from invkit_priors.vp import VPDiffusionPrior
+from invkit_priors.networks.adm import ADMConfig, ADMUNet
+from invkit_priors.networks.ddpm import DDPMConfig, DDPMUNet
+from invkit_priors.adapters.vp import VPDiffusionPrior
 from _nets import randomize as _randomize
 
 ADM_TINY = dict(
@@ -162,7 +162,7 @@ def test_sigma_zero_and_validation() -> None:
     assert torch.equal(mixed[0], x[0]) and not torch.equal(mixed[1], x[1])
     with pytest.raises(ValueError, match="shape"):
         prior.denoise(x, torch.tensor([0.1, 0.2, 0.3]))
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ValueError, match="finite and >= 0"):
         prior.denoise(x, -0.1)
     with pytest.raises(ValueError, match="prediction"):
         VPDiffusionPrior(tiny_adm(), AB, prediction="score")

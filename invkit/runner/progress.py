@@ -4,7 +4,7 @@ draws a bar, whether a stream is a terminal and its size.
 The runner draws nothing: :func:`invkit.runner.restore` calls ``on_progress(event)`` when an
 image starts, after every solver step, and when the image is done; the command line turns the
 events into a progress bar (:mod:`invkit.cli.progress`), as the download of a checkpoint does
-its bytes (``invkit_priors.fetch``); both size their tqdm bar with :func:`terminal_size`.
+its bytes (``invkit_priors.checkpoints.download``); both size their tqdm bar with :func:`terminal_size`.
 
 Example:
     >>> from invkit.runner.progress import format_duration

@@ -2,7 +2,7 @@
 
 Registers the analytic priors ``gaussian`` and ``gaussian_mixture``
 (:mod:`invkit_priors.analytic`), the ``checkpoint`` prior (any ADM/DDPM/diffusers checkpoint
-file, :mod:`invkit_priors.loaders`) and the ``invkit prior list|fetch`` command (:mod:`invkit_priors.commands`). Heavy modules are imported
+file, :mod:`invkit_priors.checkpoints.load`) and the ``invkit prior list|fetch`` command (:mod:`invkit_priors.checkpoints.commands`). Heavy modules are imported
 only when their name is used.
 """
 
@@ -27,10 +27,10 @@ def checkpoint(
     """A diffusion checkpoint file (ADM, DDPM, invkit .safetensors) or diffusers folder, loaded strictly.
 
     ``invkit solve --prior PATH`` builds this prior with ``path=PATH``; see
-    :func:`invkit_priors.loaders.load_checkpoint_prior` for the layouts and docs/checkpoints.md
+    :func:`invkit_priors.checkpoints.load.load_checkpoint_prior` for the layouts and docs/checkpoints.md
     for the public checkpoints (``invkit prior fetch NAME`` downloads them).
     """
-    from .loaders import load_checkpoint_prior
+    from .checkpoints.load import load_checkpoint_prior
 
     return load_checkpoint_prior(
         path, arch=arch, flags=flags, class_label=class_label, prediction=prediction, half=half, device=device, key=key
@@ -52,13 +52,13 @@ checkpoint.params = (  # type: ignore[attr-defined]
 
 def catalogue_prior(name: str) -> Any:
     """A prior factory for catalogue entry ``name``: loads the file ``invkit prior fetch NAME`` downloaded."""
-    from .fetch import load_catalogue
+    from .checkpoints.catalogue import load_catalogue
 
     entry = load_catalogue()[name]
 
     def factory(class_label: int | None = None, half: bool = False, device: str = "cpu") -> Any:
-        from .fetch import cached_path
-        from .loaders import load_checkpoint_prior
+        from .checkpoints.download import cached_path
+        from .checkpoints.load import load_checkpoint_prior
 
         path = cached_path(name)
         if not path.exists():
@@ -82,8 +82,8 @@ def catalogue_prior(name: str) -> Any:
 def invkit_register_priors(register: Register) -> None:
     """Register the built-in priors, and every public checkpoint of the catalogue under its name."""
     from .analytic import gaussian, gaussian_mixture
-    from .default_prior import default
-    from .fetch import load_catalogue
+    from .default.prior import default
+    from .checkpoints.catalogue import load_catalogue
 
     for factory in (default, gaussian, gaussian_mixture, checkpoint):
         register(factory.name, factory)
@@ -94,6 +94,6 @@ def invkit_register_priors(register: Register) -> None:
 @hookimpl
 def invkit_register_commands(cli: Any) -> None:
     """Add ``invkit prior list|fetch``."""
-    from .commands import run_prior_command, setup_prior_command
+    from .checkpoints.commands import run_prior_command, setup_prior_command
 
     cli.add_command("prior", help="list and download the public diffusion checkpoints", setup=setup_prior_command, run=run_prior_command)

@@ -3,7 +3,7 @@
 :class:`ADMUNet` is our own implementation of the architecture that openai/guided-diffusion calls
 ``UNetModel``. Built from the same flags (:class:`ADMConfig`) it has exactly the parameter names
 and shapes of the published checkpoints, so their state dicts load strictly
-(:func:`invkit_priors.checkpoint.load_strict`) — e.g. ``256x256_diffusion_uncond.pt``
+(:func:`invkit_priors.checkpoints.safe_load.load_strict`) — e.g. ``256x256_diffusion_uncond.pt``
 (552.8 M parameters), ``256x256_diffusion.pt`` (class-conditional, 553.8 M) and DPS's
 ``ffhq_10m.pt`` (93.6 M); the reference manifests in ``tests/data`` are the contract.
 
@@ -40,7 +40,7 @@ Conventions:
 
 Example:
     >>> import torch
-    >>> from invkit_priors.adm_unet import ADMConfig, ADMUNet
+    >>> from invkit_priors.networks.adm import ADMConfig, ADMUNet
     >>> cfg = ADMConfig.from_flags({"image_size": "32", "num_channels": "32", "channel_mult": "1,2",
     ...                             "attention_resolutions": "16", "num_res_blocks": "1"})
     >>> net = ADMUNet(cfg)
@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
@@ -64,7 +63,7 @@ from torch.utils.checkpoint import checkpoint as _grad_checkpoint
 
 from invkit.params import parse_bool
 
-from .unet_inputs import check_unet_inputs
+from .inputs import check_unet_inputs
 
 __all__ = [
     "ADMConfig",
@@ -192,13 +191,13 @@ class ADMConfig:
 
     # ------------------------------------------------------------------ flags
     @classmethod
-    def from_flags(cls, flags: Mapping[str, Any] | str) -> ADMConfig:
+    def from_flags(cls, flags: Mapping[str, Any]) -> ADMConfig:
         """Build from guided-diffusion flags.
 
         Args:
             flags: A mapping of flag names to values (strings as on the command line, or typed
-                values), or a command-line string such as ``"--image_size 256 --class_cond True"``
-                (the ``MODEL_FLAGS`` of the guided-diffusion README). Missing flags take the
+                values; :func:`invkit_priors.checkpoints.flags.parse_flags` reads the text forms,
+                e.g. the guided-diffusion README's ``MODEL_FLAGS``). Missing flags take the
                 defaults; the diffusion-process flags (:data:`DIFFUSION_FLAGS`) are ignored.
 
         Returns:
@@ -207,8 +206,6 @@ class ADMConfig:
         Raises:
             ValueError: On an unknown flag or an unparsable value.
         """
-        if isinstance(flags, str):
-            flags = _parse_command_line(flags)
         known = {f.name for f in fields(cls)}
         unknown = sorted(k for k in flags if k not in known and k not in DIFFUSION_FLAGS)
         if unknown:
@@ -287,27 +284,6 @@ class ADMConfig:
             bad = sorted({w for w in attn_widths if w % self.num_head_channels})
             if bad:
                 raise ValueError(f"attention widths {bad} are not divisible by num_head_channels={self.num_head_channels}")
-
-
-def _parse_command_line(text: str) -> dict[str, str]:
-    tokens = shlex.split(text)
-    flags: dict[str, str] = {}
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        if not token.startswith("--"):
-            raise ValueError(f"cannot parse ADM flags at {token!r} (expected --name value)")
-        name = token[2:]
-        if "=" in name:
-            name, value = name.split("=", 1)
-            i += 1
-        else:
-            if i + 1 >= len(tokens):
-                raise ValueError(f"ADM flag --{name} has no value")
-            value = tokens[i + 1]
-            i += 2
-        flags[name] = value
-    return flags
 
 
 #: Flags of the public checkpoints (matching ``tests/data/adm_*.params.json``) and invkit's
@@ -660,7 +636,7 @@ class ADMUNet(nn.Module):
             self.convert_to_fp16()
 
     @classmethod
-    def from_flags(cls, flags: Mapping[str, Any] | str) -> ADMUNet:
+    def from_flags(cls, flags: Mapping[str, Any]) -> ADMUNet:
         """Build from guided-diffusion flags (see :meth:`ADMConfig.from_flags`)."""
         return cls(ADMConfig.from_flags(flags))
 

@@ -5,7 +5,7 @@ and simple priors in their own right. Both follow :class:`invkit.Prior`: ``denoi
 takes ``x = x0 + sigma * n`` and ``sigma`` in [0, 1] pixel units and returns ``E[x0 | x]``.
 
 **Gaussian** ``N(mu, Σ)`` with ``Σ = Q diag(lam) Qᵀ``, ``Q`` the columns of an orthogonal basis
-(:mod:`invkit_priors.bases`)::
+(:mod:`invkit_priors.analytic.bases`)::
 
     denoise(x, sigma) = mu + Q diag(lam / (lam + sigma²)) Qᵀ (x - mu)
 
@@ -52,7 +52,7 @@ from torch import Tensor
 
 from invkit.forward import Operator, Shape, as_shape
 from invkit.params import Param, float_tuple
-from invkit.prior import GaussianComponent, GaussianForm, Prior, ddpm_sigma_grid
+from invkit.prior import GaussianComponent, GaussianForm, Prior, ddpm_sigma_grid, sigma_rows
 
 from .bases import DCTBasis, IdentityBasis, MatrixBasis, basis_shape
 
@@ -104,22 +104,7 @@ def _noise_var(sigma: float | Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     """``(s2, zero)``: per-sample ``sigma²`` as ``(B,)`` in ``x``'s dtype (zeros replaced by 1) and the mask of zeros."""
     if x.dim() != 4:
         raise ValueError(f"denoise: x must be a batch of images (B, C, H, W); got shape {tuple(x.shape)}")
-    b = x.shape[0]
-    if isinstance(sigma, Tensor):
-        s = sigma.to(device=x.device, dtype=x.dtype)
-        if s.numel() == 1:
-            s = s.reshape(1).expand(b)
-        elif s.numel() == b:
-            s = s.reshape(b)
-        else:
-            raise ValueError(f"denoise: sigma has shape {tuple(sigma.shape)}; expected a float or a (B,) = ({b},) tensor")
-        if not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
-            raise ValueError("denoise: sigma must be finite and >= 0 (in [0, 1] pixel units)")
-    else:
-        value = float(sigma)
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"denoise: sigma must be finite and >= 0 (in [0, 1] pixel units), got {sigma!r}")
-        s = torch.full((b,), value, device=x.device, dtype=x.dtype)
+    s = sigma_rows(sigma, x.shape[0]).to(device=x.device, dtype=x.dtype)
     s2 = s * s
     zero = s2 == 0
     return torch.where(zero, torch.ones_like(s2), s2), zero
@@ -187,7 +172,7 @@ class GaussianPrior(Prior):
             callable ``shape -> (n,) tensor`` evaluated once per image shape.
         basis: ``None`` (pixel basis), an orthogonal basis object (``Vt``/``V`` and ``shape``,
             any :class:`invkit.SVDOperator` too), or a callable ``shape -> basis`` such as the
-            class :class:`~invkit_priors.bases.DCTBasis`, evaluated once per image shape.
+            class :class:`~invkit_priors.analytic.bases.DCTBasis`, evaluated once per image shape.
         shape: Image shape ``(C, H, W)``, needed only when nothing else fixes it (a tensor
             eigenvalue vector in the pixel basis); otherwise inferred, or left open.
 

@@ -1,6 +1,6 @@
 """invkit's built-in natural-image prior (``--prior default``, used when ``--prior`` is omitted).
 
-A small ADM UNet (:meth:`~invkit_priors.adm_unet.ADMConfig.small`, 7.6 M parameters, attention
+A small ADM UNet (:meth:`~invkit_priors.networks.adm.ADMConfig.small`, 7.6 M parameters, attention
 only at 1/8 resolution, fully convolutional: any size divisible by 8) trained here on CPU with
 ``scripts/train_default_prior.py`` on photographs from Debian's wallpaper packages and
 scikit-image (never on the evaluation images). Weights ship inside the package as float16
@@ -28,7 +28,7 @@ different extra noise. Where sigma is 0 the input is returned unchanged.
 
 Example:
     >>> import torch
-    >>> from invkit_priors.default_prior import load_default_prior
+    >>> from invkit_priors.default.prior import load_default_prior
     >>> prior = load_default_prior()
     >>> x = torch.full((1, 3, 16, 16), 0.5)
     >>> tuple(prior.denoise(x, 0.1).shape)
@@ -46,21 +46,21 @@ import torch
 from torch import Tensor
 
 from invkit.params import Param
-from invkit.prior import Prior
+from invkit.prior import Prior, sigma_rows
 
 __all__ = ["DefaultPrior", "load_default_prior", "default_weights_path"]
 
 
 def default_weights_path() -> Path:
     """Where the packaged weights are."""
-    return Path(str(resources.files("invkit_priors") / "weights" / "default.safetensors"))
+    return Path(str(resources.files("invkit_priors.default") / "weights" / "default.safetensors"))
 
 
 class DefaultPrior(Prior):
     """The built-in natural-image prior: RGB diffusion model, grayscale through the grey axis.
 
     Args:
-        rgb: The RGB prior (a :class:`~invkit_priors.vp.VPDiffusionPrior`).
+        rgb: The RGB prior (a :class:`~invkit_priors.adapters.vp.VPDiffusionPrior`).
     """
 
     name = "default"
@@ -88,12 +88,7 @@ class DefaultPrior(Prior):
 
     def _denoise_grey(self, x: Tensor, sigma: float | Tensor) -> Tensor:
         b = x.shape[0]
-        s = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu()
-        if s.ndim == 0:
-            s = s.expand(b)
-        if s.shape != (b,):
-            raise ValueError(f"sigma must be a float or have shape ({b},), got {tuple(s.shape)}")
-        s = s.contiguous()
+        s = sigma_rows(sigma, b)
         if not bool(torch.any(s > 0)):
             return x
         # One generator per image, seeded from its sigma (as float32, so 0.1 and a float32 tensor
@@ -121,14 +116,14 @@ def load_default_prior(device: str = "cpu", half: bool = False, weights: str | P
         weights: Another weights file of the same format (e.g. a training run's export, to compare
             with the packaged one); default: the packaged weights.
     """
-    from .loaders import load_checkpoint_prior
+    from ..checkpoints.load import load_checkpoint_prior
 
     path = default_weights_path() if weights is None else Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"the default prior's weights are missing from the installation ({path}); reinstall invkit")
     rgb = load_checkpoint_prior(path, half=half, device=device)
     # NHWC convolves faster on the CPU (1.16 s vs 1.41 s at 256², benchmarks/prior_speed.py); its
-    # GroupNorm error was measured small for these weights (see the notes of invkit_priors.vp).
+    # GroupNorm error was measured small for these weights (see the notes of invkit_priors.adapters.vp).
     rgb.set_channels_last(next(rgb.model.parameters()).device.type == "cpu")
     return DefaultPrior(rgb)
 

@@ -28,7 +28,7 @@ returns ``x`` unchanged.
 ``C`` are the prediction (epsilon/x0/v) and the rest, the variance interpolation, are dropped.
 
 **Device and precision** follow the model: inputs are moved to the device of its parameters
-and cast to the dtype of its first parameter (an :class:`~invkit_priors.adm_unet.ADMUNet` with a
+and cast to the dtype of its first parameter (an :class:`~invkit_priors.networks.adm.ADMUNet` with a
 float16 torso still takes float32 and casts inside); the result comes back on ``x``'s device in
 ``x``'s dtype. ``half=True`` converts the model to float16 (``convert_to_fp16()`` where the
 model has it, else ``.half()``). The model is put in ``eval()`` mode.
@@ -49,7 +49,7 @@ memory, which would otherwise select the NHWC kernels). The result is returned i
 Example:
     >>> import torch
     >>> from invkit.prior import alphas_bar_from_betas, linear_betas
-    >>> from invkit_priors.vp import VPDiffusionPrior
+    >>> from invkit_priors.adapters.vp import VPDiffusionPrior
     >>> zero_eps = lambda x, t: torch.zeros_like(x)
     >>> prior = VPDiffusionPrior(zero_eps, alphas_bar_from_betas(linear_betas()))
     >>> round(prior.sigma_min, 4), round(prior.sigma_max, 1)
@@ -61,17 +61,89 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from invkit.prior import Prior, vp_sigma_grid
+from invkit.prior import Prior, sigma_rows, vp_sigma_grid
 
-__all__ = ["VPDiffusionPrior", "PREDICTIONS"]
+__all__ = ["VPDiffusionPrior", "Provenance", "PREDICTIONS", "PREDICTION_ALIASES", "resolve_prediction", "check_class_label"]
 
 #: Parameterisations of the network output that the adapter understands.
 PREDICTIONS: tuple[str, ...] = ("epsilon", "x0", "v")
+#: Names of the parameterisations as other code writes them -> :data:`PREDICTIONS`.
+PREDICTION_ALIASES: dict[str, str] = {
+    "epsilon": "epsilon", "eps": "epsilon", "x0": "x0", "sample": "x0", "x_start": "x0",
+    "v": "v", "v_prediction": "v",
+}
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What a checkpoint prior was loaded from (set by the checkpoint readers).
+
+    Attributes:
+        source: The file or folder.
+        arch: ``"adm"``, ``"ddpm"`` or ``"diffusers"``.
+        config: The network configuration used (flags or config.json entries).
+        config_origin: Where the configuration came from (``"flags"``, ``"metadata"``, a
+            catalogue entry, ``"the parameter shapes"``, or a config.json path).
+        metadata: The file's invkit metadata, or a diffusers folder's scheduler config.
+    """
+
+    source: str
+    arch: str
+    config: dict[str, Any] = field(default_factory=dict)
+    config_origin: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_prediction(explicit: str | None, *found: str | None) -> str:
+    """The first given parameterisation name among ``explicit`` and ``found``, canonical; else ``"epsilon"``.
+
+    Raises:
+        ValueError: A name that is not in :data:`PREDICTION_ALIASES`.
+
+    Example:
+        >>> resolve_prediction(None, "v_prediction"), resolve_prediction(None)
+        ('v', 'epsilon')
+    """
+    for value in (explicit, *found):
+        if value is not None:
+            key = str(value).strip().lower()
+            if key not in PREDICTION_ALIASES:
+                raise ValueError(f"unknown prediction {value!r}; expected one of epsilon, x0, v (or sample, v_prediction)")
+            return PREDICTION_ALIASES[key]
+    return "epsilon"
+
+
+def check_class_label(class_label: Any, num_classes: int | None, source: str | Path) -> int | None:
+    """The class label to bind: required (``0 <= N < num_classes``) for a class-conditional model, refused otherwise.
+
+    Args:
+        class_label: What the user gave (``None`` for nothing).
+        num_classes: The model's class count, or ``None`` for an unconditional model.
+        source: The checkpoint, named in the messages.
+
+    Raises:
+        ValueError: A label for an unconditional model, none for a conditional one, or out of range.
+    """
+    if num_classes is None:
+        if class_label is not None:
+            raise ValueError(f"{source}: the model is unconditional; drop class_label={class_label}")
+        return None
+    if class_label is None:
+        raise ValueError(
+            f"{source}: the model is class-conditional ({num_classes} classes); pass class_label=N with 0 <= N < {num_classes} "
+            "(--prior-arg class_label=N)"
+        )
+    label = int(class_label)
+    if not 0 <= label < num_classes:
+        raise ValueError(f"{source}: class_label={label} is out of range; expected 0 <= N < {num_classes}")
+    return label
 
 _SNAP = 1e-4
 
@@ -93,6 +165,7 @@ class VPDiffusionPrior(Prior):
         channels: Image channels; default the model's ``in_channels`` attribute if any.
         image_size: Preferred ``(H, W)``; default the model's ``image_size`` attribute if any.
         channels_last: Run a module in the NHWC memory layout (see the module notes).
+        provenance: What the prior was loaded from (checkpoint readers set it), else ``None``.
 
     Raises:
         ValueError: On an unknown ``prediction`` or a non-decreasing ``alphas_bar``.
@@ -111,6 +184,7 @@ class VPDiffusionPrior(Prior):
         channels: int | None = None,
         image_size: int | tuple[int, int] | None = None,
         channels_last: bool = False,
+        provenance: Provenance | None = None,
     ) -> None:
         if prediction not in PREDICTIONS:
             raise ValueError(f"unknown prediction {prediction!r}; expected one of {list(PREDICTIONS)}")
@@ -120,6 +194,7 @@ class VPDiffusionPrior(Prior):
         if data_scale <= 0:
             raise ValueError(f"data_scale must be positive, got {data_scale}")
         self.model = model
+        self.provenance = provenance
         self.size_multiple = int(getattr(model, "size_multiple", 1) or 1)  # the network's, stated on the prior
         self.prediction = prediction
         self.learned_sigma = bool(learned_sigma)
@@ -167,16 +242,6 @@ class VPDiffusionPrior(Prior):
         t = i + (ls - lg[i]) / (lg[i + 1] - lg[i])
         nearest = torch.round(t)
         return torch.where((t - nearest).abs() < _SNAP, nearest, t)
-
-    def _batch_sigma(self, sigma: Tensor | float, batch: int) -> Tensor:
-        s = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu()
-        if s.ndim == 0:
-            s = s.expand(batch)
-        if s.shape != (batch,):
-            raise ValueError(f"sigma must be a float or have shape ({batch},), got {tuple(s.shape)}")
-        if bool(torch.any(s < 0)) or not bool(torch.all(torch.isfinite(s))):
-            raise ValueError("sigma must be finite and non-negative")
-        return s
 
     def _labels(self, batch: int, device: torch.device) -> Tensor | None:
         if self.class_label is None:
@@ -226,7 +291,7 @@ class VPDiffusionPrior(Prior):
         if x.ndim != 4:
             raise ValueError(f"x must be (B, C, H, W), got {tuple(x.shape)}")
         b, c = x.shape[:2]
-        s = self._batch_sigma(sigma, b)
+        s = sigma_rows(sigma, b)
         if not bool(torch.any(s > 0)):
             return x
         device, dtype = self._model_device_dtype(x)

@@ -27,7 +27,7 @@ is placed by downsampling factor ``resolution // r`` for each ``r`` in ``attn_re
 
 Example:
     >>> import torch
-    >>> from invkit_priors.ddpm_unet import DDPMConfig, DDPMUNet
+    >>> from invkit_priors.networks.ddpm import DDPMConfig, DDPMUNet
     >>> net = DDPMUNet(DDPMConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), resolution=16))
     >>> net(torch.zeros(1, 3, 16, 24), torch.tensor([500.0])).shape
     torch.Size([1, 3, 16, 24])
@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from invkit.params import parse_bool
 
-from .unet_inputs import check_unet_inputs
+from .inputs import check_unet_inputs
 
 __all__ = ["DDPMConfig", "DDPMUNet", "DDPM_PRESETS", "ddpm_timestep_embedding"]
 
@@ -234,7 +234,7 @@ class AttnBlock(nn.Module):
         b, c, height, width = x.shape
         h = self.norm(x)
         # (B, 1, HW, C) tokens; one head with scale 1/sqrt(C). Contiguous, so that torch picks its
-        # flash kernel rather than the O((HW)²)-memory math fallback (see adm_unet._attention).
+        # flash kernel rather than the O((HW)²)-memory math fallback (see invkit_priors.networks.adm._attention).
         q, k, v = (proj(h).reshape(b, 1, c, height * width).transpose(-1, -2).contiguous() for proj in (self.q, self.k, self.v))
         out = F.scaled_dot_product_attention(q, k, v)
         out = out.transpose(-1, -2).reshape(b, c, height, width)

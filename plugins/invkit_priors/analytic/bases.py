@@ -16,7 +16,7 @@ and cast to the input's device and dtype on first use, then cached.
 
 Example:
     >>> import torch
-    >>> from invkit_priors.bases import DCTBasis
+    >>> from invkit_priors.analytic.bases import DCTBasis
     >>> basis = DCTBasis((1, 4, 4))
     >>> x = torch.rand(2, 1, 4, 4, dtype=torch.float64)
     >>> z = basis.Vt(x)

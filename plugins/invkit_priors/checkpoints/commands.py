@@ -47,7 +47,7 @@ def _hash_summary(entry) -> str:  # noqa: ANN001
 
 
 def _list(args: argparse.Namespace) -> int:
-    from .fetch import _is_cached, load_catalogue, resolve_cache_dir
+    from .download import _is_cached, load_catalogue, resolve_cache_dir
 
     root = resolve_cache_dir(args.cache_dir)
     rows = []
@@ -76,7 +76,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from .fetch import FetchError, fetch, load_catalogue
+    from .download import FetchError, fetch, load_catalogue
 
     try:
         path = fetch(args.name, cache_dir=args.cache_dir, url=args.url, progress=not args.quiet)

@@ -1,6 +1,6 @@
 """Safe checkpoint loading: tensors only, strict key and shape checks, never random weights.
 
-Two functions, used by every checkpoint adapter:
+The reading and writing of state-dict files, used by every checkpoint format:
 
 * :func:`load_state_dict_file` reads a state dict from ``.pt``/``.pth``/``.ckpt``/``.bin``
   (``torch.load(..., map_location="cpu", weights_only=True)``: tensors and plain containers, no
@@ -12,10 +12,14 @@ Two functions, used by every checkpoint adapter:
 * :func:`load_strict` compares the keys and shapes of a state dict with a model's *before*
   loading anything and raises :class:`CheckpointMismatchError` listing missing, unexpected and
   mis-shaped keys; on success every parameter and buffer comes from the file.
+  :func:`build_on_meta` and :func:`fill_model` build a network without allocating weights and
+  fill it that way (the readers of every architecture use this pair).
+* :func:`save_state_dict` is the one writer: ``.safetensors`` (with string metadata) or a
+  PyTorch file of plain tensors (the layout guided-diffusion and the DDPM ports save), atomically.
 
 Example:
     >>> import tempfile, os, torch
-    >>> from invkit_priors.checkpoint import load_state_dict_file, load_strict
+    >>> from invkit_priors.checkpoints.safe_load import load_state_dict_file, load_strict
     >>> net = torch.nn.Linear(2, 2)
     >>> path = os.path.join(tempfile.mkdtemp(), "net.pt")
     >>> torch.save({"ema": net.state_dict()}, path)
@@ -27,11 +31,13 @@ from __future__ import annotations
 import os
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from invkit.io import atomic_write
 
 __all__ = [
     "CheckpointError",
@@ -41,6 +47,9 @@ __all__ = [
     "load_state_dict_file",
     "load_strict",
     "compare_state_dict",
+    "build_on_meta",
+    "fill_model",
+    "save_state_dict",
 ]
 
 #: Entries that hold the tensors in a wrapped checkpoint, in order of preference.
@@ -257,3 +266,61 @@ def load_strict(model: nn.Module, state_dict: Mapping[str, Tensor], *, source: s
             mismatched,
         )
     model.load_state_dict(dict(state_dict), strict=True, assign=assign)
+
+
+def build_on_meta(factory: Callable[..., nn.Module], *args: object) -> nn.Module:
+    """``factory(*args)`` built on the ``meta`` device: the architecture without any weights allocated."""
+    with torch.device("meta"):
+        return factory(*args)
+
+
+def fill_model(model: nn.Module, state: Mapping[str, Tensor], source: str | os.PathLike[str], origin: str | None = None) -> nn.Module:
+    """Assign ``state`` to a meta-device ``model`` after the strict check, in the model's dtypes.
+
+    Args:
+        model: From :func:`build_on_meta`.
+        state: The file's tensors.
+        source: The file, named in errors.
+        origin: Where the architecture came from (e.g. ``"ADM flags from metadata"``), appended
+            to a mismatch message in brackets.
+
+    Returns:
+        The model, frozen (``requires_grad_(False)``) and in ``eval()`` mode.
+
+    Raises:
+        CheckpointMismatchError: As :func:`load_strict`.
+    """
+    own = model.state_dict()
+    cast = {k: (v.to(own[k].dtype) if k in own and v.is_floating_point() else v) for k, v in state.items()}
+    try:
+        load_strict(model, cast, source=source, assign=True)
+    except CheckpointMismatchError as err:
+        if origin is None:
+            raise
+        raise CheckpointMismatchError(f"{err} [{origin}]", err.missing, err.unexpected, err.mismatched) from None
+    return model.requires_grad_(False).eval()
+
+
+def save_state_dict(path: str | os.PathLike[str], state: Mapping[str, Tensor], metadata: Mapping[str, str] | None = None) -> Path:
+    """Write a state dict atomically: ``.safetensors`` (contiguous tensors, string ``metadata``) or a plain PyTorch file.
+
+    A PyTorch file holds only ``{name: tensor}`` (what :func:`load_state_dict_file` reads with
+    ``weights_only=True``); ``metadata`` needs ``.safetensors``.
+
+    Raises:
+        ValueError: ``metadata`` for a non-safetensors path, or a non-string metadata value.
+        FileNotFoundError: The folder does not exist.
+    """
+    path = Path(path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import save_file
+
+        meta = dict(metadata or {})
+        bad = sorted(k for k, v in meta.items() if not isinstance(v, str))
+        if bad:
+            raise ValueError(f"safetensors metadata values must be strings; not so for {bad}")
+        return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    if metadata:
+        raise ValueError(f"{path}: metadata needs a .safetensors file")
+    return atomic_write(path, lambda tmp: torch.save(tensors, tmp))
