@@ -7,14 +7,23 @@ the architecture flags that :func:`invkit_priors.checkpoints.load.load_checkpoin
 the file carries none. A hash given on one source applies to that source's copy only (e.g. a
 mirror whose identity with the original is unverified).
 
+Each entry is an :class:`Entry` of :class:`CatalogueFile` s, each published at one or more
+:class:`Source` s. :func:`load_catalogue` reads the catalogue, :func:`get_entry` looks an entry up by
+name and :func:`find_by_filename` by the name of its file. Downloading what it lists into the cache
+is :mod:`invkit_priors.checkpoints.download`.
+
 ``$INVKIT_CATALOGUE`` may name a JSON file (same layout) whose entries are added to the shipped
 ones, replacing those of the same name (e.g. an in-house mirror); every function also takes an
-explicit ``catalogue``, which is how the tests point an entry at a local server.
+explicit ``catalogue`` (:data:`CatalogueLike`), which is how the tests point an entry at a local
+server.
 
 Example:
+    >>> from invkit_priors.checkpoints.catalogue import find_by_filename, load_catalogue
     >>> cat = load_catalogue()
     >>> cat["adm-imagenet256-uncond"].files[0].sha256[:8]
     'a37c32ff'
+    >>> find_by_filename("/somewhere/ffhq_10m.pt").name
+    'adm-ffhq256'
 """
 
 from __future__ import annotations
@@ -39,7 +48,9 @@ __all__ = [
     "CATALOGUE_FORMAT",
 ]
 
+#: The environment variable naming a catalogue JSON file added to the shipped one.
 CATALOGUE_ENV = "INVKIT_CATALOGUE"
+#: The ``format`` field of a catalogue JSON file.
 CATALOGUE_FORMAT = "invkit-catalogue-v1"
 
 
@@ -129,7 +140,8 @@ class Entry:
     def size_bytes(self) -> int | None:
         """Total published size, if every file's is known."""
         sizes = [f.checks(next((s for s in f.sources if s.direct), None))[0] for f in self.files]
-        return sum(sizes) if all(s is not None for s in sizes) else None  # type: ignore[misc]
+        known = [s for s in sizes if s is not None]
+        return sum(known) if len(known) == len(sizes) else None
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Entry:
@@ -176,6 +188,9 @@ def _opt_hex(value: Any) -> str | None:
     return text
 
 
+#: An explicit catalogue, as the functions here accept it: a ``{name: Entry}`` mapping, a list of
+#: entries or their JSON objects, a catalogue JSON object, the path of a catalogue JSON file, or
+#: ``None`` for the shipped catalogue plus ``$INVKIT_CATALOGUE``.
 CatalogueLike = Union[Mapping[str, "Entry"], Mapping[str, Any], Iterable[Any], str, os.PathLike, None]
 
 

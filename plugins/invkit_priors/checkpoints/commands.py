@@ -6,6 +6,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .catalogue import Entry
 
 __all__ = ["setup_prior_command", "run_prior_command"]
 
@@ -34,7 +38,7 @@ def _size(n: int | None) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
 
 
-def _hash_summary(entry) -> str:  # noqa: ANN001
+def _hash_summary(entry: Entry) -> str:
     kinds = []
     for f in entry.files:
         for checks in [f.checks(None)] + [f.checks(s) for s in f.sources if s.has_own_checks]:
@@ -47,16 +51,14 @@ def _hash_summary(entry) -> str:  # noqa: ANN001
 
 
 def _list(args: argparse.Namespace) -> int:
-    from .download import _is_cached, load_catalogue, resolve_cache_dir
+    from .catalogue import load_catalogue
+    from .download import is_cached, resolve_cache_dir
 
     root = resolve_cache_dir(args.cache_dir)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for entry in sorted(load_catalogue().values(), key=lambda e: e.name):
         target = root / entry.path
-        if entry.is_folder:
-            cached = all(_is_cached(target / f.path, f) for f in entry.files)
-        else:
-            cached = target.is_file() and _is_cached(target, entry.files[0])
+        cached = is_cached(entry, root)
         rows.append(
             {
                 "name": entry.name, "arch": entry.arch, "title": entry.title, "size_bytes": entry.size_bytes,
@@ -76,7 +78,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from .download import FetchError, fetch, load_catalogue
+    from .catalogue import load_catalogue
+    from .download import FetchError, fetch
 
     try:
         path = fetch(args.name, cache_dir=args.cache_dir, url=args.url, progress=not args.quiet)

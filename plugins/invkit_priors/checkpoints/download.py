@@ -1,37 +1,35 @@
-"""The catalogue of public diffusion checkpoints, and verified downloads into a cache.
+"""Verified, resumable downloads of catalogue checkpoints into a cache directory.
 
-The catalogue (``catalogue.json``, shipped with the package) lists for each checkpoint a short
-name, the file name(s), the URLs (official first, then mirrors; ``direct: false`` marks a page to
-open in a browser), the size and hashes where anyone published them **and whose they are**
-(``hash_by``: the authors', or a mirror's own), the licence terms, and the architecture flags that
-:func:`invkit_priors.checkpoints.load.load_checkpoint_prior` uses when the file carries none. A hash given
-on one source applies to that source's copy only (e.g. a mirror whose identity with the original
-is unverified).
+The catalogue itself (entries, their files, URLs, sizes and hashes, and looking an entry up) is
+:mod:`invkit_priors.checkpoints.catalogue`; this module fetches what it lists:
 
-:func:`fetch` downloads an entry with :mod:`urllib` into the cache directory (``cache_dir``, else
-``$INVKIT_CACHE``, else ``$XDG_CACHE_HOME/invkit``, else ``~/.cache/invkit``):
-
-* it tries the direct URLs in catalogue order and falls back to the next one when a server
-  refuses, is unreachable, or sends an HTML page instead of the file (as Google Drive does for
-  large files);
-* the bytes go to ``<file>.part`` and are renamed into place (atomically) only once the size and
-  every known hash match; a mismatch deletes the partial file and raises
-  :class:`HashMismatchError` naming the expected and received values;
-* an interrupted download keeps ``<file>.part``; the next call resumes it with an HTTP ``Range``
+* the cache directory (:func:`resolve_cache_dir`): ``cache_dir``, else ``$INVKIT_CACHE``, else
+  ``$XDG_CACHE_HOME/invkit``, else ``~/.cache/invkit``; :func:`cached_path` is where an entry
+  lands there, whether or not it has been downloaded;
+* verification sidecars: a verified file is recorded in ``<file>.invkit.json`` (size, sha256,
+  md5, the URL, what was checked and whose hash it was), so it is never hashed or downloaded
+  again; a file placed in the cache by hand is hashed once (:func:`is_cached`);
+* :func:`fetch` downloads an entry with :mod:`urllib`. It tries the direct URLs in catalogue
+  order and falls back to the next one when a server refuses, is unreachable, or sends an HTML
+  page instead of the file (as Google Drive does for large files). The bytes go to
+  ``<file>.part`` and are renamed into place (atomically) only once the size and every known
+  hash match; a mismatch deletes the partial file and raises :class:`HashMismatchError` naming
+  the expected and received values. An interrupted download keeps ``<file>.part`` (and, in
+  ``<file>.part.url``, the URL it came from); the next call resumes it with an HTTP ``Range``
   request when the server supports that (else it starts over);
-* a file already in the cache is not downloaded again: its verification is recorded in
-  ``<file>.invkit.json`` (size, sha256, md5), and a file placed there by hand is hashed once;
-* progress goes to stderr (a tqdm bar on a terminal), or to a callable.
+* progress goes to stderr (messages, and a tqdm bar only when stderr is a terminal), to a
+  callable, or nowhere (see :data:`Progress`).
 
-``$INVKIT_CATALOGUE`` may name a JSON file (same layout) whose entries are added to the shipped
-ones, replacing those of the same name (e.g. an in-house mirror); every function also takes an
-explicit ``catalogue``, which is how the tests point an entry at a local server.
+Every function takes an explicit ``catalogue`` (see
+:func:`~invkit_priors.checkpoints.catalogue.load_catalogue`), which is how the tests point an
+entry at a local server.
 
 Example:
-    >>> from invkit_priors.checkpoints.download import load_catalogue
-    >>> cat = load_catalogue()
-    >>> cat["adm-imagenet256-uncond"].files[0].sha256[:8]
-    'a37c32ff'
+    >>> from invkit_priors.checkpoints.download import cached_path, is_cached
+    >>> cached_path("adm-ffhq256", "no-such-folder").as_posix()
+    'no-such-folder/ffhq_10m.pt'
+    >>> is_cached("adm-ffhq256", "no-such-folder")
+    False
 """
 
 from __future__ import annotations
@@ -43,29 +41,29 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from importlib import resources
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Union
 
-from .catalogue import CatalogueFile, CatalogueLike, Entry, Source, find_by_filename, get_entry, load_catalogue
+from tqdm import tqdm
+
+from invkit.io import atomic_write
+from invkit.runner.progress import is_terminal, terminal_size
+
+from .catalogue import CatalogueFile, CatalogueLike, Entry, Source, get_entry
 
 __all__ = [
-    "Source",
-    "CatalogueFile",
-    "Entry",
     "FetchError",
     "HashMismatchError",
-    "load_catalogue",
-    "find_by_filename",
+    "Progress",
     "fetch",
     "resolve_cache_dir",
     "cached_path",
+    "is_cached",
     "CACHE_ENV",
-    "CATALOGUE_ENV",
 ]
 
+#: The environment variable naming the cache directory.
 CACHE_ENV = "INVKIT_CACHE"
 _CHUNK = 1 << 20
 _TIMEOUT = 60.0
@@ -93,8 +91,50 @@ def resolve_cache_dir(path: str | os.PathLike[str] | None = None) -> Path:
 
 
 def cached_path(name: str, cache: str | os.PathLike[str] | None = None, catalogue: CatalogueLike = None) -> Path:
-    """Where :func:`fetch` puts entry ``name`` (whether or not it is there yet)."""
+    """Where :func:`fetch` puts entry ``name`` (whether or not it is there yet).
+
+    Args:
+        name: Catalogue name.
+        cache: Cache directory (see :func:`resolve_cache_dir`).
+        catalogue: Use this catalogue instead of the shipped one.
+
+    Returns:
+        The checkpoint file, or the folder of a multi-file (diffusers) entry.
+
+    Raises:
+        KeyError: Unknown name (the message lists the known ones).
+    """
     return resolve_cache_dir(cache) / get_entry(name, catalogue).path
+
+
+def is_cached(
+    entry: Entry | str,
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    catalogue: CatalogueLike = None,
+) -> bool:
+    """Whether the cache holds a verified copy of every file of ``entry`` (so :func:`fetch` downloads nothing).
+
+    A file counts as verified when its sidecar ``<file>.invkit.json`` records its current size
+    and hashes that match the catalogue's (the file's own, or one source's). A file without a
+    sidecar (placed there by hand) is hashed once, and the sidecar is written if it matches; when
+    the catalogue publishes no hash for it, its size alone decides (any size, if none is known).
+
+    Args:
+        entry: A catalogue entry, or its name.
+        cache_dir: Cache directory (see :func:`resolve_cache_dir`).
+        catalogue: Where to look ``entry`` up when it is a name (default: the shipped one plus
+            ``$INVKIT_CATALOGUE``).
+
+    Raises:
+        KeyError: Unknown name (the message lists the known ones).
+    """
+    if isinstance(entry, str):
+        entry = get_entry(entry, catalogue)
+    target = resolve_cache_dir(cache_dir) / entry.path
+    if entry.is_folder:
+        return all(_verified(target / cfile.path, cfile) for cfile in entry.files)
+    return _verified(target, entry.files[0])
 
 
 def _sidecar(path: Path) -> Path:
@@ -118,8 +158,8 @@ def _matches(record: Mapping[str, Any], size: int | None, sha256: str | None, md
     )
 
 
-def _is_cached(dest: Path, cfile: CatalogueFile) -> bool:
-    """True when ``dest`` holds a verified copy (hashing a hand-placed file once)."""
+def _verified(dest: Path, cfile: CatalogueFile) -> bool:
+    """True when ``dest`` holds a verified copy of ``cfile`` (hashing a hand-placed file once)."""
     if not dest.is_file():
         return False
     size_now = dest.stat().st_size
@@ -141,12 +181,18 @@ def _is_cached(dest: Path, cfile: CatalogueFile) -> bool:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    text = json.dumps(obj, indent=1)
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text)
+
+    atomic_write(path, write)
 
 
 # ====================================================================== download
+#: The ``progress`` option of :func:`fetch`: ``True`` for messages on stderr and a tqdm bar there
+#: when stderr is a terminal, ``False`` for silence, or ``callback(bytes_done, total_or_None)``,
+#: called after every chunk (and nothing printed).
 Progress = Union[bool, Callable[[int, "int | None"], None]]
 
 
@@ -154,14 +200,11 @@ class _Bar:
     """A download's progress: the callback (every chunk) and a tqdm bar on stderr (only on a terminal).
 
     The bar shows MB done of the total, the rate and the time left; a resumed download starts at
-    the bytes already on disk.
+    the bytes already on disk. The terminal test and size are :mod:`invkit.runner.progress`'s, as
+    for the ``solve`` bar.
     """
 
     def __init__(self, label: str, total: int | None, enabled: Progress, start: int = 0) -> None:
-        from tqdm import tqdm
-
-        from invkit.runner.progress import is_terminal, terminal_size
-
         self.total, self.done = total, start
         self.callback = enabled if callable(enabled) else None
         columns, rows = terminal_size(sys.stderr)  # the stream the bar is drawn on
@@ -287,7 +330,7 @@ def _download(url: str, dest: Path, checks: tuple[int | None, str | None, str | 
 
 
 def _fetch_file(cfile: CatalogueFile, dest: Path, label: str, url: str | None, progress: Progress) -> Path:
-    if _is_cached(dest, cfile):
+    if _verified(dest, cfile):
         _say(progress, f"{label}: already in the cache ({dest})")
         return dest
     if url is not None:
@@ -326,9 +369,11 @@ def fetch(
         cache_dir: Cache directory (default ``$INVKIT_CACHE`` or ``~/.cache/invkit``).
         url: Download from this URL instead of the catalogue's (single-file entries; still
             verified against the catalogue's size and hash).
-        progress: ``True`` for messages and a progress bar on stderr, ``False`` for silence, or
-            ``callback(bytes_done, total_or_None)``.
-        catalogue: Use this catalogue instead of the shipped one (see :func:`load_catalogue`).
+        progress: ``True`` for messages on stderr and a progress bar there when it is a
+            terminal, ``False`` for silence, or ``callback(bytes_done, total_or_None)`` (see
+            :data:`Progress`).
+        catalogue: Use this catalogue instead of the shipped one (see
+            :func:`~invkit_priors.checkpoints.catalogue.load_catalogue`).
 
     Returns:
         The checkpoint file, or the folder of a multi-file (diffusers) entry.
