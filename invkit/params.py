@@ -1,9 +1,19 @@
 """Typed, documented parameter schemas for plugins.
 
-Every operator (and solver, and prior factory) declares its parameters as a tuple of
-:class:`Param`. The CLI parses ``--arg k=v`` strings through the schema, and Python callers
-pass real values through the same validation, so a bad value gets the same one-line error
-naming the parameter and what is allowed, wherever it comes from.
+A plugin's parameters form a schema, a tuple of :class:`Param`. The CLI parses ``--arg k=v``
+strings through the schema, and Python callers pass real values through the same validation, so
+a bad value gets the same one-line error naming the parameter and what is allowed, wherever it
+comes from.
+
+A schema is declared once, in one of two ways:
+
+* in the signature (solvers and prior factories): each parameter is annotated
+  ``Annotated[T, Arg("doc", ...)]``; its name, its default (or that it is required) and its basic
+  type come from the signature, the doc and constraints from :class:`Arg`.
+  :func:`signature_params` reads the schema off the signature and :func:`validated` makes direct
+  Python calls go through it;
+* as a ``params`` tuple of :class:`Param` on a class taking ``**params`` (operators, and plugins
+  written that way). :func:`schema_of` gives a factory's schema either way.
 
 Example:
     >>> from invkit.params import Param, parse_params
@@ -16,18 +26,40 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, TypeVar, Union, cast, get_args, get_origin, overload
 
-__all__ = ["Param", "ParamError", "parse_params", "parse_kv", "format_schema", "int_tuple", "float_tuple", "parse_bool"]
+__all__ = [
+    "Param",
+    "Arg",
+    "ParamError",
+    "SchemaError",
+    "parse_params",
+    "parse_kv",
+    "format_schema",
+    "signature_params",
+    "schema_of",
+    "validated",
+    "int_tuple",
+    "float_tuple",
+    "parse_bool",
+]
 
 _REQUIRED = object()
 
 
 class ParamError(ValueError):
     """A parameter value is missing, unknown, malformed or out of range."""
+
+
+class SchemaError(TypeError):
+    """A parameter declaration is malformed; raised where it is declared (decoration, class
+    creation or registration), never at call time."""
 
 
 def int_tuple(text: str | Sequence[int]) -> tuple[int, ...]:
@@ -217,3 +249,256 @@ def format_schema(schema: Sequence[Param]) -> str:
         default = "required" if p.required else f"default {p.default!r}"
         lines.append(f"  {p.name}: {p.allowed()}, {default}. {p.doc}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- schemas declared in signatures
+@dataclass(frozen=True)
+class Arg:
+    """The doc and constraints of one parameter declared in a signature, as ``Annotated`` metadata.
+
+    The parameter's name, its default (or, without one, that it is required) and its basic type
+    come from the signature: ``int``, ``float``, ``bool`` or ``str``, optionally ``| None`` (then
+    the default must be ``None``, meaning "off / not given"). Any other annotation needs a
+    converter (``type=``). The fields mean what they mean on :class:`Param`.
+
+    Args:
+        doc: One line saying what it is, in which units (required, not empty).
+        min: Smallest allowed value (numbers only).
+        max: Largest allowed value (numbers only).
+        min_inclusive: Whether ``min`` itself is allowed.
+        max_inclusive: Whether ``max`` itself is allowed.
+        choices: Allowed values, if the set is finite.
+        type: Converter from a string, or from an already-converted value, to the value (e.g.
+            :func:`float_tuple`); replaces the type read off the annotation.
+
+    Example:
+        >>> from typing import Annotated
+        >>> def blur(
+        ...     sigma: Annotated[float, Arg("std in pixels", min=0.0, min_inclusive=False)] = 3.0,
+        ...     boundary: Annotated[str, Arg("padding", choices=("zero", "reflect"))] = "reflect",
+        ... ) -> str:
+        ...     return f"{sigma} {boundary}"
+        >>> print(format_schema(signature_params(blur)))
+          sigma: 0.0 < float, default 3.0. std in pixels
+          boundary: one of zero, reflect, default 'reflect'. padding
+    """
+
+    doc: str
+    min: float | None = None
+    max: float | None = None
+    min_inclusive: bool = True
+    max_inclusive: bool = True
+    choices: tuple[Any, ...] | None = None
+    type: Callable[[Any], Any] | None = None
+
+
+_BASIC_TYPES: tuple[type, ...] = (int, float, bool, str)
+_NONE = type(None)
+_F = TypeVar("_F", bound=Callable[..., Any])
+_EMPTY = inspect.Parameter.empty
+
+
+def _type_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else repr(hint).replace("typing.", "")
+
+
+def _signature_of(target: Callable[..., Any]) -> tuple[Callable[..., Any] | None, int, str]:
+    """``(function, leading parameters to skip, label)``: a class's ``__init__`` (skipping ``self``), or the function itself."""
+    if isinstance(target, type):
+        init = target.__init__
+        if init is object.__init__:
+            return None, 0, target.__qualname__
+        return inspect.unwrap(init), 1, f"{target.__qualname__}.__init__"
+    fn = inspect.unwrap(target)
+    return fn, 0, f"{getattr(fn, '__qualname__', repr(fn))}()"
+
+
+def _evaluate(annotation: Any, fn: Callable[..., Any], where: str) -> Any:
+    """A parameter's annotation as an object: string annotations (postponed, or quoted) are evaluated in the function's module."""
+    for _ in range(3):  # a quoted annotation under `from __future__ import annotations` is a string of a string
+        if not isinstance(annotation, str):
+            break
+        try:
+            annotation = eval(annotation, getattr(fn, "__globals__", {}))  # what typing.get_type_hints does with it
+        except Exception as exc:  # noqa: BLE001 - any failure is a declaration error
+            raise SchemaError(
+                f"{where}: cannot evaluate its annotation {annotation!r} ({type(exc).__name__}: {exc}); use names defined at module level"
+            ) from None
+    return annotation
+
+
+def _split_optional(hint: Any) -> tuple[Any, bool]:
+    """``(core type, whether None is allowed)`` of ``X | None`` / ``Optional[X]``; other hints unchanged."""
+    if get_origin(hint) in (Union, types.UnionType):
+        members = get_args(hint)
+        rest = tuple(m for m in members if m is not _NONE)
+        if len(rest) < len(members):
+            return (rest[0] if len(rest) == 1 else Union[rest]), True  # noqa: UP007 - a runtime union of the remaining members
+    return hint, False
+
+
+def _declared_param(p: inspect.Parameter, fn: Callable[..., Any], label: str) -> Param:
+    """The :class:`Param` that one signature parameter declares (:class:`SchemaError` if it declares none)."""
+    where = f"{label}: parameter '{p.name}'"
+    form = f"`{p.name}: Annotated[<type>, Arg(\"<doc>\", ...)]`"
+    if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+        star = "*" if p.kind is inspect.Parameter.VAR_POSITIONAL else "**"
+        raise SchemaError(f"{label}: {star}{p.name} cannot be read as parameters; name each one as {form}, or declare a `params` tuple of Param")
+    if p.kind is inspect.Parameter.POSITIONAL_ONLY:
+        raise SchemaError(f"{where} is positional-only; parameters are passed by keyword (--arg {p.name}=...)")
+    if p.annotation is _EMPTY:
+        raise SchemaError(f"{where} has no annotation; declare it as {form}")
+    hint = _evaluate(p.annotation, fn, where)
+    if get_origin(hint) is not Annotated:
+        nested = any(get_origin(m) is Annotated for m in get_args(hint))
+        if nested:
+            raise SchemaError(f"{where}: write `Annotated[X | None, Arg(...)]`, not `Annotated[X, Arg(...)] | None`")
+        raise SchemaError(f"{where} lacks Arg metadata (doc and constraints); declare it as `{p.name}: Annotated[{_type_name(hint)}, Arg(\"<doc>\", ...)]`")
+    args = [m for m in hint.__metadata__ if isinstance(m, Arg)]
+    if len(args) != 1:
+        raise SchemaError(f"{where} has {len(args)} Arg metadata objects; give exactly one: {form}")
+    arg = args[0]
+    if not isinstance(arg.doc, str) or not arg.doc.strip():
+        raise SchemaError(f"{where}: its Arg has no doc; say in one line what it is, in which units")
+    base = hint.__origin__
+    core, nullable = _split_optional(base)
+    if arg.type is not None:
+        convert: Callable[[Any], Any] = arg.type
+    elif core in _BASIC_TYPES:
+        convert = core
+    else:
+        raise SchemaError(
+            f"{where}: unsupported annotation {_type_name(base)}; use int, float, bool or str (optionally | None), "
+            "or give a converter, e.g. Arg(\"...\", type=float_tuple)"
+        )
+    default = _REQUIRED if p.default is _EMPTY else p.default
+    if nullable and default is not None:
+        shown = "none (required)" if default is _REQUIRED else repr(default)
+        raise SchemaError(f"{where} is annotated `{_type_name(base)}` but its default is {shown}; None is accepted only where the default is None")
+    if default is None and not nullable:
+        raise SchemaError(f"{where} defaults to None; annotate it `{_type_name(base)} | None`")
+    if (arg.min is not None or arg.max is not None) and convert in (bool, str):
+        raise SchemaError(f"{where}: min/max apply to numbers, not {_type_name(convert)}")
+    param = Param(p.name, convert, default, arg.doc, arg.min, arg.max, arg.min_inclusive, arg.max_inclusive, arg.choices)
+    if default is not _REQUIRED and default is not None:
+        try:
+            param.convert(default)
+        except ParamError as exc:
+            raise SchemaError(f"{where}: its default {default!r} fails its own declaration ({exc})") from None
+    return param
+
+
+def signature_params(target: Callable[..., Any]) -> tuple[Param, ...]:
+    """The schema a function's or a class's signature declares (for a class: its ``__init__``, without ``self``).
+
+    Every parameter must be annotated ``Annotated[T, Arg("doc", ...)]`` (see :class:`Arg`), be
+    passable by keyword, and have a default that passes its own declaration. A decorated function
+    (:func:`validated`, ``functools.wraps``) is read through to the function it wraps.
+
+    Raises:
+        SchemaError: A parameter without annotation or Arg metadata, with an unsupported
+            annotation, ``*args``/``**kwargs`` or positional-only, a default of None without
+            ``| None`` (or the reverse), or a default its own constraints refuse; the message
+            names the function and the parameter.
+
+    Example:
+        >>> from typing import Annotated
+        >>> def prior(path: Annotated[str, Arg("weights file")], half: Annotated[bool, Arg("float16")] = False) -> None:
+        ...     pass
+        >>> [(p.name, p.type.__name__, p.required) for p in signature_params(prior)]
+        [('path', 'str', True), ('half', 'bool', False)]
+        >>> def loose(scale=1.0):
+        ...     pass
+        >>> signature_params(loose)
+        Traceback (most recent call last):
+            ...
+        invkit.params.SchemaError: loose(): parameter 'scale' has no annotation; declare it as `scale: Annotated[<type>, Arg("<doc>", ...)]`
+    """
+    fn, skip, label = _signature_of(target)
+    if fn is None:
+        return ()
+    params = list(inspect.signature(fn).parameters.values())[skip:]
+    return tuple(_declared_param(p, fn, label) for p in params)
+
+
+def schema_of(factory: Any) -> tuple[Param, ...]:
+    """A plugin factory's schema: its ``params`` attribute if it has one, else :func:`signature_params`.
+
+    Raises:
+        SchemaError: The factory has no ``params`` and its signature declares no valid schema.
+    """
+    explicit = getattr(factory, "params", None)
+    if explicit is not None:
+        return tuple(explicit)
+    return signature_params(factory)
+
+
+def _checked(fn: Callable[..., Any], schema: tuple[Param, ...], owner: str | Callable[[Any], str], method: bool) -> Callable[..., Any]:
+    """``fn`` with its arguments bound and run through ``schema`` before every call."""
+    sig = inspect.signature(fn)
+    names = {p.name for p in schema}
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        head = args[:1] if method else ()
+        label = owner(head[0]) if callable(owner) and head else str(owner)
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{label}: {exc}") from None
+        given = {k: v for k, v in bound.arguments.items() if k in names}
+        return fn(*head, **parse_params(schema, given, owner=label))
+
+    return call
+
+
+@overload
+def validated(target: _F, *, owner: str | Callable[[Any], str] | None = None) -> _F: ...
+
+
+@overload
+def validated(target: None = None, *, owner: str | Callable[[Any], str] | None = None) -> Callable[[_F], _F]: ...
+
+
+def validated(target: _F | None = None, *, owner: str | Callable[[Any], str] | None = None) -> _F | Callable[[_F], _F]:
+    """Make direct Python calls of a function (or of a class's own ``__init__``) go through its signature's schema.
+
+    The schema is :func:`signature_params`, read once, at decoration (so a malformed declaration
+    fails there). Each call binds its arguments as Python would (a wrong call is a ``TypeError``
+    naming the owner), converts and checks them exactly as ``--arg k=v`` strings are, and calls
+    the function with the converted values, defaults filled in. The signature and docstring
+    stay those of the function.
+
+    Args:
+        target: The function or class (``@validated``), or None (``@validated(owner=...)``).
+        owner: Name in error messages: a string, or for a class a callable taking the instance;
+            default the function's name, or the class's name.
+
+    Raises:
+        SchemaError: The signature declares no valid schema, or a class defines no ``__init__``.
+
+    Example:
+        >>> from typing import Annotated
+        >>> @validated
+        ... def blur(sigma: Annotated[float, Arg("std in pixels", min=0.0, max=10.0)] = 3.0) -> float:
+        ...     return sigma
+        >>> blur("1.5"), blur()
+        (1.5, 3.0)
+        >>> blur(sigma=12)
+        Traceback (most recent call last):
+            ...
+        invkit.params.ParamError: blur: parameter 'sigma' = 12.0 is out of range; expected 0.0 <= float <= 10.0
+    """
+
+    def decorate(obj: _F) -> _F:
+        if isinstance(obj, type):
+            init = obj.__dict__.get("__init__")
+            if init is None:
+                raise SchemaError(f"validated: class {obj.__qualname__} defines no __init__ of its own to validate")
+            label = owner if owner is not None else (lambda self: type(self).__name__)
+            setattr(obj, "__init__", _checked(init, signature_params(obj), label, method=True))
+            return obj
+        label = owner if owner is not None else getattr(obj, "__name__", repr(obj))
+        return cast(_F, _checked(obj, signature_params(obj), label, method=False))
+
+    return decorate if target is None else decorate(target)

@@ -39,7 +39,7 @@ import pluggy
 from . import hookspecs
 from .dense import DEFAULT_MAX_SIZE
 from .forward import ForwardModel, Shape, as_shape
-from .params import Param, parse_params
+from .params import Param, parse_params, schema_of
 
 __all__ = [
     "Registry",
@@ -105,8 +105,10 @@ class Registration:
 
     @property
     def params(self) -> tuple[Param, ...]:
-        """The factory's parameter schema (empty if it declares none)."""
-        return tuple(getattr(self.factory, "params", ()) or ())
+        """The factory's parameter schema: its ``params`` tuple if it has one (operators, solvers,
+        classes declaring it), else the one its signature declares (prior factories), see
+        :func:`invkit.params.schema_of`; checked when it is registered."""
+        return schema_of(self.factory)
 
     @property
     def summary(self) -> str:
@@ -246,6 +248,7 @@ class Registry:
                         raise TypeError(
                             f"operator '{name}' must be a subclass of invkit.ForwardModel (or LinearOperator, SVDOperator), got {factory!r}"
                         )
+                    schema_of(factory)  # a malformed declaration fails here, as the plugin registers
                     pending.append(Registration(kind, name, factory, plugin, dist))
 
                 def commit() -> None:

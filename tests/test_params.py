@@ -1,10 +1,26 @@
-"""Parameter schemas: conversion, validation and messages."""
+"""Parameter schemas: conversion, validation and messages; schemas declared once, in a signature."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Annotated, Any
+
 import pytest
 
-from invkit.params import Param, ParamError, float_tuple, format_schema, int_tuple, parse_kv, parse_params
+from invkit.params import (
+    Arg,
+    Param,
+    ParamError,
+    SchemaError,
+    float_tuple,
+    format_schema,
+    int_tuple,
+    parse_kv,
+    parse_params,
+    schema_of,
+    signature_params,
+    validated,
+)
 
 SCHEMA = (
     Param("sigma", float, 3.0, "std in px", min=0.0, min_inclusive=False),
@@ -86,3 +102,221 @@ def test_one_shape_parser():
     for bad in ("3,a,4", "3,4", (0, 1, 2)):
         with pytest.raises(ValueError, match="three positive integers"):
             as_shape(bad)
+
+
+# ---------------------------------------------------------------------- schemas declared once, in the signature
+def _blur(
+    path: Annotated[str, Arg("kernel file")],
+    sigma: Annotated[float, Arg("std in px", min=0.0, min_inclusive=False)] = 3.0,
+    size: Annotated[int | None, Arg("kernel size", min=1, max=99, max_inclusive=False)] = None,
+    boundary: Annotated[str, Arg("padding", choices=("zero", "reflect"))] = "reflect",
+    flag: Annotated[bool, Arg("switch")] = False,
+    weights: Annotated[Sequence[float], Arg("weights", type=float_tuple)] = (1.0, 1.0),
+) -> dict[str, Any]:
+    return {"path": path, "sigma": sigma, "size": size, "boundary": boundary, "flag": flag, "weights": weights}
+
+
+def test_schema_derived_from_a_signature():
+    schema = signature_params(_blur)
+    assert [p.name for p in schema] == ["path", "sigma", "size", "boundary", "flag", "weights"]
+    path, sigma, size, boundary, flag, weights = schema
+    assert path.required and path.type is str and path.doc == "kernel file"
+    assert not sigma.required and sigma.default == 3.0 and sigma.type is float
+    assert (sigma.min, sigma.min_inclusive, sigma.max) == (0.0, False, None)
+    assert size.type is int and size.default is None and (size.min, size.max, size.max_inclusive) == (1, 99, False)
+    assert boundary.choices == ("zero", "reflect") and boundary.default == "reflect"
+    assert flag.type is bool and flag.default is False
+    assert weights.type is float_tuple and weights.default == (1.0, 1.0)
+    # exactly what the same schema written by hand as Param tuples is
+    assert schema[1:] == (
+        Param("sigma", float, 3.0, "std in px", min=0.0, min_inclusive=False),
+        Param("size", int, None, "kernel size", min=1, max=99, max_inclusive=False),
+        Param("boundary", str, "reflect", "padding", choices=("zero", "reflect")),
+        Param("flag", bool, False, "switch"),
+        Param("weights", float_tuple, (1.0, 1.0), "weights"),
+    )
+    assert "path: str, required. kernel file" in format_schema(schema)
+    # a class: its __init__, without self; one without __init__ declares nothing
+    class Thing:
+        def __init__(self, gain: Annotated[float, Arg("gain", max=10.0)] = 2.0) -> None:
+            self.gain = gain
+
+    assert signature_params(Thing) == (Param("gain", float, 2.0, "gain", max=10.0),)
+    assert signature_params(type("Bare", (), {})) == ()
+
+
+def test_a_direct_call_is_validated_like_a_cli_string():
+    blur = validated(_blur)
+    assert blur(path="k.npy", sigma="1.5", size="7", flag="yes", weights="0.2,0.8") == {
+        "path": "k.npy", "sigma": 1.5, "size": 7, "boundary": "reflect", "flag": True, "weights": (0.2, 0.8)
+    }
+    assert blur("k.npy", 2, size=8.0)["size"] == 8 and blur("k.npy")["sigma"] == 3.0  # positional, converted, defaults filled
+    schema = signature_params(_blur)
+    for key, text in (("sigma", "0"), ("sigma", "nan"), ("sigma", "abc"), ("size", "2.5"), ("size", "99"), ("boundary", "wrap"), ("flag", "maybe")):
+        with pytest.raises(ParamError) as direct:
+            blur("k.npy", **{key: text})
+        with pytest.raises(ParamError) as cli:
+            parse_params(schema, ["path=k.npy", f"{key}={text}"], owner="_blur")
+        assert str(direct.value) == str(cli.value), key
+    with pytest.raises(ParamError, match=r"^_blur: parameter 'sigma' = 0.0 is out of range; expected 0.0 < float$"):
+        blur("k.npy", sigma=0)  # a typed value: the same message as sigma=0 on the command line
+    with pytest.raises(TypeError, match="_blur: missing a required argument: 'path'"):
+        blur()
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+        blur("k.npy", bogus=1)
+    assert signature_params(blur) == schema and blur.__name__ == "_blur"  # the wrapper keeps the declaration
+
+
+def test_a_solver_declares_its_parameters_once():
+    from invkit.registry import get_registry
+    from invkit_solvers.ddrm import DDRM
+    from invkit_solvers.exact import ExactSolver
+
+    # the schema (as listed by the CLI) is the one DDRM used to declare by hand
+    assert DDRM.params == (
+        Param("eta", float, 0.85, "η: transition noise (0 = deterministic)", min=0.0, max=1.0),
+        Param("eta_b", float, 1.0, "η_b: weight of the measurement in observed coefficients", min=0.0),
+        Param("svd_rtol", float, 1e-3, "relative singular-value threshold below which a coefficient is unobserved", min=0.0, max=1.0, max_inclusive=False),
+        Param("max_dense", int, 4096, "largest max(m, n) for the dense SVD fallback", min=1),
+    )
+    assert ExactSolver.params == (Param("max_size", int, 4096, "largest n = C*H*W (and m) to materialise as dense matrices", min=1),)
+    reg = get_registry()
+    assert reg.get("solver", "ddrm").params == DDRM.params
+    # a direct call and a CLI string are refused with the same message
+    with pytest.raises(ParamError) as direct:
+        DDRM(eta=2.0)
+    with pytest.raises(ParamError) as cli:
+        reg.build("solver", "ddrm", ["eta=2.0"])
+    assert str(direct.value) == str(cli.value) == "solver 'ddrm': parameter 'eta' = 2.0 is out of range; expected 0.0 <= float <= 1.0"
+    solver = DDRM(eta="0.5", max_dense="100")
+    assert (solver.eta, solver.eta_b, solver.svd_rtol, solver.max_dense) == (0.5, 1.0, 1e-3, 100) and type(solver.max_dense) is int
+    with pytest.raises(ParamError, match=r"^solver 'exact': parameter 'max_size' = 0 is out of range"):
+        ExactSolver(0)
+
+
+def test_prior_factories_declare_their_parameters_once():
+    from invkit.registry import get_registry
+    from invkit_priors.analytic import gaussian, gaussian_mixture
+    from invkit_priors.default.prior import default
+    from invkit_priors.plugin import catalogue_prior, checkpoint
+
+    reg = get_registry()
+    for name, factory in (("default", default), ("gaussian", gaussian), ("gaussian_mixture", gaussian_mixture), ("checkpoint", checkpoint)):
+        assert reg.get("prior", name).factory is factory
+        assert "params" not in vars(factory) and "name" not in vars(factory), f"{name}: metadata bolted onto the factory"
+        assert reg.get("prior", name).params == signature_params(factory) != ()
+    assert reg.get("prior", "default").params == (
+        Param("device", str, "cpu", "where the network runs: cpu, cuda or auto"),
+        Param("half", bool, False, "float16 inference (GPU)"),
+    )
+    assert signature_params(gaussian_mixture)[0] == Param(
+        "means", float_tuple, (0.3, 0.7), "comma-separated grey levels, one flat mean image per component, [0, 1] units"
+    )
+    path = signature_params(checkpoint)[0]
+    assert path.name == "path" and path.required
+    factory = catalogue_prior("adm-ffhq256")
+    assert [p.name for p in signature_params(factory)] == ["class_label", "half", "device"]
+    with pytest.raises(ParamError, match=r"^prior 'adm-ffhq256': parameter 'class_label' = -1 is out of range"):
+        factory(class_label=-1)  # refused before looking for the file
+    with pytest.raises(ParamError, match=r"^gaussian: parameter 'variance' = 0.0 is out of range"):
+        gaussian(variance=0)
+    assert gaussian_mixture(means="0.2,0.6", weights=[1, 3]).weights.tolist() == [0.25, 0.75]
+
+
+def test_a_class_declaring_params_explicitly_is_not_read_from_its_signature():
+    explicit = (Param("k", float, 2.0, "gain", min=0.0),)
+
+    class Operatorish:
+        params = explicit
+
+        def __init__(self, in_shape: Any, **params: Any) -> None:  # no Annotated anywhere: the tuple is the declaration
+            self.config = parse_params(self.params, params)
+
+    assert schema_of(Operatorish) == explicit
+    with pytest.raises(SchemaError):
+        signature_params(Operatorish)  # **params says nothing about its parameters
+    # operators (a params tuple and **params) and third-party solvers declaring params keep working
+    from invkit.registry import get_registry
+    from invkit_operators.super_resolution import BicubicSuperResolution, SuperResolution
+
+    assert SuperResolution.params is BicubicSuperResolution.params  # one shared declaration
+    assert get_registry().get("operator", "super_resolution").params == SuperResolution.params
+    from invkit import Solver
+
+    class Declared(Solver):
+        """Declares params and validates them itself."""
+
+        name = "declared"
+        params = explicit
+
+        def __init__(self, k=2.0):  # noqa: ANN001 - deliberately unannotated
+            self.k = parse_params(self.params, {"k": k}, owner="solver 'declared'")["k"]
+
+        def solve(self, problem, prior, *, steps=None, generator=None, callback=None):  # noqa: ANN001
+            raise NotImplementedError
+
+    assert Declared.params is explicit and schema_of(Declared) == explicit and Declared(k="3").k == 3.0
+
+
+@pytest.mark.parametrize(
+    "declare,match",
+    [
+        ("def f(scale=1.0): pass", r"^f\(\): parameter 'scale' has no annotation; declare it as `scale: Annotated\[<type>, Arg"),
+        ("def f(scale: float = 1.0): pass", r"^f\(\): parameter 'scale' lacks Arg metadata .*`scale: Annotated\[float, Arg"),
+        ("def f(x: Annotated[list[int], Arg('xs')] = None): pass", r"parameter 'x': unsupported annotation list\[int\]; .*type=float_tuple"),
+        ("def f(x: Annotated[torch.Tensor, Arg('t')]): pass", r"parameter 'x': unsupported annotation Tensor"),
+        ("def f(x: Annotated[int, Arg('n')] = None): pass", r"parameter 'x' defaults to None; annotate it `int \| None`"),
+        ("def f(x: Annotated[int | None, Arg('n')] = 3): pass", r"parameter 'x' is annotated `int \| None` but its default is 3"),
+        ("def f(x: Annotated[int, Arg('n', min=1)] = 0): pass", r"parameter 'x': its default 0 fails its own declaration"),
+        ("def f(x: Annotated[str, Arg('s', choices=('a', 'b'))] = 'c'): pass", r"its default 'c' fails its own declaration"),
+        ("def f(x: Annotated[str, Arg('s', min=1)] = 'a'): pass", r"min/max apply to numbers"),
+        ("def f(x: Annotated[int, Arg('  ')] = 1): pass", r"parameter 'x': its Arg has no doc"),
+        ("def f(x: Annotated[int, Arg('n')] | None = None): pass", r"write `Annotated\[X \| None, Arg\(...\)\]`"),
+        ("def f(**kw: Any): pass", r"\*\*kw cannot be read as parameters"),
+        ("def f(x: Annotated[int, Arg('n')] = 1, /): pass", r"parameter 'x' is positional-only"),
+        ("def f(x: 'Annotated[Undefined, Arg(\"n\")]' = 1): pass", r"cannot evaluate its annotation"),
+    ],
+)
+def test_a_bad_declaration_fails_where_it_is_declared(declare, match):
+    import torch
+
+    scope: dict[str, Any] = {"Annotated": Annotated, "Arg": Arg, "Any": Any, "torch": torch}
+    exec(declare, scope)  # noqa: S102 - each case is a one-line declaration
+    with pytest.raises(SchemaError, match=match):
+        signature_params(scope["f"])
+    with pytest.raises(SchemaError, match=match):
+        validated(scope["f"])  # at decoration, not at the first call
+
+
+def test_a_solver_with_an_undeclared_parameter_fails_at_class_creation():
+    from invkit import Solver
+
+    with pytest.raises(SchemaError, match=r"Loose.__init__: parameter 'steps' has no annotation"):
+
+        class Loose(Solver):
+            def __init__(self, steps=10):  # noqa: ANN001
+                self.steps = steps
+
+            def solve(self, problem, prior, *, steps=None, generator=None, callback=None):  # noqa: ANN001
+                raise NotImplementedError
+
+    class Fine(Solver):
+        name = "fine"
+
+        def __init__(self, *, steps: Annotated[int, Arg("iterations", min=1)] = 10) -> None:
+            self.steps = steps
+
+        def solve(self, problem, prior, *, steps=None, generator=None, callback=None):  # noqa: ANN001
+            raise NotImplementedError
+
+    assert Fine.params == (Param("steps", int, 10, "iterations", min=1),)
+    assert Fine(steps="4").steps == 4
+    with pytest.raises(ParamError, match=r"^solver 'fine': parameter 'steps' = 0 is out of range"):
+        Fine(steps=0)
+
+    class Subclass(Fine):  # inherits the schema and the checked __init__, named by its own name
+        name = "sub"
+
+    assert Subclass.params is Fine.params
+    with pytest.raises(ParamError, match=r"^solver 'sub': parameter 'steps'"):
+        Subclass(steps=0)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import warnings
+from typing import Annotated
 
 import pytest
 import torch
 
 from invkit import Operator, Prior, hookimpl
-from invkit.params import Param, ParamError
+from invkit.params import Arg, Param, ParamError
 from invkit.registry import PluginConflictError, PluginWarning, Registry, UnknownPluginError
 from invkit_operators.denoising import Denoising
 
@@ -164,6 +165,43 @@ def test_build_prior_through_schema():
     r = reg(PluginA())
     prior = r.build("prior", "flat", ["scale=0.5"])
     assert isinstance(prior, FlatPrior) and prior.scale == 0.5
+
+
+def scaled(scale: Annotated[float, Arg("gain", min=0.0, min_inclusive=False)] = 1.0, label: Annotated[str | None, Arg("tag")] = None) -> FlatPrior:
+    """A prior factory whose signature is its schema."""
+    return FlatPrior(scale)
+
+
+def loose(scale=1.0):
+    """A prior factory that declares nothing about its parameter."""
+    return FlatPrior(scale)
+
+
+def test_a_plain_factory_gets_its_schema_from_its_signature():
+    class Plugin:
+        @hookimpl
+        def invkit_register_priors(self, register):
+            register("scaled", scaled)
+
+    r = reg(Plugin())
+    entry = r.get("prior", "scaled")
+    assert entry.params == (Param("scale", float, 1.0, "gain", min=0.0, min_inclusive=False), Param("label", str, None, "tag"))
+    assert entry.summary == "A prior factory whose signature is its schema."
+    assert r.build("prior", "scaled", ["scale=0.5"]).scale == 0.5
+    with pytest.raises(ParamError, match=r"^prior 'scaled': parameter 'scale' = 0.0 is out of range"):
+        r.build("prior", "scaled", ["scale=0"])
+
+
+def test_a_factory_with_an_undeclared_parameter_is_refused_when_registered():
+    class Plugin:
+        @hookimpl
+        def invkit_register_priors(self, register):
+            register("loose", loose)
+
+    with pytest.warns(PluginWarning, match=r"'sloppy'.*dist-s.*SchemaError: loose\(\): parameter 'scale' has no annotation"):
+        r = Registry(entry_points=False, plugins=[(Plugin(), "sloppy", "dist-s"), (PluginA(), "plug_a", "dist-a")])
+        r.names("prior")
+    assert r.names("prior") == ["flat"]  # the other plugin's registrations stand
 
 
 def test_installed_entry_points_include_builtins():

@@ -25,6 +25,10 @@ from .separable import SeparableOperator
 __all__ = ["SuperResolution", "BicubicSuperResolution", "block_average_matrix_1d", "bicubic_matrix_1d", "keys_cubic", "OPERATORS"]
 
 
+#: The schema of both super-resolution operators: the downsampling factor.
+_FACTOR_PARAMS: tuple[Param, ...] = (Param("factor", int, 4, "downsampling factor r; must divide H and W", min=1),)
+
+
 def block_average_matrix_1d(n: int, factor: int) -> np.ndarray:
     """``(n / factor) × n`` matrix averaging consecutive blocks of ``factor`` samples."""
     return np.kron(np.eye(n // factor), np.full((1, factor), 1.0 / factor))
@@ -110,7 +114,7 @@ class SuperResolution(IdentityUOperator):
     """
 
     name = "super_resolution"
-    params = (Param("factor", int, 4, "downsampling factor r; must divide H and W", min=1),)
+    params = _FACTOR_PARAMS
     check_shape = (3, 16, 20)
     check_cases = (
         ((1, 12, 18), {"factor": 2}),
@@ -203,7 +207,7 @@ class BicubicSuperResolution(SeparableOperator):
     """
 
     name = "bicubic_super_resolution"
-    params = (Param("factor", int, 4, "downsampling factor r; must divide H and W", min=1),)
+    params = _FACTOR_PARAMS
     check_shape = (3, 16, 20)
     check_cases = (
         ((1, 12, 18), {"factor": 2}),

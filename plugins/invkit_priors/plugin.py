@@ -8,27 +8,37 @@ only when their name is used.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, TypeAlias
 
 from invkit.hookspecs import Register, hookimpl
-from invkit.params import Param
+from invkit.params import Arg, validated
+
+#: The ``half`` and ``device`` parameters of every checkpoint prior, declared once.
+_Half: TypeAlias = Annotated[bool, Arg("run in float16 (GPU)")]
+_Device: TypeAlias = Annotated[str, Arg("torch device: cpu, cuda, cuda:1, ... or auto")]
 
 
+@validated
 def checkpoint(
-    path: str,
-    arch: str = "auto",
-    flags: str | None = None,
-    class_label: int | None = None,
-    prediction: str | None = None,
-    half: bool = False,
-    device: str = "cpu",
-    key: str | None = None,
+    path: Annotated[str, Arg("checkpoint file (.pt/.pth/.ckpt/.bin/.safetensors) or diffusers folder")],
+    arch: Annotated[str, Arg("architecture; auto reads it off the keys, metadata or folder", choices=("auto", "adm", "ddpm", "diffusers"))] = "auto",
+    flags: Annotated[str | None, Arg("architecture flags: preset name, k=v pairs, or the guided-diffusion '--image_size 256 ...' line")] = None,
+    class_label: Annotated[int | None, Arg("class index for a class-conditional model (required there)", min=0)] = None,
+    prediction: Annotated[
+        str | None, Arg("network output; default from the file/scheduler, else epsilon", choices=("epsilon", "x0", "v", "sample", "v_prediction"))
+    ] = None,
+    half: _Half = False,
+    device: _Device = "cpu",
+    key: Annotated[
+        str | None, Arg("top-level entry holding the state dict in a wrapped checkpoint (default: ema, ema_model, state_dict, model)")
+    ] = None,
 ) -> Any:
     """A diffusion checkpoint file (ADM, DDPM, invkit .safetensors) or diffusers folder, loaded strictly.
 
     ``invkit solve --prior PATH`` builds this prior with ``path=PATH``; see
     :func:`invkit_priors.checkpoints.load.load_checkpoint_prior` for the layouts and docs/checkpoints.md
-    for the public checkpoints (``invkit prior fetch NAME`` downloads them).
+    for the public checkpoints (``invkit prior fetch NAME`` downloads them). The parameters (the
+    ``--prior-arg`` schema) are declared in the signature and direct calls are checked by it.
     """
     from .checkpoints.load import load_checkpoint_prior
 
@@ -37,26 +47,21 @@ def checkpoint(
     )
 
 
-checkpoint.name = "checkpoint"  # type: ignore[attr-defined]
-checkpoint.params = (  # type: ignore[attr-defined]
-    Param("path", str, doc="checkpoint file (.pt/.pth/.ckpt/.bin/.safetensors) or diffusers folder"),
-    Param("arch", str, "auto", "architecture; auto reads it off the keys, metadata or folder", choices=("auto", "adm", "ddpm", "diffusers")),
-    Param("flags", str, None, "architecture flags: preset name, k=v pairs, or the guided-diffusion '--image_size 256 ...' line"),
-    Param("class_label", int, None, "class index for a class-conditional model (required there)", min=0),
-    Param("prediction", str, None, "network output; default from the file/scheduler, else epsilon", choices=("epsilon", "x0", "v", "sample", "v_prediction")),
-    Param("half", bool, False, "run in float16 (GPU)"),
-    Param("device", str, "cpu", "torch device: cpu, cuda, cuda:1, ... or auto"),
-    Param("key", str, None, "top-level entry holding the state dict in a wrapped checkpoint (default: ema, ema_model, state_dict, model)"),
-)
-
-
 def catalogue_prior(name: str) -> Any:
-    """A prior factory for catalogue entry ``name``: loads the file ``invkit prior fetch NAME`` downloaded."""
+    """A prior factory for catalogue entry ``name``: loads the file ``invkit prior fetch NAME`` downloaded.
+
+    Its parameters (``class_label``, ``half``, ``device``) are declared in its signature and
+    direct calls are checked by them (errors name ``prior 'NAME'``).
+    """
     from .checkpoints.catalogue import load_catalogue
 
     entry = load_catalogue()[name]
 
-    def factory(class_label: int | None = None, half: bool = False, device: str = "cpu") -> Any:
+    def factory(
+        class_label: Annotated[int | None, Arg("class index (class-conditional models only)", min=0)] = None,
+        half: _Half = False,
+        device: _Device = "cpu",
+    ) -> Any:
         from .checkpoints.download import cached_path
         from .checkpoints.load import load_checkpoint_prior
 
@@ -69,13 +74,7 @@ def catalogue_prior(name: str) -> Any:
         return load_checkpoint_prior(path, arch=entry.arch, flags=entry.flags, class_label=class_label, half=half, device=device)
 
     factory.__doc__ = f"Public checkpoint: {entry.title} (`invkit prior fetch {name}` first; docs/checkpoints.md)."
-    factory.name = name  # type: ignore[attr-defined]
-    factory.params = (  # type: ignore[attr-defined]
-        Param("class_label", int, None, "class index (class-conditional models only)", min=0),
-        Param("half", bool, False, "run in float16 (GPU)"),
-        Param("device", str, "cpu", "torch device: cpu, cuda, cuda:1, ... or auto"),
-    )
-    return factory
+    return validated(factory, owner=f"prior '{name}'")
 
 
 @hookimpl
@@ -85,8 +84,10 @@ def invkit_register_priors(register: Register) -> None:
     from .default.prior import default
     from .checkpoints.catalogue import load_catalogue
 
-    for factory in (default, gaussian, gaussian_mixture, checkpoint):
-        register(factory.name, factory)
+    register("default", default)
+    register("gaussian", gaussian)
+    register("gaussian_mixture", gaussian_mixture)
+    register("checkpoint", checkpoint)
     for name in load_catalogue():
         register(name, catalogue_prior(name))
 

@@ -53,11 +53,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 from torch import Tensor
 
-from invkit.params import Param, parse_params
+from invkit.params import Arg
 from invkit.prior import Prior
 from invkit.problem import Problem
 from invkit.random import Generators, randn_rows, resolve_generator
@@ -170,19 +171,22 @@ class DDRM(Solver):
     name = "ddrm"
     row_generators = True
     requires = frozenset({Capability.SVD, Capability.GAUSSIAN_NOISE})
-    params = (
-        Param("eta", float, 0.85, "η: transition noise (0 = deterministic)", min=0.0, max=1.0),
-        Param("eta_b", float, 1.0, "η_b: weight of the measurement in observed coefficients", min=0.0),
-        Param("svd_rtol", float, 1e-3, "relative singular-value threshold below which a coefficient is unobserved", min=0.0, max=1.0, max_inclusive=False),
-        Param("max_dense", int, 4096, "largest max(m, n) for the dense SVD fallback", min=1),
-    )
 
-    def __init__(self, *, eta: float = 0.85, eta_b: float = 1.0, svd_rtol: float = 1e-3, max_dense: int = 4096) -> None:
-        cfg = parse_params(self.params, {"eta": eta, "eta_b": eta_b, "svd_rtol": svd_rtol, "max_dense": max_dense}, owner="solver 'ddrm'")
-        self.eta: float = cfg["eta"]
-        self.eta_b: float = cfg["eta_b"]
-        self.svd_rtol: float = cfg["svd_rtol"]
-        self.max_dense: int = cfg["max_dense"]
+    def __init__(
+        self,
+        *,
+        eta: Annotated[float, Arg("η: transition noise (0 = deterministic)", min=0.0, max=1.0)] = 0.85,
+        eta_b: Annotated[float, Arg("η_b: weight of the measurement in observed coefficients", min=0.0)] = 1.0,
+        svd_rtol: Annotated[
+            float, Arg("relative singular-value threshold below which a coefficient is unobserved", min=0.0, max=1.0, max_inclusive=False)
+        ] = 1e-3,
+        max_dense: Annotated[int, Arg("largest max(m, n) for the dense SVD fallback", min=1)] = 4096,
+    ) -> None:
+        # the schema (DDRM.params) is read off this signature, and calls are validated by it (invkit.Solver)
+        self.eta = eta
+        self.eta_b = eta_b
+        self.svd_rtol = svd_rtol
+        self.max_dense = max_dense
 
     @torch.no_grad()
     def solve(

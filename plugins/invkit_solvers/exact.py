@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import Tensor
@@ -73,7 +73,7 @@ from torch import Tensor
 from invkit.dense import DEFAULT_MAX_SIZE, DenseSizeError, DenseSVD, matrix_of
 from invkit.forward import LinearOperator, Shape
 from invkit.noise import GaussianNoise
-from invkit.params import Param
+from invkit.params import Arg
 from invkit.prior import GaussianComponent, GaussianForm, Prior
 from invkit.problem import Problem
 from invkit.random import Generators, randn_rows, resolve_generator
@@ -414,10 +414,13 @@ class ExactSolver(Solver):
     name = "exact"
     row_generators = True
     requires = frozenset({Capability.DENSE, Capability.GAUSSIAN_NOISE, Capability.GAUSSIAN_PRIOR})
-    params = (Param("max_size", int, DEFAULT_MAX_SIZE, "largest n = C*H*W (and m) to materialise as dense matrices", min=1),)
 
-    def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
-        self.max_size = int(max_size)
+    def __init__(
+        self,
+        max_size: Annotated[int, Arg("largest n = C*H*W (and m) to materialise as dense matrices", min=1)] = DEFAULT_MAX_SIZE,
+    ) -> None:
+        # the schema (ExactSolver.params) is read off this signature, and calls are validated by it (invkit.Solver)
+        self.max_size = max_size
         self.max_dense = self.max_size  # the dense limit Solver.check judges the problem by
 
     def solve(

@@ -44,14 +44,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from invkit.forward import Operator, Shape, as_shape
-from invkit.params import Param, float_tuple
+from invkit.params import Arg, float_tuple, validated
 from invkit.prior import GaussianComponent, GaussianForm, Prior, ddpm_sigma_grid, sigma_rows
 
 from .bases import DCTBasis, IdentityBasis, MatrixBasis, basis_shape
@@ -63,33 +63,9 @@ __all__ = [
     "PowerLawSpectrum",
     "gaussian",
     "gaussian_mixture",
-    "GAUSSIAN_PARAMS",
-    "GAUSSIAN_MIXTURE_PARAMS",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-#: Parameters of the registered ``gaussian`` prior (``--prior-arg k=v``).
-GAUSSIAN_PARAMS: tuple[Param, ...] = (
-    Param(
-        "kind",
-        str,
-        "dct",
-        "covariance: dct (natural-image-like power-law spectrum in the per-channel 2-D DCT basis) or isotropic (white noise around the mean)",
-        choices=("isotropic", "dct"),
-    ),
-    Param("mean", float, 0.5, "mean grey level of every pixel, [0, 1] units"),
-    Param("variance", float, 0.04, "per-pixel variance in [0, 1] units squared (kind=dct: average over coefficients, trace / n)", min=0.0, min_inclusive=False),
-    Param("alpha", float, None, "kind=dct: decay exponent, lam ∝ (1 + (f / cutoff)²)^-alpha (default 1: power ∝ 1/f² at high f, like natural images)", min=0.0),
-    Param("cutoff", float, None, "kind=dct: corner frequency f0 in cycles per pixel (default 1/32)", min=0.0, min_inclusive=False),
-)
-
-#: Parameters of the registered ``gaussian_mixture`` prior.
-GAUSSIAN_MIXTURE_PARAMS: tuple[Param, ...] = (
-    Param("means", float_tuple, (0.3, 0.7), "comma-separated grey levels, one flat mean image per component, [0, 1] units"),
-    Param("weights", float_tuple, None, "comma-separated positive component weights, normalised (default: equal)"),
-    Param("variance", float, 0.01, "per-pixel variance of every component (isotropic, shared)", min=0.0, min_inclusive=False),
-)
 
 _DEFAULT_ALPHA = 1.0
 _DEFAULT_CUTOFF = 1.0 / 32.0
@@ -184,7 +160,6 @@ class GaussianPrior(Prior):
     """
 
     name = "gaussian"
-    params = GAUSSIAN_PARAMS
 
     def __init__(
         self,
@@ -503,7 +478,6 @@ class GaussianMixturePrior(Prior):
     """
 
     name = "gaussian_mixture"
-    params = GAUSSIAN_MIXTURE_PARAMS
 
     def __init__(self, weights: Sequence[float] | Tensor | np.ndarray, components: Sequence[GaussianPrior]) -> None:
         comps = list(components)
@@ -603,12 +577,26 @@ class GaussianMixturePrior(Prior):
 
 
 # ---------------------------------------------------------------------- registered factories
+@validated
 def gaussian(
-    kind: str = "dct",
-    mean: float = 0.5,
-    variance: float = 0.04,
-    alpha: float | None = None,
-    cutoff: float | None = None,
+    kind: Annotated[
+        str,
+        Arg(
+            "covariance: dct (natural-image-like power-law spectrum in the per-channel 2-D DCT basis) or isotropic (white noise around the mean)",
+            choices=("isotropic", "dct"),
+        ),
+    ] = "dct",
+    mean: Annotated[float, Arg("mean grey level of every pixel, [0, 1] units")] = 0.5,
+    variance: Annotated[
+        float, Arg("per-pixel variance in [0, 1] units squared (kind=dct: average over coefficients, trace / n)", min=0.0, min_inclusive=False)
+    ] = 0.04,
+    alpha: Annotated[
+        float | None,
+        Arg("kind=dct: decay exponent, lam ∝ (1 + (f / cutoff)²)^-alpha (default 1: power ∝ 1/f² at high f, like natural images)", min=0.0),
+    ] = None,
+    cutoff: Annotated[
+        float | None, Arg("kind=dct: corner frequency f0 in cycles per pixel (default 1/32)", min=0.0, min_inclusive=False)
+    ] = None,
 ) -> GaussianPrior:
     """Gaussian prior with exact denoiser: natural-image-like power-law spectrum in the DCT basis, or isotropic.
 
@@ -641,10 +629,15 @@ def gaussian(
     raise ValueError(f"gaussian: unknown kind {kind!r}; expected isotropic or dct")
 
 
+@validated
 def gaussian_mixture(
-    means: Sequence[float] = (0.3, 0.7),
-    weights: Sequence[float] | None = None,
-    variance: float = 0.01,
+    means: Annotated[
+        Sequence[float], Arg("comma-separated grey levels, one flat mean image per component, [0, 1] units", type=float_tuple)
+    ] = (0.3, 0.7),
+    weights: Annotated[
+        Sequence[float] | None, Arg("comma-separated positive component weights, normalised (default: equal)", type=float_tuple)
+    ] = None,
+    variance: Annotated[float, Arg("per-pixel variance of every component (isotropic, shared)", min=0.0, min_inclusive=False)] = 0.01,
 ) -> GaussianMixturePrior:
     """Mixture of isotropic Gaussians around flat grey images, with exact denoiser.
 
@@ -669,8 +662,3 @@ def gaussian_mixture(
         raise ValueError(f"gaussian_mixture: weights must be positive, got {weights}")
     return GaussianMixturePrior(weights, [GaussianPrior.isotropic(m, variance) for m in means])
 
-
-for _factory, _cls in ((gaussian, GaussianPrior), (gaussian_mixture, GaussianMixturePrior)):
-    _factory.name = _cls.name  # type: ignore[attr-defined]
-    _factory.params = _cls.params  # type: ignore[attr-defined]
-del _factory, _cls

@@ -41,11 +41,12 @@ import hashlib
 import math
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
 
 import torch
 from torch import Tensor
 
-from invkit.params import Param
+from invkit.params import Arg, validated
 from invkit.prior import Prior, sigma_rows
 
 __all__ = ["DefaultPrior", "load_default_prior", "default_weights_path"]
@@ -128,13 +129,10 @@ def load_default_prior(device: str = "cpu", half: bool = False, weights: str | P
     return DefaultPrior(rgb)
 
 
-def default(device: str = "cpu", half: bool = False) -> DefaultPrior:
+@validated
+def default(
+    device: Annotated[str, Arg("where the network runs: cpu, cuda or auto")] = "cpu",
+    half: Annotated[bool, Arg("float16 inference (GPU)")] = False,
+) -> DefaultPrior:
     """invkit's built-in natural-image diffusion prior (small ADM trained here; see docs/default_prior.md)."""
     return load_default_prior(device=device, half=half)
-
-
-default.name = "default"  # type: ignore[attr-defined]
-default.params = (  # type: ignore[attr-defined]
-    Param("device", str, "cpu", "where the network runs: cpu, cuda or auto"),
-    Param("half", bool, False, "float16 inference (GPU)"),
-)
