@@ -171,7 +171,7 @@ def test_registry_factories_with_string_params():
     reg = get_registry()
     for name in ("gaussian", "gaussian_mixture"):
         assert name in reg.names("prior")
-        assert reg.get("prior", name).factory.name == name
+        assert reg.get("prior", name).factory.__name__ == name
     iso = reg.build("prior", "gaussian", ["kind=isotropic", "mean=0.3", "variance=0.01"])
     assert isinstance(iso, GaussianPrior) and iso.name == "gaussian" and iso.data_center == pytest.approx(0.3)
     x = rand((2, 3, 4, 5), 7)
