@@ -166,10 +166,11 @@ class Cache:
 
     def put(self, image: str, task: str, method: str, seed: object, value: dict) -> None:
         self.results[self.key(image, task, method, seed)] = value
+        from invkit.io import atomic_write
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"protocol": PROTOCOL, "results": self.results}, indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
+        text = json.dumps({"protocol": PROTOCOL, "results": self.results}, indent=1, sort_keys=True)
+        atomic_write(self.path, lambda tmp: tmp.write_text(text))
 
     def sample_path(self, image: str, task: str, method: str, seed: object) -> Path:
         safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in f"{image}__{task}__{method}__{seed}")
@@ -418,10 +419,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
-
+    from invkit.devices import resolve_device
     from invkit_solvers.ddrm import DDRM
     from invkit_priors.default.prior import default_weights_path, load_default_prior
+
+    dev = resolve_device(args.device)
 
     prior = load_default_prior(device=str(dev), half=args.half, weights=args.weights)
     wpath = default_weights_path() if args.weights is None else Path(args.weights)

@@ -61,6 +61,7 @@ import torch
 from torch import Tensor
 
 import invkit
+from invkit.forward import as_shape
 from invkit.problem import Problem
 from invkit_solvers.ddrm import DDRM
 from invkit_priors.analytic import GaussianMixturePrior, GaussianPrior
@@ -286,7 +287,10 @@ def main() -> None:
     args.samples = args.samples or (500 if args.quick else 2000)
     args.steps = [int(v) for v in args.steps.split(",")]
     args.dtype = getattr(torch, args.dtype)
-    shape = tuple(int(v) for v in args.shape.split(","))
+    try:
+        shape = as_shape(args.shape)
+    except ValueError as exc:
+        parser.error(f"--shape: {exc}")
     problems = args.only.split(",") if args.only else (list(QUICK_PROBLEMS) if args.quick else list(PROBLEMS))
     priors = args.priors.split(",") if args.priors else list(PRIORS)
     sigmas = [float(v) for v in args.sigmas.split(",")]

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .dense import DEFAULT_MAX_SIZE, DenseSVD, _apply_to_basis
+from .dense import DEFAULT_MAX_SIZE, DenseSVD, apply_to_basis
 from .forward import ForwardModel, LinearOperator, SVDOperator, autograd_vjp
 
 __all__ = [
@@ -260,10 +260,10 @@ def check_svd(
     s_err = _maxabs(np.sort(s)[::-1] - dense.s) / (float(dense.s.max()) if k and dense.s.max() > 0 else 1.0)
     results.append(CheckResult("singular values = dense", s_err, tol, "max |sorted(s) - s_dense| / s_max"))
 
-    vmat = _apply_to_basis(op.V, (n,), n)  # columns V e_j, shape n x n
-    umat = _apply_to_basis(op.U, (m,), m)  # columns U e_j, shape m x m
-    vtmat = _apply_to_basis(op.Vt, op.in_shape, n)  # columns Vt e_j  -> should be V^T
-    utmat = _apply_to_basis(op.Ut, op.out_shape, m)
+    vmat = apply_to_basis(op.V, (n,), n)  # columns V e_j, shape n x n
+    umat = apply_to_basis(op.U, (m,), m)  # columns U e_j, shape m x m
+    vtmat = apply_to_basis(op.Vt, op.in_shape, n)  # columns Vt e_j  -> should be V^T
+    utmat = apply_to_basis(op.Ut, op.out_shape, m)
     results.append(CheckResult("V^T V = I", _maxabs(vmat.T @ vmat - np.eye(n)), tol, "max |V^T V - I|"))
     results.append(CheckResult("U^T U = I", _maxabs(umat.T @ umat - np.eye(m)), tol, "max |U^T U - I|"))
     results.append(CheckResult("Vt = V^T", _maxabs(vtmat - vmat.T), tol, "max |Vt - V^T|"))

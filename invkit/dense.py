@@ -24,6 +24,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import scipy.linalg
 import torch
@@ -31,7 +33,7 @@ from torch import Tensor
 
 from .forward import Operator, SVDOperator
 
-__all__ = ["DenseSVD", "MatrixOperator", "DenseSizeError", "matrix_of", "adjoint_matrix_of", "DEFAULT_MAX_SIZE"]
+__all__ = ["DenseSVD", "MatrixOperator", "DenseSizeError", "matrix_of", "adjoint_matrix_of", "apply_to_basis", "DEFAULT_MAX_SIZE"]
 
 DEFAULT_MAX_SIZE = 4096
 
@@ -50,7 +52,27 @@ def _check_size(op: Operator, max_size: int) -> None:
 
 
 @torch.no_grad()
-def _apply_to_basis(fn, shape: tuple[int, ...], count: int, chunk: int = 256) -> np.ndarray:
+def apply_to_basis(fn: Callable[[Tensor], Tensor], shape: Sequence[int], count: int, chunk: int = 256) -> np.ndarray:
+    """The float64 matrix of a batched linear map, column j = ``fn(e_j)`` flattened.
+
+    ``fn`` is applied (without autograd) to the ``count`` standard basis vectors of
+    ``R^count`` reshaped to ``(k, *shape)``, ``chunk`` of them per call; this is how
+    :func:`matrix_of`, :func:`adjoint_matrix_of` and the SVD checks of :mod:`invkit.checks`
+    build their dense matrices.
+
+    Args:
+        fn: A batched map ``(k, *shape) -> (k, ...)`` (e.g. ``op.forward`` or ``op.V``).
+        shape: The shape of one input, with ``prod(shape) == count``.
+        count: The input dimension (number of columns).
+        chunk: Basis vectors per call of ``fn`` (memory ``8 * chunk * count`` bytes per call).
+
+    Returns:
+        A ``(rows, count)`` float64 numpy array, ``rows`` the size of one flattened output.
+
+    Example:
+        >>> apply_to_basis(lambda x: x.cumsum(1), (2,), 2).tolist()  # running sums: lower triangle
+        [[1.0, 0.0], [1.0, 1.0]]
+    """
     cols = []
     for start in range(0, count, chunk):
         stop = min(count, start + chunk)
@@ -64,13 +86,13 @@ def _apply_to_basis(fn, shape: tuple[int, ...], count: int, chunk: int = 256) ->
 def matrix_of(op: Operator, max_size: int = DEFAULT_MAX_SIZE) -> np.ndarray:
     """The ``m × n`` float64 matrix of ``op.forward`` (column j = ``forward(e_j)``)."""
     _check_size(op, max_size)
-    return _apply_to_basis(op.forward, op.in_shape, op.in_numel)
+    return apply_to_basis(op.forward, op.in_shape, op.in_numel)
 
 
 def adjoint_matrix_of(op: Operator, max_size: int = DEFAULT_MAX_SIZE) -> np.ndarray:
     """The ``n × m`` float64 matrix of ``op.adjoint`` (column j = ``adjoint(e_j)``)."""
     _check_size(op, max_size)
-    return _apply_to_basis(op.adjoint, op.out_shape, op.out_numel)
+    return apply_to_basis(op.adjoint, op.out_shape, op.out_numel)
 
 
 class DenseSVD(SVDOperator):

@@ -303,20 +303,12 @@ class SVDOperator(LinearOperator):
     def svd_forward(self, x: Tensor) -> Tensor:
         """``H x = U Σ Vᵀ x``."""
         z = self.Vt(x)
-        s = self.s_like(z)
-        k = s.shape[0]
-        out = z.new_zeros(z.shape[0], self.out_numel)
-        out[:, :k] = z[:, :k] * s
-        return self.U(out)
+        return self.U(_times(z, self.s_like(z), self.out_numel))
 
     def svd_adjoint(self, y: Tensor) -> Tensor:
         """``Hᵀ y = V Σᵀ Uᵀ y``."""
         z = self.Ut(y)
-        s = self.s_like(z)
-        k = s.shape[0]
-        out = z.new_zeros(z.shape[0], self.in_numel)
-        out[:, :k] = z[:, :k] * s
-        return self.V(out)
+        return self.V(_times(z, self.s_like(z), self.in_numel))
 
     def pinv(self, y: Tensor, rcond: float | None = None) -> Tensor:
         """Pseudo-inverse ``H⁺ y = V Σ⁺ Uᵀ y``.
@@ -333,21 +325,26 @@ class SVDOperator(LinearOperator):
         """
         z = self.Ut(y)
         s = self.s_like(z)
-        k = s.shape[0]
         if rcond is None:
             rcond = 100 * torch.finfo(z.dtype).eps
-        cutoff = rcond * (float(s.max()) if k else 0.0)
+        cutoff = rcond * (float(s.max()) if s.shape[0] else 0.0)
         keep = s > cutoff
         inv = torch.where(keep, 1.0 / torch.where(keep, s, torch.ones_like(s)), torch.zeros_like(s))
-        out = z.new_zeros(z.shape[0], self.in_numel)
-        out[:, :k] = z[:, :k] * inv
-        return self.V(out)
+        return self.V(_times(z, inv, self.in_numel))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.svd_forward(x)
 
     def adjoint(self, y: Tensor) -> Tensor:
         return self.svd_adjoint(y)
+
+
+def _times(z: Tensor, s: Tensor, size: int) -> Tensor:
+    """``(B, size)`` coordinates: the first ``len(s)`` of ``z`` times ``s``, the rest zero (``Σ z``, ``Σᵀ z``, ``Σ⁺ z``)."""
+    k = s.shape[0]
+    out = z.new_zeros(z.shape[0], size)
+    out[:, :k] = z[:, :k] * s
+    return out
 
 
 def _check_batched(t: Tensor, shape: tuple[int, ...], what: str) -> None:
@@ -361,8 +358,9 @@ class IdentityUOperator(SVDOperator):
     """An :class:`SVDOperator` whose left singular vectors are the measurement's own coordinates.
 
     ``U = I``: ``Ut`` flattens a measurement ``(B, *out_shape)`` to ``(B, m)`` and ``U`` puts the
-    coordinates back in that shape (both copy). Denoising, colorization and block-average
-    super-resolution are of this kind; subclasses implement ``singular_values``, ``Vt`` and ``V``.
+    coordinates back in that shape (both copy). Denoising, colorization, block-average
+    super-resolution, inpainting and compressed sensing are of this kind; subclasses implement
+    ``singular_values``, ``Vt`` and ``V``.
     """
 
     def Ut(self, y: Tensor) -> Tensor:

@@ -37,8 +37,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from invkit.prior import alphas_bar_from_betas, linear_betas
+from invkit.devices import resolve_device
 from invkit.io import atomic_write
+from invkit.prior import alphas_bar_from_betas, linear_betas
 from invkit_priors.checkpoints.invkit_format import write_invkit_prior
 from invkit_priors.checkpoints.schedule import DEFAULT_SCHEDULE
 from invkit_priors.networks.adm import ADMConfig, ADMUNet
@@ -320,7 +321,7 @@ def main() -> None:
         export(state_path, args.export)
         return
     torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    device = resolve_device(args.device)
 
     levels, sources = load_dataset(args.data, args.state / "dataset.pt", use_skimage=not args.no_skimage)
     print(f"dataset: {len(set(sources))} images, {len(levels)} pyramid levels, {sum(lv.numel() for lv in levels) / 1e6:.0f} M bytes")

@@ -150,6 +150,23 @@ def test_options_in_range_pass_and_lists_become_tuples(tmp_path):
     check_options(_opts(tmp_path, crop=True, resize=12, seed=-3), get_registry())
 
 
+def test_size_crop_and_resize_text_is_read_by_the_core_parsers():
+    """``--size`` goes through invkit.forward.as_shape and ``--crop``/``--resize`` through
+    invkit.params.int_tuple (``,`` or ``x`` between the numbers), each with its own message."""
+    from invkit.runner import parse_crop, parse_resize, parse_size
+
+    assert parse_size("3,16,24") == parse_size("3x16x24") == (3, 16, 24)
+    assert parse_crop("0,1,8,8") == (0, 1, 8, 8) and parse_crop("centre") is True
+    assert parse_resize("64") == 64 and parse_resize("32,48") == parse_resize("32x48") == (32, 48)
+    for bad in ("3,16", "3,a,24", "3,0,24"):
+        with pytest.raises(RestoreError, match=r"^--size '.*' is not three positive integers C,H,W"):
+            parse_size(bad)
+    with pytest.raises(RestoreError, match="give Y,X,H,W"):
+        parse_crop("1,2")
+    with pytest.raises(RestoreError, match="give N"):
+        parse_resize("a")
+
+
 @pytest.mark.parametrize("sigma", [-1.0, float("nan"), float("inf"), "auto"])
 def test_degrade_refuses_a_bad_sigma_with_the_solve_message(tmp_path, sigma):
     src = tmp_path / "x.png"

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..forward import Operator
+from ..forward import Operator, as_shape
+from ..params import int_tuple
 from .errors import RestoreError
 from .options import RestoreOptions
 
@@ -30,12 +31,10 @@ class Geometry:
     scale: tuple[int, int] = (1, 1)
 
 
-def _integers(text: str, separators: str = ",") -> tuple[int, ...]:
-    """Comma- (or ``x``-) separated integers; ``()`` when the text is not that."""
-    for sep in separators[1:]:
-        text = text.replace(sep, separators[0])
+def _integers(text: str) -> tuple[int, ...]:
+    """Comma- (or ``x``-) separated integers, read by :func:`invkit.params.int_tuple`; ``()`` when the text is not that."""
     try:
-        return tuple(int(v) for v in text.split(separators[0]))
+        return int_tuple(text)
     except ValueError:
         return ()
 
@@ -63,7 +62,7 @@ def parse_resize(text: str) -> int | tuple[int, int]:
     Raises:
         RestoreError: Neither one nor two integers.
     """
-    vals = _integers(text, ",x")
+    vals = _integers(text)
     if len(vals) == 1:
         return vals[0]
     if len(vals) == 2:
@@ -72,15 +71,15 @@ def parse_resize(text: str) -> int | tuple[int, int]:
 
 
 def parse_size(text: str) -> tuple[int, int, int]:
-    """``--size`` text ``C,H,W`` (or ``CxHxW``); values checked as :func:`parse_crop`'s.
+    """``--size`` text ``C,H,W`` (or ``CxHxW``), read by the one shape parser :func:`invkit.forward.as_shape`.
 
     Raises:
-        RestoreError: Not three integers.
+        RestoreError: Not three positive integers.
     """
-    vals = _integers(text, ",x")
-    if len(vals) != 3:
-        raise RestoreError(f"--size {text!r} is not C,H,W")
-    return vals  # type: ignore[return-value]
+    try:
+        return as_shape(text)
+    except ValueError:
+        raise RestoreError(f"--size {text!r} is not three positive integers C,H,W (e.g. 3,256,256)") from None
 
 
 def _pad_symmetric(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor:

@@ -153,11 +153,18 @@ def _fold_axis(z: Tensor, dim: int, left: int, right: int, boundary: str) -> Ten
 class SeparableConvolution(SeparableOperator):
     """Base of the separable blurs: true convolution with ``k_h ⊗ k_w`` under a named boundary.
 
-    Subclasses call :meth:`_setup` from ``__init__`` with their two 1-D kernels. Memory O(K)
-    for the exact ``forward``/``adjoint`` (O(C H W (K_h + K_w)) per image, kornia, any device);
-    the SVD needs the 1-D matrices and their SVDs, O(H² + W²) memory built lazily in
-    O(H³ + W³), then O(C H W (H + W)) per apply. For multi-megapixel photos use the FFT-based
-    ``blur`` operator (circular boundary) instead.
+    Subclasses call :meth:`_setup` from ``__init__`` with their two 1-D kernels.
+
+    Boundary (:data:`BOUNDARIES`, see the module docstring): ``reflect`` (edge pixel repeated,
+    scipy ``reflect``; the default of every blur), ``zero`` (scipy ``constant``) or ``mirror``
+    (scipy ``mirror``). ``threshold > 0`` zeroes the 1-D singular values below it and the
+    operator becomes that thresholded matrix.
+
+    Memory O(K) for the exact ``forward``/``adjoint`` (O(C H W (K_h + K_w)) per image, kornia,
+    any device); the SVD needs the 1-D matrices and their SVDs, O(H² + W²) memory built lazily
+    in O(H³ + W³), then O(C H W (H + W)) per apply. The 1-D SVDs grow as H³ to build: for
+    multi-megapixel photos the FFT-based ``blur`` operator (circular boundary) is the better
+    choice.
     """
 
     def _setup(
@@ -285,14 +292,9 @@ class GaussianBlur(SeparableConvolution):
 
     ``y = k * x`` with the sampled, normalised 2-D Gaussian ``k = g ⊗ g`` of std ``sigma`` px and
     ``size`` taps (default ``2 ceil(3 sigma) + 1``), per channel; out shape = in shape. Boundary
-    ``reflect`` (edge pixel repeated, scipy ``reflect``; the **default**), ``zero`` (the DDRM
-    paper) or ``mirror`` (scipy ``mirror``). ``threshold > 0`` zeroes the 1-D singular values
-    below it (paper: 3e-2) and the operator becomes that thresholded matrix.
-
-    Memory O(H² + W²) for the 1-D factors and SVDs (built lazily, O(H³ + W³)); SVD maps cost
-    O(C H W (H + W)) per apply, the exact forward/adjoint O(C H W size) with kornia. The 1-D
-    SVDs grow as H³ to build: for multi-megapixel photos the FFT-based ``blur`` operator
-    (circular boundary) is the better choice.
+    ``reflect`` (the **default**), ``zero`` (the DDRM paper) or ``mirror``; ``threshold > 0``
+    (paper: 3e-2) makes the operator the thresholded matrix. Boundaries, threshold, memory and
+    cost as :class:`SeparableConvolution` (``K_h = K_w = size``).
     """
 
     name = "gaussian_blur"
@@ -334,15 +336,10 @@ class UniformBlur(SeparableConvolution):
     """Uniform (box) blur, ``size × size`` taps (default 9, the DDRM paper's 9×9), boundary ``reflect`` by default.
 
     True convolution with the normalised box ``b ⊗ b`` per channel; out shape = in shape. An even
-    ``size`` is anchored at index ``size // 2`` (scipy's convention). Boundary ``reflect`` (edge
-    pixel repeated, scipy ``reflect``; the **default**), ``zero`` (the DDRM paper) or ``mirror``.
-    ``threshold > 0`` zeroes the 1-D singular values below it (paper: 3e-2) and the operator
-    becomes that thresholded matrix.
-
-    Memory O(H² + W²) for the 1-D factors and SVDs (built lazily, O(H³ + W³)); SVD maps cost
-    O(C H W (H + W)) per apply, the exact forward/adjoint O(C H W size) with kornia. The 1-D
-    SVDs grow as H³ to build: for multi-megapixel photos the FFT-based ``blur`` operator
-    (circular boundary) is the better choice.
+    ``size`` is anchored at index ``size // 2`` (scipy's convention). Boundary ``reflect`` (the
+    **default**), ``zero`` (the DDRM paper) or ``mirror``; ``threshold > 0`` (paper: 3e-2) makes
+    the operator the thresholded matrix. Boundaries, threshold, memory and cost as
+    :class:`SeparableConvolution` (``K_h = K_w = size``).
     """
 
     name = "uniform_blur"
@@ -380,13 +377,9 @@ class AnisotropicBlur(SeparableConvolution):
 
     True convolution with ``g_h ⊗ g_w`` (each a sampled, normalised 1-D Gaussian with
     ``size_h``/``size_w`` odd taps, default ``2 ceil(3 sigma) + 1``), per channel; out shape =
-    in shape. Boundary ``reflect`` (edge pixel repeated, scipy ``reflect``; the **default**),
-    ``zero`` or ``mirror``. ``threshold > 0`` zeroes the 1-D singular values below it.
-
-    Memory O(H² + W²) for the 1-D factors and SVDs (built lazily, O(H³ + W³)); SVD maps cost
-    O(C H W (H + W)) per apply, the exact forward/adjoint O(C H W (size_h + size_w)) with kornia.
-    The 1-D SVDs grow as H³ to build: for multi-megapixel photos the FFT-based ``blur`` operator
-    (circular boundary) is the better choice.
+    in shape. Boundary ``reflect`` (the **default**), ``zero`` or ``mirror``; ``threshold > 0``
+    makes the operator the thresholded matrix. Boundaries, threshold, memory and cost as
+    :class:`SeparableConvolution` (``K_h = size_h``, ``K_w = size_w``).
     """
 
     name = "anisotropic_blur"

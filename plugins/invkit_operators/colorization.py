@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from invkit.forward import IdentityUOperator, Shape, as_shape
-from invkit.params import Param
+from invkit.params import Param, float_tuple
 
 __all__ = ["Colorization", "color_weights", "resolve_weights", "NAMED_WEIGHTS", "OPERATORS"]
 
@@ -43,9 +43,8 @@ def color_weights(value: str | Sequence[float]) -> str | tuple[float, float, flo
             return text
         if "," not in text:
             raise ValueError(f"unknown weights {value!r}; use average, rec601 or three floats 'a,b,c'")
-        parts = [p for p in text.split(",") if p.strip()]
         try:
-            nums = tuple(float(p) for p in parts)
+            nums = float_tuple(text)
         except ValueError:
             raise ValueError(f"weights {value!r} are not three numbers 'a,b,c'") from None
     else:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from invkit.forward import SVDOperator
+from invkit.forward import IdentityUOperator
 from invkit.params import Param
 
 __all__ = ["CompressedSensing", "fwht", "OPERATORS"]
@@ -56,7 +56,7 @@ def fwht(x: Tensor) -> Tensor:
     return (out * (1.0 / n**0.5)).reshape(*lead, n)
 
 
-class CompressedSensing(SVDOperator):
+class CompressedSensing(IdentityUOperator):
     """Compressed sensing: m = H W // ratio seeded random Walsh–Hadamard rows per channel; y = (C m,).
 
     ``y[c m + i] = (W_N x_c)[rows[i]]`` where ``x_c`` is channel ``c`` flattened row-major and
@@ -158,14 +158,6 @@ class CompressedSensing(SVDOperator):
         coef = torch.cat((kept, other), dim=2).index_select(2, inv)
         return fwht(coef).reshape(b, *self.in_shape)
 
-    def Ut(self, y: Tensor) -> Tensor:
-        self.check_measurement(y)
-        return y.clone()
-
-    def U(self, z: Tensor) -> Tensor:
-        self.check_coordinates(z)
-        return z.clone()
-
 
 def _pow2_below(v: int) -> int:
     return 1 << (v.bit_length() - 1)
@@ -173,7 +165,6 @@ def _pow2_below(v: int) -> int:
 
 def _pow2_above(v: int) -> int:
     return 1 << (v - 1).bit_length()
-
 
 
 OPERATORS = (CompressedSensing,)

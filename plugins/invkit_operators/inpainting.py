@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from invkit.forward import SVDOperator
+from invkit.forward import IdentityUOperator
 from invkit.params import Param
 
 __all__ = ["Inpainting", "load_mask_file", "OPERATORS"]
@@ -88,7 +88,7 @@ def load_mask_file(path: str, size: tuple[int, int], owner: str = "inpainting") 
     return kept
 
 
-class Inpainting(SVDOperator):
+class Inpainting(IdentityUOperator):
     """Inpainting: keep the unmasked pixels (random fraction, box, or mask file); y = compact vector.
 
     ``H`` selects the kept entries: ``forward`` is a gather, ``adjoint`` a scatter into zeros.
@@ -274,15 +274,6 @@ class Inpainting(SVDOperator):
         self.check_spectral(z)
         inv = self.const("inv", self._inv, z)
         return z.index_select(1, inv).reshape(z.shape[0], *self.in_shape)
-
-    def Ut(self, y: Tensor) -> Tensor:
-        self.check_measurement(y)
-        return y.clone()
-
-    def U(self, z: Tensor) -> Tensor:
-        self.check_coordinates(z)
-        return z.clone()
-
 
 
 OPERATORS = (Inpainting,)

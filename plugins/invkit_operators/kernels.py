@@ -146,6 +146,11 @@ def gaussian_size(sigma: float) -> int:
     return 2 * math.ceil(3.0 * sigma) + 1
 
 
+def _check_gaussian_sigma(sigma: float) -> None:
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(f"gaussian kernel: sigma must be a positive number, got {sigma}")
+
+
 def gaussian_kernel_1d(sigma: float, size: int | None = None) -> np.ndarray:
     """Sampled 1-D Gaussian centred on its middle tap, normalised to sum 1 (float64 numpy).
 
@@ -159,8 +164,7 @@ def gaussian_kernel_1d(sigma: float, size: int | None = None) -> np.ndarray:
     Raises:
         ValueError: ``sigma`` not a positive number, or ``size`` even or below 1.
     """
-    if not (sigma > 0 and math.isfinite(sigma)):
-        raise ValueError(f"gaussian kernel: sigma must be a positive number, got {sigma}")
+    _check_gaussian_sigma(sigma)
     if size is None:
         size = gaussian_size(sigma)
     if size < 1 or size % 2 == 0:
@@ -181,8 +185,7 @@ def gaussian_kernel(sigma: float, size: int | Sequence[int] | None = None) -> Te
     Raises:
         ValueError: ``sigma`` not positive or a size that is even or below 1.
     """
-    if not (sigma > 0 and math.isfinite(sigma)):
-        raise ValueError(f"gaussian kernel: sigma must be a positive number, got {sigma}")
+    _check_gaussian_sigma(sigma)
     if size is None:
         kh = kw = gaussian_size(sigma)
     else:

@@ -202,43 +202,44 @@ class SeparableOperator(SVDOperator):
             self._s = s
         return self._s
 
+    def _to_spectral(self, t: Tensor, side: str) -> Tensor:
+        """``Lᵀ t R`` per channel, flattened and put in spectral order: ``Vᵀ x`` (``side="in"``,
+        ``L, R = V_h, V_w``) or ``Uᵀ y`` (``side="out"``, ``L, R = U_h, U_w``)."""
+        f = "v" if side == "in" else "u"
+        left = self.const(f"sep_{f}_h", getattr(self.svd, f"{f}_h"), t)
+        right = self.const(f"sep_{f}_w", getattr(self.svd, f"{f}_w"), t)
+        z = (left.T @ t @ right).reshape(t.shape[0], -1)
+        perm = self._perm(side)
+        if perm is not None:
+            z = z.index_select(1, self.const(f"sep_perm_{side}", perm[0], z))
+        return z
+
+    def _from_spectral(self, z: Tensor, side: str) -> Tensor:
+        """Inverse of :meth:`_to_spectral`: ``V z`` (``side="in"``) or ``U z`` (``side="out"``)."""
+        f = "v" if side == "in" else "u"
+        perm = self._perm(side)
+        if perm is not None:
+            z = z.index_select(1, self.const(f"sep_iperm_{side}", perm[1], z))
+        left = self.const(f"sep_{f}_h", getattr(self.svd, f"{f}_h"), z)
+        right = self.const(f"sep_{f}_w", getattr(self.svd, f"{f}_w"), z)
+        shape = self.in_shape if side == "in" else self.out_shape
+        return left @ z.reshape(z.shape[0], *shape) @ right.T
+
     def Vt(self, x: Tensor) -> Tensor:
         self.check_image(x)
-        v_h = self.const("sep_v_h", self.svd.v_h, x)
-        v_w = self.const("sep_v_w", self.svd.v_w, x)
-        z = (v_h.T @ x @ v_w).reshape(x.shape[0], -1)
-        perm = self._perm("in")
-        if perm is not None:
-            z = z.index_select(1, self.const("sep_perm_in", perm[0], z))
-        return z
+        return self._to_spectral(x, "in")
 
     def V(self, z: Tensor) -> Tensor:
         self.check_spectral(z)
-        perm = self._perm("in")
-        if perm is not None:
-            z = z.index_select(1, self.const("sep_iperm_in", perm[1], z))
-        v_h = self.const("sep_v_h", self.svd.v_h, z)
-        v_w = self.const("sep_v_w", self.svd.v_w, z)
-        return v_h @ z.reshape(z.shape[0], *self.in_shape) @ v_w.T
+        return self._from_spectral(z, "in")
 
     def Ut(self, y: Tensor) -> Tensor:
         self.check_measurement(y)
-        u_h = self.const("sep_u_h", self.svd.u_h, y)
-        u_w = self.const("sep_u_w", self.svd.u_w, y)
-        z = (u_h.T @ y @ u_w).reshape(y.shape[0], -1)
-        perm = self._perm("out")
-        if perm is not None:
-            z = z.index_select(1, self.const("sep_perm_out", perm[0], z))
-        return z
+        return self._to_spectral(y, "out")
 
     def U(self, z: Tensor) -> Tensor:
         self.check_coordinates(z)
-        perm = self._perm("out")
-        if perm is not None:
-            z = z.index_select(1, self.const("sep_iperm_out", perm[1], z))
-        u_h = self.const("sep_u_h", self.svd.u_h, z)
-        u_w = self.const("sep_u_w", self.svd.u_w, z)
-        return u_h @ z.reshape(z.shape[0], *self.out_shape) @ u_w.T
+        return self._from_spectral(z, "out")
 
     # ------------------------------------------------------------------ maps
     def matrix_forward(self, x: Tensor) -> Tensor:

@@ -50,7 +50,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -63,7 +62,7 @@ from torch.utils.checkpoint import checkpoint as _grad_checkpoint
 
 from invkit.params import parse_bool
 
-from .inputs import check_unet_inputs
+from .inputs import check_unet_inputs, network_config
 
 __all__ = [
     "ADMConfig",
@@ -286,32 +285,27 @@ class ADMConfig:
                 raise ValueError(f"attention widths {bad} are not divisible by num_head_channels={self.num_head_channels}")
 
 
+# The flags every preset shares, and those the two ImageNet 256 presets share.
+_PRESET_COMMON: dict[str, Any] = dict(
+    use_checkpoint=False, num_heads=4, num_heads_upsample=-1, use_scale_shift_norm=True, dropout=0.0,
+    resblock_updown=True, use_fp16=False, use_new_attention_order=False,
+)
+_IMAGENET256: dict[str, Any] = dict(
+    image_size=256, num_channels=256, num_res_blocks=2, channel_mult="", learn_sigma=True,
+    attention_resolutions="32,16,8", num_head_channels=64, **_PRESET_COMMON,
+)
 #: Flags of the public checkpoints (matching ``tests/data/adm_*.params.json``) and invkit's
 #: ``small`` default prior (~6 M parameters, 64 px training crops, fully convolutional).
 ADM_PRESETS: dict[str, dict[str, Any]] = {
-    "imagenet256_uncond": dict(
-        image_size=256, num_channels=256, num_res_blocks=2, channel_mult="", learn_sigma=True,
-        class_cond=False, use_checkpoint=False, attention_resolutions="32,16,8", num_heads=4, num_head_channels=64,
-        num_heads_upsample=-1, use_scale_shift_norm=True, dropout=0.0, resblock_updown=True,
-        use_fp16=False, use_new_attention_order=False,
-    ),
-    "imagenet256_cond": dict(
-        image_size=256, num_channels=256, num_res_blocks=2, channel_mult="", learn_sigma=True,
-        class_cond=True, use_checkpoint=False, attention_resolutions="32,16,8", num_heads=4, num_head_channels=64,
-        num_heads_upsample=-1, use_scale_shift_norm=True, dropout=0.0, resblock_updown=True,
-        use_fp16=False, use_new_attention_order=False,
-    ),
+    "imagenet256_uncond": dict(_IMAGENET256, class_cond=False),
+    "imagenet256_cond": dict(_IMAGENET256, class_cond=True),
     "ffhq256": dict(
         image_size=256, num_channels=128, num_res_blocks=1, channel_mult="", learn_sigma=True,
-        class_cond=False, use_checkpoint=False, attention_resolutions="16", num_heads=4, num_head_channels=64,
-        num_heads_upsample=-1, use_scale_shift_norm=True, dropout=0.0, resblock_updown=True,
-        use_fp16=False, use_new_attention_order=False,
+        class_cond=False, attention_resolutions="16", num_head_channels=64, **_PRESET_COMMON,
     ),
     "small": dict(
         image_size=64, num_channels=64, num_res_blocks=1, channel_mult="1,2,2,2", learn_sigma=False,
-        class_cond=False, use_checkpoint=False, attention_resolutions="8", num_heads=4, num_head_channels=32,
-        num_heads_upsample=-1, use_scale_shift_norm=True, dropout=0.0, resblock_updown=True,
-        use_fp16=False, use_new_attention_order=False,
+        class_cond=False, attention_resolutions="8", num_head_channels=32, **_PRESET_COMMON,
     ),
 }
 
@@ -563,11 +557,7 @@ class ADMUNet(nn.Module):
 
     def __init__(self, config: ADMConfig | Mapping[str, Any] | str | None = None) -> None:
         super().__init__()
-        if config is None:
-            config = ADMConfig()
-        elif not isinstance(config, ADMConfig):
-            config = ADMConfig.from_flags(config)
-        self.config = dataclasses.replace(config)
+        self.config = network_config(config, ADMConfig, ADMConfig.from_flags)
         cfg = self.config
         mults = cfg.channel_mults
         attention_ds = set(cfg.attention_ds)

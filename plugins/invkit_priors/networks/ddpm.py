@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from invkit.params import parse_bool
 
-from .inputs import check_unet_inputs
+from .inputs import check_unet_inputs, network_config
 
 __all__ = ["DDPMConfig", "DDPMUNet", "DDPM_PRESETS", "ddpm_timestep_embedding"]
 
@@ -257,11 +257,7 @@ class DDPMUNet(nn.Module):
 
     def __init__(self, config: DDPMConfig | Mapping[str, Any] | None = None) -> None:
         super().__init__()
-        if config is None:
-            config = DDPMConfig()
-        elif not isinstance(config, DDPMConfig):
-            config = DDPMConfig.from_dict(config)
-        self.config = dataclasses.replace(config)
+        self.config = network_config(config, DDPMConfig, DDPMConfig.from_dict)
         cfg = self.config
         ch, mults = cfg.ch, cfg.ch_mult
         temb_ch = 4 * ch

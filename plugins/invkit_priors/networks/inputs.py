@@ -1,13 +1,37 @@
-"""Input checks shared by the UNet implementations (ADM and DDPM)."""
+"""Input handling shared by the UNet implementations (ADM and DDPM): their configuration and their tensors."""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
 
-__all__ = ["check_unet_inputs"]
+__all__ = ["check_unet_inputs", "network_config"]
+
+C = TypeVar("C")
+
+
+def network_config(config: Any, cls: type[C], parse: Callable[[Any], C]) -> C:
+    """The network's own copy of its configuration argument.
+
+    Args:
+        config: ``None`` (the defaults), an instance of ``cls`` (copied, so the network never
+            shares it), or anything ``parse`` reads (a mapping of flags or config keys).
+        cls: The configuration dataclass (:class:`~invkit_priors.networks.adm.ADMConfig`,
+            :class:`~invkit_priors.networks.ddpm.DDPMConfig`).
+        parse: How ``cls`` reads other forms (``ADMConfig.from_flags``, ``DDPMConfig.from_dict``).
+
+    Raises:
+        ValueError: Whatever ``parse`` raises for a configuration it does not accept.
+    """
+    if config is None:
+        config = cls()
+    elif not isinstance(config, cls):
+        config = parse(config)
+    return dataclasses.replace(config)  # type: ignore[type-var]
 
 
 def check_unet_inputs(model: str, x: Tensor, timesteps: Any, in_channels: int, multiple: int, levels: int) -> Tensor:
