@@ -25,9 +25,9 @@ from .checks import (
 from .dense import DEFAULT_MAX_SIZE, DenseSizeError, DenseSVD, MatrixOperator, matrix_of
 from .hookspecs import hookimpl, hookspec
 from .forward import ForwardModel, IdentityUOperator, LinearOperator, Operator, Shape, SVDOperator, as_shape, autograd_vjp
-from .noise import GaussianNoise, NoiseModel, quantization_sigma
-from .params import Param, ParamError, float_tuple, int_tuple, parse_params
-from .prior import GaussianComponent, GaussianForm, Prior, alphas_bar_from_betas, ddpm_sigma_grid, linear_betas, vp_sigma_grid
+from .noise import GaussianNoise, NoiseModel, is_noise_sigma, quantization_sigma
+from .params import Arg, Param, ParamError, SchemaError, float_tuple, int_tuple, parse_bool, parse_params, schema_of, signature_params, validated
+from .prior import GaussianComponent, GaussianForm, Prior, alphas_bar_from_betas, ddpm_sigma_grid, linear_betas, sigma_rows, vp_sigma_grid
 from .problem import Problem
 from .random import Generators, randn_rows, resolve_generator, row_generators, sample_generators, sample_seed
 from .registry import (
@@ -39,6 +39,7 @@ from .registry import (
     UnknownPluginError,
     get_registry,
     reset_registry,
+    use_registry,
 )
 from .requirements import Capability, RequirementError, capabilities, check_requirements, missing_capabilities
 from .schedules import check_schedule, ddrm_schedule, respaced_sigmas, respaced_timesteps
@@ -68,6 +69,7 @@ __all__ = [
     "GaussianNoise",
     "NoiseModel",
     "quantization_sigma",
+    "is_noise_sigma",
     "ForwardModel",
     "LinearOperator",
     "autograd_vjp",
@@ -76,17 +78,24 @@ __all__ = [
     "SVDOperator",
     "IdentityUOperator",
     "as_shape",
+    "Arg",
     "Param",
     "ParamError",
+    "SchemaError",
     "float_tuple",
     "int_tuple",
+    "parse_bool",
     "parse_params",
+    "schema_of",
+    "signature_params",
+    "validated",
     "Prior",
     "GaussianComponent",
     "GaussianForm",
     "alphas_bar_from_betas",
     "ddpm_sigma_grid",
     "linear_betas",
+    "sigma_rows",
     "vp_sigma_grid",
     "PluginConflictError",
     "PluginError",
@@ -96,6 +105,7 @@ __all__ = [
     "UnknownPluginError",
     "get_registry",
     "reset_registry",
+    "use_registry",
     "Callback",
     "Problem",
     "Result",

@@ -8,9 +8,8 @@ SVD surface as an efficient operator. It serves two purposes:
   SVD-based solvers such as DDRM;
 * the **oracle** the efficient SVDs are verified against (:mod:`invkit.checks`).
 
-Cost: memory ``8 (m n + m² + n²)`` bytes and one full SVD (LAPACK ``gesdd``): measured here at
-0.6-0.8 s for n = 1024 with one BLAS thread (2.8 s for a random 1024 × 1024 matrix on a loaded
-2-core machine) and about 12 s at n = 3072. Sizes with ``max(m, n) > max_size`` (default
+Cost: memory ``8 (m n + m² + n²)`` bytes and one full SVD (LAPACK ``gesdd``), cubic in the
+size (timings in docs/measurements.md). Sizes with ``max(m, n) > max_size`` (default
 :data:`DEFAULT_MAX_SIZE` = 4096) are refused with an error naming the size.
 
 Example:

@@ -86,7 +86,7 @@ class Measurement:
     bits: int | None = None
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_path)`` then move the file onto ``path`` atomically.
 
     The temporary file lives in the destination folder (so the rename is atomic) and keeps the

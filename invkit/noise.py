@@ -20,7 +20,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["NoiseModel", "GaussianNoise", "QUANTIZATION_SIGMA_8BIT", "quantization_sigma"]
+__all__ = ["NoiseModel", "GaussianNoise", "QUANTIZATION_SIGMA_8BIT", "quantization_sigma", "is_noise_sigma"]
+
+
+def is_noise_sigma(value: object) -> bool:
+    """Whether ``value`` is a valid noise standard deviation: a finite real number >= 0 (not a bool).
+
+    The one rule for σ_y, used by :class:`GaussianNoise` and the runner's ``--sigma-y`` check.
+
+    Example:
+        >>> is_noise_sigma(0.05), is_noise_sigma(0), is_noise_sigma(-1.0), is_noise_sigma(True), is_noise_sigma(float("nan"))
+        (True, True, False, False, False)
+    """
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 def quantization_sigma(bits: int) -> float:
@@ -71,7 +83,7 @@ class GaussianNoise(NoiseModel):
     sigma: float = 0.0  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.sigma, (int, float)) and math.isfinite(self.sigma) and self.sigma >= 0):
+        if not is_noise_sigma(self.sigma):
             raise ValueError(f"noise sigma must be a finite number >= 0 (in [0, 1] pixel units), got {self.sigma!r}")
 
     def sample(self, clean: Tensor, generator: torch.Generator | None = None) -> Tensor:

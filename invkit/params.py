@@ -63,9 +63,19 @@ class SchemaError(TypeError):
 
 
 def int_tuple(text: str | Sequence[int]) -> tuple[int, ...]:
-    """Parse ``"3,4"`` (or a sequence) into a tuple of ints."""
+    """Parse ``"3,4"`` or ``"3x4"`` (or a sequence) into a tuple of ints.
+
+    Raises:
+        ValueError: A part that is empty (``"3,,4"``, ``"3,"``) or not an integer.
+
+    Example:
+        >>> int_tuple("3, 256x256"), int_tuple([1, 2])
+        ((3, 256, 256), (1, 2))
+    """
     if isinstance(text, str):
-        parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
+        parts = text.replace("x", ",").split(",")
+        if any(not p.strip() for p in parts):
+            raise ValueError(f"{text!r} has an empty part; give integers separated by commas, e.g. 3,256,256")
         return tuple(int(p) for p in parts)
     return tuple(int(v) for v in text)
 

@@ -30,7 +30,8 @@ import importlib.metadata
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,7 @@ __all__ = [
     "PluginWarning",
     "get_registry",
     "reset_registry",
+    "use_registry",
     "BLOCK_ENV",
     "KINDS",
 ]
@@ -387,3 +389,28 @@ def reset_registry() -> None:
     """Forget the process-wide registry (the next :func:`get_registry` reloads)."""
     global _default
     _default = None
+
+
+@contextmanager
+def use_registry(registry: Registry) -> Iterator[Registry]:
+    """Make ``registry`` the process-wide one inside a ``with`` block, then restore the previous one.
+
+    For tests and embedding applications that build a registry of their own (e.g. with extra
+    in-process plugins) and want code that calls :func:`get_registry` (such as
+    :meth:`invkit.Solver.check` naming alternative solvers) to see it.
+
+    Example:
+        >>> mine = Registry(entry_points=False)
+        >>> with use_registry(mine):
+        ...     get_registry() is mine
+        True
+        >>> get_registry() is mine
+        False
+    """
+    global _default
+    saved = _default
+    _default = registry
+    try:
+        yield registry
+    finally:
+        _default = saved

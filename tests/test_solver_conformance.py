@@ -33,14 +33,12 @@ import inspect
 import math
 import re
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 
-import invkit.registry
 from invkit import (
     Capability,
     ForwardModel,
@@ -58,7 +56,7 @@ from invkit import (
     sample_generators,
 )
 from invkit.dense import DEFAULT_MAX_SIZE
-from invkit.registry import Registry
+from invkit.registry import Registry, use_registry
 from invkit_priors.analytic import GaussianMixturePrior, GaussianPrior
 
 from _parts import CountingPrior, Doubling, LaplaceNoise, Saturate
@@ -168,17 +166,6 @@ class Subject:
         return out
 
 
-@contextmanager
-def active(registry: Registry):
-    """Make ``registry`` the process-wide one for a while (``Solver.check`` names alternatives from it)."""
-    saved = invkit.registry._default
-    invkit.registry._default = registry
-    try:
-        yield registry
-    finally:
-        invkit.registry._default = saved
-
-
 def _need(scenario: Scenario | None, subject: Subject) -> Scenario:
     if scenario is None:
         requires = sorted(c.value if isinstance(c, Capability) else str(c) for c in getattr(subject.factory, "requires", ()))
@@ -236,7 +223,7 @@ def check_schema(subject: Subject) -> None:
 def check_accepts(subject: Subject, scenario: Scenario | None) -> None:
     """``Registry.check_solver`` and ``solvers_for`` accept a problem that offers every requirement."""
     scenario = _need(scenario, subject)
-    with active(subject.registry):
+    with use_registry(subject.registry):
         problem, prior = scenario.build(subject.registry)
         subject.registry.check_solver(subject.name, problem, prior)
         assert subject.name in subject.registry.solvers_for(problem, prior)
@@ -245,7 +232,7 @@ def check_accepts(subject: Subject, scenario: Scenario | None) -> None:
 def check_output(subject: Subject, scenario: Scenario | None, dtype: torch.dtype, device: str = "cpu") -> None:
     """``x`` is ``(B, C, H, W)``, finite, in ``y``'s dtype and on its device."""
     scenario = _need(scenario, subject)
-    with active(subject.registry):
+    with use_registry(subject.registry):
         problem, prior = scenario.build(subject.registry, dtype, device)
         x = _solve(subject.build(), problem, prior, sample_generators(0, 0, BATCH, device=device))
     assert tuple(x.shape) == (BATCH, *problem.operator.in_shape), f"x has shape {tuple(x.shape)}, expected {(BATCH, *problem.operator.in_shape)}"
@@ -257,7 +244,7 @@ def check_output(subject: Subject, scenario: Scenario | None, dtype: torch.dtype
 def check_seeds(subject: Subject, scenario: Scenario | None, dtype: torch.dtype, device: str = "cpu") -> None:
     """Same seed: same bytes (per-row generators and one generator); other seeds: every sample differs."""
     scenario = _need(scenario, subject)
-    with active(subject.registry):
+    with use_registry(subject.registry):
         problem, prior = scenario.build(subject.registry, dtype, device)
         solver = subject.build()
         a = _solve(solver, problem, prior, sample_generators(5, 0, BATCH, device=device))
@@ -277,7 +264,7 @@ def check_seeds(subject: Subject, scenario: Scenario | None, dtype: torch.dtype,
 def check_rows_independent(subject: Subject, scenario: Scenario | None, dtype: torch.dtype) -> None:
     """Perturbing measurement 0 moves sample 0 and leaves the other samples where they were."""
     scenario = _need(scenario, subject)
-    with active(subject.registry):
+    with use_registry(subject.registry):
         problem, prior = scenario.build(subject.registry, dtype)
         solver = subject.build()
         a = _solve(solver, problem, prior, sample_generators(9, 0, BATCH))
@@ -292,7 +279,7 @@ def check_rows_independent(subject: Subject, scenario: Scenario | None, dtype: t
 def check_batch_independent(subject: Subject, scenario: Scenario | None, dtype: torch.dtype) -> None:
     """Sample b drawn alone (generator ``sample_seed(seed, b)``) equals sample b of the batch."""
     scenario = _need(scenario, subject)
-    with active(subject.registry):
+    with use_registry(subject.registry):
         problem, prior = scenario.build(subject.registry, dtype)
         solver = subject.build()
         batch = _solve(solver, problem, prior, sample_generators(4, 0, BATCH))
@@ -369,7 +356,7 @@ def _lacking(cap: Capability, requires, registry: Registry, problem: Problem, pr
 def check_refusal(subject: Subject, cap: Capability) -> None:
     """Every problem/prior lacking ``cap`` (and as little else as possible) is refused by ``solve`` before any
     prior evaluation, with a one-line RequirementError naming what is missing, exactly as ``check_solver`` refuses it."""
-    with active(subject.registry):
+    with use_registry(subject.registry):
         scenario = _need(next(iter(subject.scenarios()), None), subject)
         solver = subject.build()
         max_dense = int(getattr(solver, "max_dense", DEFAULT_MAX_SIZE))
@@ -524,7 +511,7 @@ def test_refusals_name_the_solvers_that_would_take_the_problem():
     """Both endings of a refusal, on built-in solvers: the alternatives named, or none."""
     problem, prior = SCENARIOS[1].build(REGISTRY)
     no_form = CountingPrior(prior.inner, gaussian_form=False)
-    with active(REGISTRY), pytest.raises(RequirementError, match=r"^solver 'exact' cannot take this problem: it needs a prior with a known Gaussian .*; solvers that take it: ddrm"):
+    with use_registry(REGISTRY), pytest.raises(RequirementError, match=r"^solver 'exact' cannot take this problem: it needs a prior with a known Gaussian .*; solvers that take it: ddrm"):
         REGISTRY.build("solver", "exact").solve(problem, no_form, generator=torch.Generator().manual_seed(0))
     laplace = Problem(problem.operator, problem.y, LaplaceNoise(SIGMA_Y))
     with pytest.raises(RequirementError, match=r"^solver 'ddrm' .*Gaussian measurement noise, got LaplaceNoise; no registered solver takes it$"):

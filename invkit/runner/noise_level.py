@@ -9,12 +9,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 from torch import Tensor
 
-from ..noise import quantization_sigma
+from ..noise import is_noise_sigma, quantization_sigma
 from .errors import RestoreError
 
 __all__ = ["check_sigma", "simulate_sigma", "measurement_sigma"]
@@ -31,7 +30,7 @@ def check_sigma(sigma: Any, auto: bool = True) -> None:
     Raises:
         RestoreError: Not a finite number >= 0.
     """
-    if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not math.isfinite(sigma) or sigma < 0:
+    if not is_noise_sigma(sigma):
         raise RestoreError(f"--sigma-y must be a finite number >= 0{' (or auto)' if auto else ''}, got {sigma}")
 
 

@@ -34,14 +34,12 @@ float16 torso still takes float32 and casts inside); the result comes back on ``
 model has it, else ``.half()``). The model is put in ``eval()`` mode.
 
 **Memory layout.** ``channels_last=True`` stores the weights and feeds the input in the NHWC
-layout, which oneDNN convolves faster on the CPU: one 256² evaluation of the ``default`` prior
-took 1.16 s against 1.41 s in NCHW (1 thread, ``benchmarks/prior_speed.py``). It is off by
-default because torch's CPU GroupNorm kernel for NHWC input is less accurate when a group's
-mean is large next to its spread (measured: 1.6e-3 error at mean/spread = 100 and 0.15 at 1000,
-against 5e-6 and 6e-5 in NCHW), which a checkpoint we have not measured may hit. The
-``default`` prior turns it on: there it moved outputs by at most 5e-5 for σ ≤ 2 (1e-3 at
-σ = 50). In NCHW mode the input is made contiguous too (an image permuted from HWC is NHWC in
-memory, which would otherwise select the NHWC kernels). The result is returned in the ordinary contiguous layout.
+layout, which oneDNN convolves faster on the CPU. It is off by default because torch's CPU
+GroupNorm kernel for NHWC input is less accurate when a group's mean is large next to its spread,
+which a checkpoint we have not measured may hit; the ``default`` prior, measured, turns it on
+(the numbers are in docs/measurements.md). In NCHW mode the input is made contiguous too (an
+image permuted from HWC is NHWC in memory, which would otherwise select the NHWC kernels). The
+result is returned in the ordinary contiguous layout.
 
 **Gradients.** When ``x`` requires grad (DPS-style guidance) the result is differentiable in
 ``x``; otherwise the network runs under ``torch.no_grad()``.

@@ -16,10 +16,7 @@ at ``sqrt(3) sigma`` and the mean of the three channels is returned.
 
 Copying the grey image alone gives noise that is identical in the three channels, which the
 network has never seen: at large sigma its estimate is useless, and DDRM on grey images then
-fails. With gaussian_blur σ = 3, σ_y = 0.05 on the training image ``moon``, it scored 10.7 dB
-against 28.9 dB with the extra noise (``moon`` resized to 64²), and 10.8 against 34.2 dB (the
-64² crop of ``tests/test_default_prior.py``); ``benchmarks/default_prior.py`` has the
-evaluation numbers.
+fails (measured in docs/measurements.md; the evaluation numbers are in docs/default_prior.md).
 
 The extra noise comes from one generator per image, seeded from its sigma, its size and a
 subsample of its pixels. So ``denoise`` stays a deterministic function of its inputs that does
@@ -123,8 +120,8 @@ def load_default_prior(device: str = "cpu", half: bool = False, weights: str | P
     if not path.is_file():
         raise FileNotFoundError(f"the default prior's weights are missing from the installation ({path}); reinstall invkit")
     rgb = load_checkpoint_prior(path, half=half, device=device)
-    # NHWC convolves faster on the CPU (1.16 s vs 1.41 s at 256², benchmarks/prior_speed.py); its
-    # GroupNorm error was measured small for these weights (see the notes of invkit_priors.adapters.vp).
+    # NHWC convolves faster on the CPU, and its GroupNorm error was measured small for these
+    # weights (docs/measurements.md).
     rgb.set_channels_last(next(rgb.model.parameters()).device.type == "cpu")
     return DefaultPrior(rgb)
 

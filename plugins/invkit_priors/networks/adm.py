@@ -472,9 +472,7 @@ def _attention(qkv: Tensor, heads: int, new_order: bool) -> Tensor:
     else:
         q, k, v = qkv.reshape(b, heads, 3, ch, length).unbind(2)
     # (B, heads, T, ch) for scaled_dot_product_attention, contiguous: with strided inputs torch
-    # falls back to the O(T²)-memory math kernel (benchmarks/prior_speed.py, T = 16384, i.e. a
-    # 1024² image at 1/8 resolution, 4 heads, 1 CPU thread: 27.7 s and 8.4 GB extra memory
-    # against 1.8 s and none).
+    # falls back to the O(T²)-memory math kernel (docs/measurements.md).
     q, k, v = (t.transpose(-1, -2).contiguous() for t in (q, k, v))
     out = F.scaled_dot_product_attention(q, k, v)
     return out.transpose(-1, -2).reshape(b, heads * ch, length)
