@@ -428,13 +428,9 @@ def main(argv: list[str] | None = None) -> None:
     prior = load_default_prior(device=str(dev), half=args.half, weights=args.weights)
     wpath = default_weights_path() if args.weights is None else Path(args.weights)
     fp = hashlib.sha256(wpath.read_bytes()).hexdigest()[:12]
-    try:
-        from safetensors import safe_open
+    from invkit_priors.checkpoints.invkit_format import read_invkit_metadata
 
-        with safe_open(str(wpath), "pt") as f:
-            meta = f.metadata() or {}
-    except Exception:  # noqa: BLE001
-        meta = {}
+    meta = read_invkit_metadata(wpath) or {}
 
     # 1. time per prior evaluation -------------------------------------------------------------
     x = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0)).to(dev)

@@ -167,7 +167,8 @@ def sigma_rows(sigma: float | Tensor, batch: int) -> Tensor:
     """The noise level of each of ``batch`` images as a float64 CPU ``(batch,)`` tensor, validated.
 
     The one reading of ``denoise``'s ``sigma`` argument for every prior: a number, a 0-d or
-    one-element tensor (shared by the batch), or a ``(batch,)`` tensor.
+    one-element tensor (shared by the batch), or a tensor of ``batch`` elements (``(B,)`` or
+    shaped to broadcast, e.g. ``(B, 1, 1, 1)``).
 
     Raises:
         ValueError: Another shape, or a value that is negative, NaN or infinite.
@@ -179,6 +180,8 @@ def sigma_rows(sigma: float | Tensor, batch: int) -> Tensor:
     s = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu()
     if s.numel() == 1:
         s = s.reshape(1).expand(batch)
+    elif s.numel() == batch:
+        s = s.reshape(batch)  # e.g. (B, 1, 1, 1), shaped to broadcast against x
     if s.shape != (batch,):
         raise ValueError(f"sigma has shape {tuple(s.shape)}; expected a float or a (B,) = ({batch},) tensor")
     if not bool(torch.isfinite(s).all()) or bool((s < 0).any()):

@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from invkit.devices import resolve_device
 from invkit.io import atomic_write
 from invkit.prior import alphas_bar_from_betas, linear_betas
-from invkit_priors.checkpoints.invkit_format import write_invkit_prior
+from invkit_priors.checkpoints.invkit_format import read_invkit_metadata, write_invkit_prior
+from invkit_priors.checkpoints.safe_load import load_state_dict_file
 from invkit_priors.checkpoints.schedule import DEFAULT_SCHEDULE
 from invkit_priors.networks.adm import ADMConfig, ADMUNet
 
@@ -352,11 +353,10 @@ def main() -> None:
         warm_from = state.get("warm_from", 0)
         print(f"resumed at step {step} ({seconds / 3600:.2f} h trained)")
     elif args.init_from is not None:
-        from safetensors import safe_open
-
-        with safe_open(str(args.init_from), framework="pt") as f:
-            meta = f.metadata() or {}
-            weights = {k: f.get_tensor(k).to(torch.float32) for k in f.keys()}
+        meta = read_invkit_metadata(args.init_from)
+        if meta is None:
+            raise SystemExit(f"{args.init_from} is not an invkit prior file (what --export writes); cannot continue from it")
+        weights = {k: v.to(torch.float32) for k, v in load_state_dict_file(args.init_from).items()}
         if json.loads(meta.get("flags", "{}")) != config.to_flags():
             raise SystemExit(f"{args.init_from} was trained with other flags than the model being trained (--flags); cannot continue from it")
         model.load_state_dict(weights)

@@ -283,3 +283,8 @@ def test_attention_takes_the_flash_kernel_not_the_quadratic_memory_fallback(arch
     ops = {e.key for e in prof.key_averages()}
     assert "aten::_scaled_dot_product_flash_attention_for_cpu" in ops
     assert "aten::_softmax" not in ops
+
+
+def test_the_network_takes_configurations_not_text() -> None:
+    with pytest.raises(TypeError, match=r"ADMConfig: got text '--image_size 64'; read it with invkit_priors.checkpoints.flags.parse_flags"):
+        ADMUNet("--image_size 64")  # type: ignore[arg-type]

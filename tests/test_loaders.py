@@ -396,3 +396,16 @@ def test_cli_solve_with_a_checkpoint_path_runs_ddrm(tmp_path: Path) -> None:
         proc = run_cli("solve", "--prior", *extra, "--operator", "gaussian_blur", "--input", str(meas), "--output", str(tmp_path / "o.png"))
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "o.png").exists()
+
+
+def test_the_checkpoint_factory_takes_flags_as_text_or_as_a_mapping(tmp_path: Path) -> None:
+    from invkit_priors.plugin import checkpoint
+
+    model = tiny_adm()
+    path = tmp_path / "m.pt"
+    torch.save(model.state_dict(), path)
+    as_text = checkpoint(str(path), flags=ADM_FLAGS)
+    as_mapping = checkpoint(str(path), flags=parse_flags(ADM_FLAGS, "adm"))  # a Python caller's dict is not made text
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(as_text.denoise(x, 0.2), as_mapping.denoise(x, 0.2))
+    assert as_text.provenance.config == as_mapping.provenance.config

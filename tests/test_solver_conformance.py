@@ -39,6 +39,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import invkit
 from invkit import (
     Capability,
     ForwardModel,

@@ -196,3 +196,60 @@ def test_a_state_written_by_the_earlier_script_resumes_and_continues_exactly(tmp
     assert torch.equal(a["gen"], b["gen"])
     old = torch.load(STATE_V1 / "state.pt", weights_only=True)
     assert any(not torch.equal(old["model"][k], a["model"][k]) for k in a["model"])  # it did train on
+
+
+def test_export_keeps_the_v1_file_layout_and_init_from_reads_only_invkit_files(tmp_path):
+    """--export writes exactly the metadata the earlier script wrote; --init-from reads it back, and refuses other files."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+
+    old = tmp_path / "old"
+    shutil.copytree(STATE_V1, old)
+    out = tmp_path / "w.safetensors"
+    proc = run("--state", str(old), "--export", str(out))
+    assert proc.returncode == 0, proc.stderr
+    state = torch.load(STATE_V1 / "state.pt", weights_only=True)
+    with safe_open(str(out), framework="pt") as f:  # read independently of invkit's reader
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    assert meta == {  # the layout the script wrote inline before the format had its own module
+        "format": "invkit-prior-v1",
+        "architecture": "adm",
+        "flags": json.dumps(state["config"]),
+        "prediction": "epsilon",
+        "schedule": json.dumps({"betas": "linear", "beta_start": 1e-4, "beta_end": 0.02, "steps": 1000}),
+        "data_range": "[-1, 1]",
+        "train_step": "2",
+        "train_images_seen": "4",
+        "train_seconds": f"{state['seconds']:.0f}",
+        "train_thread_seconds": f"{state['thread_seconds']:.0f}",
+        "train_crop": "32",
+    }
+    assert tensors.keys() == state["ema"].keys()
+    assert all(tensors[k].dtype == torch.float16 and torch.equal(tensors[k], state["ema"][k].half()) for k in tensors)
+
+    new = tmp_path / "new"
+    new.mkdir()
+    shutil.copy(STATE_V1 / "dataset.pt", new / "dataset.pt")
+    common = ("--flags", TINY_V1, "--no-skimage", "--crop", "32", "--batch", "2", "--threads", "1", "--steps", "3")
+    proc = run("--state", str(new), "--init-from", str(out), *common)
+    assert proc.returncode == 0, proc.stderr
+    assert "initialised from" in proc.stdout and "EMA weights of step 2" in proc.stdout
+    assert torch.load(new / "state.pt", weights_only=True)["step"] == 3
+
+    plain = tmp_path / "plain.safetensors"
+    save_file({k: v.contiguous() for k, v in state["ema"].items()}, str(plain))  # right tensors, no invkit metadata
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(STATE_V1 / "dataset.pt", other / "dataset.pt")
+    proc = run("--state", str(other), "--init-from", str(plain), *common)
+    assert proc.returncode != 0 and "is not an invkit prior file" in proc.stderr

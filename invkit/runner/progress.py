@@ -1,10 +1,10 @@
-"""Progress of a run, as events passed to a callback, and durations in words; and, for whoever
-draws a bar, whether a stream is a terminal and its size.
+"""Progress of a run, as events passed to a callback, and durations in words.
 
 The runner draws nothing: :func:`invkit.runner.restore` calls ``on_progress(event)`` when an
 image starts, after every solver step, and when the image is done; the command line turns the
 events into a progress bar (:mod:`invkit.cli.progress`), as the download of a checkpoint does
-its bytes (``invkit_priors.checkpoints.download``); both size their tqdm bar with :func:`terminal_size`.
+its bytes (``invkit_priors.checkpoints.download``); both size their tqdm bar with
+:func:`invkit.terminal.terminal_size` (re-exported here for the runner's callers).
 
 Example:
     >>> from invkit.runner.progress import format_duration
@@ -14,11 +14,12 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Literal
+
+from ..terminal import is_terminal, terminal_size
 
 __all__ = ["ProgressEvent", "ProgressCallback", "format_duration", "is_terminal", "terminal_size"]
 
@@ -70,24 +71,3 @@ def format_duration(seconds: float) -> str:
         return f"{m} min {s:02d} s" if m < 10 else f"{m} min"
     h, rest = divmod(int(round(seconds)), 3600)
     return f"{h} h {rest // 60:02d} min"
-
-
-def is_terminal(stream: TextIO) -> bool:
-    """Whether ``stream`` is an interactive terminal."""
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def terminal_size(stream: TextIO) -> tuple[int, int]:
-    """The (columns, rows) of the terminal ``stream`` draws on, for a tqdm bar's ``ncols``/``nrows``.
-
-    120 columns and 24 rows where unknown or tiny: a bare pseudo-terminal reports 0 rows, and
-    tqdm hides a bar whose terminal has none; too few columns would cut its line short.
-    """
-    try:
-        columns, rows = os.get_terminal_size(stream.fileno())
-    except (OSError, AttributeError, ValueError):
-        columns, rows = 0, 0
-    return (columns if columns >= 40 else 120), (rows if rows >= 2 else 24)

@@ -8,10 +8,16 @@ only when their name is used.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, TypeAlias
 
 from invkit.hookspecs import Register, hookimpl
 from invkit.params import Arg, validated
+
+def text_or_mapping(value: Any) -> str | Mapping[str, Any]:
+    """A ``flags`` value: a mapping as it is (Python callers), anything else as text (``--prior-arg``)."""
+    return value if isinstance(value, Mapping) else str(value)
+
 
 #: The ``half`` and ``device`` parameters of every checkpoint prior, declared once.
 _Half: TypeAlias = Annotated[bool, Arg("run in float16 (GPU)")]
@@ -22,7 +28,10 @@ _Device: TypeAlias = Annotated[str, Arg("torch device: cpu, cuda, cuda:1, ... or
 def checkpoint(
     path: Annotated[str, Arg("checkpoint file (.pt/.pth/.ckpt/.bin/.safetensors) or diffusers folder")],
     arch: Annotated[str, Arg("architecture; auto reads it off the keys, metadata or folder", choices=("auto", "adm", "ddpm", "diffusers"))] = "auto",
-    flags: Annotated[str | None, Arg("architecture flags: preset name, k=v pairs, or the guided-diffusion '--image_size 256 ...' line")] = None,
+    flags: Annotated[
+        str | Mapping[str, Any] | None,
+        Arg("architecture flags: preset name, k=v pairs, or the guided-diffusion '--image_size 256 ...' line", type=text_or_mapping),
+    ] = None,
     class_label: Annotated[int | None, Arg("class index for a class-conditional model (required there)", min=0)] = None,
     prediction: Annotated[
         str | None, Arg("network output; default from the file/scheduler, else epsilon", choices=("epsilon", "x0", "v", "sample", "v_prediction"))

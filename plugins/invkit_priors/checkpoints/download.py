@@ -48,7 +48,7 @@ from typing import Any, Union
 from tqdm import tqdm
 
 from invkit.io import atomic_write
-from invkit.runner.progress import is_terminal, terminal_size
+from invkit.terminal import is_terminal, terminal_size
 
 from .catalogue import CatalogueFile, CatalogueLike, Entry, Source, get_entry
 
@@ -200,7 +200,7 @@ class _Bar:
     """A download's progress: the callback (every chunk) and a tqdm bar on stderr (only on a terminal).
 
     The bar shows MB done of the total, the rate and the time left; a resumed download starts at
-    the bytes already on disk. The terminal test and size are :mod:`invkit.runner.progress`'s, as
+    the bytes already on disk. The terminal test and size are :mod:`invkit.terminal`'s, as
     for the ``solve`` bar.
     """
 

@@ -539,8 +539,8 @@ class ADMUNet(nn.Module):
     """The ADM U-Net; ``forward(x, timesteps, y=None)`` returns ``(B, out_channels, H, W)``.
 
     Args:
-        config: Architecture flags; a mapping or command-line string is passed through
-            :meth:`ADMConfig.from_flags`.
+        config: Architecture flags; a mapping is passed through :meth:`ADMConfig.from_flags`
+            (text forms are read by :func:`invkit_priors.checkpoints.flags.parse_flags`).
 
     Attributes:
         config: The :class:`ADMConfig`.
@@ -553,7 +553,7 @@ class ADMUNet(nn.Module):
         size_multiple: ``2 ** (levels - 1)``; ``H`` and ``W`` must be multiples of it.
     """
 
-    def __init__(self, config: ADMConfig | Mapping[str, Any] | str | None = None) -> None:
+    def __init__(self, config: ADMConfig | Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.config = network_config(config, ADMConfig, ADMConfig.from_flags)
         cfg = self.config

@@ -26,7 +26,13 @@ def network_config(config: Any, cls: type[C], parse: Callable[[Any], C]) -> C:
 
     Raises:
         ValueError: Whatever ``parse`` raises for a configuration it does not accept.
+        TypeError: Text: the networks take configurations, not text
+            (:func:`invkit_priors.checkpoints.flags.parse_flags` reads every text form).
     """
+    if isinstance(config, str):
+        raise TypeError(
+            f"{cls.__name__}: got text {config[:40]!r}; read it with invkit_priors.checkpoints.flags.parse_flags(text, arch) first"
+        )
     if config is None:
         config = cls()
     elif not isinstance(config, cls):
