@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from .dense import DEFAULT_MAX_SIZE
 from .forward import ForwardModel, LinearOperator, SVDOperator
-from .noise import GaussianNoise
+from .noise import GaussianNoise, PoissonNoise
 
 if TYPE_CHECKING:
     from .prior import Prior
@@ -48,6 +48,9 @@ class Capability(str, Enum):
     DIFFERENTIABLE = "differentiable"
     #: Gaussian measurement noise (:class:`~invkit.GaussianNoise`).
     GAUSSIAN_NOISE = "gaussian_noise"
+    #: Noise whose likelihood is a (weighted) least squares: Gaussian, or Poisson through its
+    #: shot-noise approximation (:class:`~invkit.GaussianNoise`, :class:`~invkit.PoissonNoise`).
+    LEAST_SQUARES_NOISE = "least_squares_noise"
     #: Gradients through the prior's ``denoise`` (``prior.differentiable``).
     PRIOR_GRADIENTS = "prior_gradients"
     #: A prior that states its exact Gaussian or Gaussian-mixture form (``prior.gaussian_form``).
@@ -86,6 +89,8 @@ def capabilities(problem: "Problem", prior: "Prior | None" = None, *, max_dense:
         have.add(Capability.SVD)
     if isinstance(problem.noise, GaussianNoise):
         have.add(Capability.GAUSSIAN_NOISE)
+    if isinstance(problem.noise, (GaussianNoise, PoissonNoise)):
+        have.add(Capability.LEAST_SQUARES_NOISE)
     if prior is not None:
         if getattr(prior, "differentiable", False):
             have.add(Capability.PRIOR_GRADIENTS)
@@ -117,6 +122,7 @@ _NEEDS = {
     Capability.LINEAR: "a linear operator",
     Capability.DIFFERENTIABLE: "a differentiable forward model",
     Capability.GAUSSIAN_NOISE: "Gaussian measurement noise",
+    Capability.LEAST_SQUARES_NOISE: "Gaussian or Poisson measurement noise",
     Capability.PRIOR_GRADIENTS: "gradients through the prior",
     Capability.GAUSSIAN_PRIOR: "a prior with a known Gaussian (mixture) form",
 }
@@ -143,6 +149,8 @@ def describe_missing(cap: Capability, problem: "Problem", prior: "Prior | None",
         return f"a differentiable forward model (an invkit.ForwardModel), got {type(op).__name__}"
     if cap is Capability.GAUSSIAN_NOISE:
         return f"Gaussian measurement noise, got {type(problem.noise).__name__}"
+    if cap is Capability.LEAST_SQUARES_NOISE:
+        return f"Gaussian or Poisson measurement noise, got {type(problem.noise).__name__}"
     if cap is Capability.PRIOR_GRADIENTS:
         return f"gradients through the prior, but {type(prior).__name__} is not differentiable"
     return f"a prior with a known Gaussian (mixture) form, got {type(prior).__name__} (use the analytic priors 'gaussian' or 'gaussian_mixture')"

@@ -53,3 +53,53 @@ def test_problem_holds_any_noise_model_and_sigma_y_needs_one():
         problem.sigma_y
     gauss = Problem.simulate(Square((1, 2, 3)), x, 0.0)
     assert torch.equal(gauss.y, x * x) and gauss.sigma_y == 0.0
+
+
+# ---------------------------------------------------------------------- Poisson
+def test_poisson_draws_have_the_mean_and_variance_of_the_rate() -> None:
+    from invkit.noise import PoissonNoise
+
+    rate, n = 50.0, 40000
+    z = torch.tensor([0.02, 0.3, 0.7], dtype=torch.float64).repeat(n, 1)
+    y = PoissonNoise(rate).sample(z, torch.Generator().manual_seed(0))
+    assert float(((y * rate) - (y * rate).round()).abs().max()) < 1e-9  # whole photon counts over the rate
+    mean, var = y.mean(0), y.var(0)
+    expect = z[0]
+    assert torch.all((mean - expect).abs() < 4 * (expect / rate / n).sqrt())  # E y = z
+    assert torch.all((var - expect / rate).abs() < 4 * (expect / rate) * math.sqrt(2 / n) + 4 * expect / rate**2)  # Var y = z / rate
+    # clipped to [0, 1] as the official code does
+    hi = PoissonNoise(5.0).sample(torch.full((2000, 1), 0.95, dtype=torch.float64), torch.Generator().manual_seed(1))
+    assert float(hi.max()) == 1.0 and float(hi.min()) >= 0.0
+    # the draws come from the generator passed
+    again = PoissonNoise(rate).sample(z[:5], torch.Generator().manual_seed(0))
+    assert torch.equal(again, y[:5])
+
+
+def test_poisson_likelihood_and_gradient_and_the_dps_weights() -> None:
+    from scipy.stats import poisson
+
+    from invkit.noise import PoissonNoise
+
+    noise = PoissonNoise(20.0)
+    z = torch.tensor([[0.1, 0.5, 0.9]], dtype=torch.float64)
+    y = torch.tensor([[0.0, 0.45, 1.0]], dtype=torch.float64)
+    expect = -sum(poisson.logpmf(round(20 * yy), 20 * zz) for yy, zz in zip(y[0].tolist(), z[0].tolist()))
+    assert float(noise.nll(y, z)[0]) == pytest.approx(expect, rel=1e-12)
+    num = torch.zeros_like(z)
+    for j in range(3):
+        e = torch.zeros_like(z)
+        e[0, j] = 1e-6
+        num[0, j] = (noise.nll(y, z + e) - noise.nll(y, z - e))[0] / 2e-6
+    torch.testing.assert_close(noise.nll_grad(y, z), num, rtol=1e-6, atol=1e-6)
+    assert float(noise.nll(y, torch.tensor([[0.0, 0.5, 0.9]], dtype=torch.float64))[0]) == pytest.approx(
+        float(noise.nll(y, z)[0]) - 20 * 0.1, rel=1e-12
+    )  # z_j = 0 with zero counts is possible (and costs nothing)
+    assert math.isinf(float(noise.nll(y, torch.tensor([[0.1, 0.0, 0.9]], dtype=torch.float64))[0]))  # z_j = 0 < k_j
+    # eq. 20's 1/(2 y) is infinite at zero counts: the floor 1/rate bounds it by rate/2
+    w = noise.shot_weights(torch.tensor([0.0, 0.01, 0.05, 0.5]))
+    assert w.tolist() == pytest.approx([10.0, 10.0, 10.0, 1.0])
+    with pytest.raises(ValueError, match="non-negative clean measurement"):
+        noise.sample(torch.tensor([[-0.1, 0.2]]))
+    with pytest.raises(ValueError, match="finite number > 0"):
+        PoissonNoise(0.0)
+    assert noise.sigma is None

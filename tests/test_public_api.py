@@ -24,7 +24,7 @@ PINNED: dict[str, list[str]] = {
         "Arg", "Callback", "Capability", "CheckReport", "CheckResult", "DEFAULT_MAX_SIZE", "DenseSVD",
         "DenseSizeError", "ForwardModel", "GaussianComponent", "GaussianForm", "GaussianNoise", "Generators",
         "IdentityUOperator", "LinearOperator", "MatrixOperator", "NoiseModel", "Operator", "Param", "ParamError",
-        "PluginConflictError", "PluginError", "PluginWarning", "Prior", "Problem", "Registration", "Registry",
+        "PluginConflictError", "PluginError", "PluginWarning", "PoissonNoise", "Prior", "Problem", "Registration", "Registry",
         "RequirementError", "Result", "SVDOperator", "SchemaError", "Shape", "Solver", "SpectralSetup", "Step",
         "UnknownPluginError", "__version__", "alpha_bar_from_sigma", "alphas_bar_from_betas", "as_shape",
         "autograd_vjp", "capabilities", "check_adjoint", "check_autograd_adjoint", "check_requirements",
@@ -46,7 +46,7 @@ PINNED: dict[str, list[str]] = {
         "posterior_samples", "prepare", "projection_note", "resolve_device", "restore", "restore_prepared", "score",
         "simulate_measurement", "std_map", "terminal_size",
     ],
-    "invkit_solvers": ["DDRM", "ExactSolver"],
+    "invkit_solvers": ["DDRM", "DPS", "ExactSolver"],
     "invkit_priors.analytic": [
         "DCTBasis", "GaussianMixturePrior", "GaussianPrior", "IdentityBasis", "MatrixBasis", "OrthogonalBasis",
         "PowerLawSpectrum", "gaussian", "gaussian_mixture",

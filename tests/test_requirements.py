@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import invkit
-from invkit import Capability, GaussianNoise, Problem, RequirementError
+from invkit import Capability, GaussianNoise, PoissonNoise, Problem, RequirementError
 from invkit.requirements import capabilities, check_requirements
 from invkit_priors.analytic import GaussianPrior
 
@@ -29,9 +29,11 @@ def test_capabilities_of_each_rung_and_noise():
     have = capabilities(Problem(op, torch.zeros(1, 1, 4, 4), GaussianNoise(0.1)), _gaussian())
     assert have == frozenset(Capability)
     nonlinear = capabilities(Problem(Square((1, 4, 4)), torch.zeros(1, 1, 4, 4)), Counting())
-    assert nonlinear == {Capability.DIFFERENTIABLE, Capability.GAUSSIAN_NOISE, Capability.PRIOR_GRADIENTS}
+    assert nonlinear == {Capability.DIFFERENTIABLE, Capability.GAUSSIAN_NOISE, Capability.LEAST_SQUARES_NOISE, Capability.PRIOR_GRADIENTS}
     big = capabilities(Problem(Doubling((1, 65, 64)), torch.zeros(1, 1, 65, 64)))
-    assert big == {Capability.DIFFERENTIABLE, Capability.LINEAR, Capability.GAUSSIAN_NOISE}
+    assert big == {Capability.DIFFERENTIABLE, Capability.LINEAR, Capability.GAUSSIAN_NOISE, Capability.LEAST_SQUARES_NOISE}
+    poisson = capabilities(Problem(Square((1, 4, 4)), torch.zeros(1, 1, 4, 4), PoissonNoise(255.0)))
+    assert poisson == {Capability.DIFFERENTIABLE, Capability.LEAST_SQUARES_NOISE}
     assert Capability.SVD in capabilities(Problem(Doubling((1, 4, 4)), torch.zeros(1, 1, 4, 4)))  # dense fallback
 
 
@@ -39,7 +41,7 @@ def test_ddrm_refuses_before_any_prior_evaluation_and_names_alternatives():
     prior = Counting()
     problem = Problem(Square((1, 4, 4)), torch.zeros(1, 1, 4, 4), GaussianNoise(0.1))
     ddrm = REG.build("solver", "ddrm")
-    with pytest.raises(RequirementError, match=r"solver 'ddrm' cannot take this problem: it needs an SVD, but forward model 'test_square' .* is not linear; no registered solver takes it"):
+    with pytest.raises(RequirementError, match=r"solver 'ddrm' cannot take this problem: it needs an SVD, but forward model 'test_square' .* is not linear; solvers that take it: dps$"):
         ddrm.solve(problem, prior, steps=3)
     assert prior.calls == 0
     big = Problem(Doubling((1, 65, 64)), torch.zeros(1, 1, 65, 64), GaussianNoise(0.1))

@@ -297,6 +297,7 @@ CAPABILITY_WORDS = {
     Capability.LINEAR: r"a linear operator",
     Capability.DIFFERENTIABLE: r"a differentiable forward model",
     Capability.GAUSSIAN_NOISE: r"Gaussian measurement noise",
+    Capability.LEAST_SQUARES_NOISE: r"Gaussian or Poisson measurement noise",
     Capability.PRIOR_GRADIENTS: r"gradients through the prior",
     Capability.GAUSSIAN_PRIOR: r"Gaussian \(mixture\) form",
 }

@@ -1,8 +1,10 @@
-"""invkit's built-in solvers, one module per paper: ``ddrm`` (Kawar et al., 2022) and ``exact``
+"""invkit's built-in solvers, one module per paper: ``ddrm`` (Kawar et al., 2022), ``dps`` (Chung et
+al., 2023) and ``exact``
 (exact posterior sampling for priors with a Gaussian form, the reference the others are measured
 against). Each solver's core is a pure step function in its paper's symbols."""
 
 from .ddrm import DDRM
+from .dps import DPS
 from .exact import ExactSolver
 
-__all__ = ["DDRM", "ExactSolver"]
+__all__ = ["DDRM", "DPS", "ExactSolver"]

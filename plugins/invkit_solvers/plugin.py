@@ -5,11 +5,12 @@ from __future__ import annotations
 from invkit.hookspecs import Register, hookimpl
 
 from .ddrm import DDRM
+from .dps import DPS
 from .exact import ExactSolver
 
 
 @hookimpl
 def invkit_register_solvers(register: Register) -> None:
-    """Register ``ddrm`` and ``exact``."""
-    for solver in (DDRM, ExactSolver):
+    """Register ``ddrm``, ``dps`` and ``exact``."""
+    for solver in (DDRM, DPS, ExactSolver):
         register(solver.name, solver)
