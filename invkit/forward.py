@@ -70,7 +70,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from .params import Param, int_tuple, parse_params
+from .params import Param, declare_from_init, int_tuple, parse_params
 
 __all__ = ["ForwardModel", "LinearOperator", "Operator", "SVDOperator", "IdentityUOperator", "Shape", "as_shape"]
 
@@ -92,13 +92,47 @@ def as_shape(shape: Sequence[int] | str) -> Shape:
     return shape  # type: ignore[return-value]
 
 
+def _model_name(model: ForwardModel) -> str:
+    """How parameter errors name a forward model: its registry name, else its class name."""
+    return model.name or type(model).__name__
+
+
+def _adopt_config(model: ForwardModel, values: dict[str, Any]) -> None:
+    """Before a signature-declared ``__init__`` body runs: its validated values become ``model.config``.
+
+    The outermost such ``__init__`` sets it (a base class's, called from it, leaves it). Where the
+    model's class has a schema of its own (a subclass declaring ``params``), values outside it are
+    dropped and missing ones take its defaults, so ``config`` always holds ``type(model).params``.
+    """
+    if "config" in vars(model):
+        return
+    own = type(model).params
+    names = {p.name for p in own}
+    if names == set(values):
+        model.config = values
+    else:
+        model.config = parse_params(own, {k: v for k, v in values.items() if k in names}, owner=_model_name(model))
+
+
 class ForwardModel(ABC):
     """A differentiable forward model ``y = A(x)`` on batched images (linear or not).
 
-    Subclasses set the class attributes below, call ``super().__init__(in_shape, **params)``
-    (which validates the parameters against :attr:`params` and stores them in :attr:`config`),
-    and implement :attr:`out_shape` and :meth:`forward` (differentiable by autograd, or with
-    :meth:`vjp` overridden).
+    Subclasses set the class attributes below, declare their parameters once, call
+    ``super().__init__`` (which validates the image shape) and implement :attr:`out_shape` and
+    :meth:`forward` (differentiable by autograd, or with :meth:`vjp` overridden). The parameters
+    are declared either
+
+    * in the ``__init__`` signature, after the image shape, each annotated
+      ``Annotated[T, Arg("doc", ...)]`` (a plain parameter gets an inferred schema, see
+      :func:`~invkit.params.signature_params`): :attr:`params` is derived from it, every call
+      is validated through it (``--arg`` strings and Python values alike), and the validated
+      values are :attr:`config` before the body runs; the body calls
+      ``super().__init__(in_shape)`` and uses its (already converted) arguments; or
+    * as a :attr:`params` tuple, with ``__init__(self, in_shape, **params)`` (or an explicit
+      keyword signature) passing them to ``super().__init__(in_shape, **params)``, which
+      validates them into :attr:`config`: the form for a parameter set several operators
+      share, and plugins written that way. An ``__init__`` taking ``**kwargs`` keeps the
+      ``params`` it inherits.
 
     Attributes:
         name: Registry name (``--operator NAME``).
@@ -110,7 +144,30 @@ class ForwardModel(ABC):
             ``(check_shape, defaults)``; see :func:`invkit.checks.conformance_cases`.
         linear: Whether the model is linear (:class:`LinearOperator` and below set it).
         in_shape: The image shape ``(C, H, W)`` this instance was built for.
-        config: The validated parameters this instance was built with.
+        config: The validated parameters this instance was built with, one per :attr:`params`.
+
+    Example:
+        >>> from typing import Annotated
+        >>> from invkit.params import Arg, format_schema
+        >>> class Gain(ForwardModel):
+        ...     name = "gain"
+        ...     def __init__(self, in_shape, *, k: Annotated[float, Arg("multiplier", min=0.0)] = 2.0) -> None:
+        ...         super().__init__(in_shape)
+        ...         self.k = k
+        ...     @property
+        ...     def out_shape(self):
+        ...         return self.in_shape
+        ...     def forward(self, x):
+        ...         return self.k * x
+        >>> print(format_schema(Gain.params))
+          k: 0.0 <= float, default 2.0. multiplier
+        >>> op = Gain((1, 2, 2), k="3")
+        >>> op.k, op.config
+        (3.0, {'k': 3.0})
+        >>> Gain((1, 2, 2), k=-1)
+        Traceback (most recent call last):
+            ...
+        invkit.params.ParamError: gain: parameter 'k' = -1.0 is out of range; expected 0.0 <= float
     """
 
     linear: ClassVar[bool] = False
@@ -120,9 +177,35 @@ class ForwardModel(ABC):
     check_shape: ClassVar[Shape] = (3, 8, 12)
     check_cases: ClassVar[tuple[tuple[Shape, dict[str, Any]], ...]] = ()
 
+    in_shape: Shape
+    config: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Derive ``params`` from a new ``__init__`` and validate its calls (see the class docstring).
+
+        Raises:
+            SchemaError: That ``__init__``'s signature contradicts itself (at class creation).
+        """
+        super().__init_subclass__(**kwargs)
+        declare_from_init(cls, owner=_model_name, skip=1, before=_adopt_config)
+
     def __init__(self, in_shape: Sequence[int] | str, **params: Any) -> None:
-        self.in_shape: Shape = as_shape(in_shape)
-        self.config: dict[str, Any] = parse_params(type(self).params, params, owner=self.name or type(self).__name__)
+        """Validate the image shape, and ``params`` against :attr:`params` into :attr:`config`.
+
+        Raises:
+            ValueError: ``in_shape`` is not three positive integers.
+            ParamError: A parameter is unknown, missing or not allowed.
+            TypeError: Parameters passed here by a model that declares them in its ``__init__``
+                signature (they are in :attr:`config` already).
+        """
+        self.in_shape = as_shape(in_shape)
+        if "config" not in vars(self):
+            self.config = parse_params(type(self).params, params, owner=_model_name(self))
+        elif params:
+            raise TypeError(
+                f"{_model_name(self)}: {', '.join(params)} passed to ForwardModel.__init__, but {type(self).__name__} declares its "
+                "parameters in its __init__ signature and they are validated into config already; call super().__init__(in_shape)"
+            )
         self._cache: dict[tuple[str, torch.device, torch.dtype], Tensor] = {}
 
     # ------------------------------------------------------------------ shapes

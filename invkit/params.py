@@ -7,13 +7,16 @@ comes from.
 
 A schema is declared once, in one of two ways:
 
-* in the signature (solvers and prior factories): each parameter is annotated
+* in the signature (solvers, operators and prior factories): each parameter is annotated
   ``Annotated[T, Arg("doc", ...)]``; its name, its default (or that it is required) and its basic
   type come from the signature, the doc and constraints from :class:`Arg`.
   :func:`signature_params` reads the schema off the signature and :func:`validated` makes direct
-  Python calls go through it;
-* as a ``params`` tuple of :class:`Param` on a class taking ``**params`` (operators, and plugins
-  written that way). :func:`schema_of` gives a factory's schema either way.
+  Python calls go through it (:func:`declare_from_init` does both for a class's ``__init__``). A
+  third party's plain parameter, without :class:`Arg`, is accepted with an inferred schema (name,
+  default, basic type; no doc or constraints);
+* as a ``params`` tuple of :class:`Param` on a class taking ``**params`` (a parameter set several
+  operators share, and plugins written that way). :func:`schema_of` gives a factory's schema
+  either way.
 
 Example:
     >>> from invkit.params import Param, parse_params
@@ -30,7 +33,7 @@ import functools
 import inspect
 import math
 import types
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar, Union, cast, get_args, get_origin, overload
 
@@ -45,6 +48,7 @@ __all__ = [
     "signature_params",
     "schema_of",
     "validated",
+    "declare_from_init",
     "int_tuple",
     "float_tuple",
     "parse_bool",
@@ -62,6 +66,14 @@ class SchemaError(TypeError):
     creation or registration), never at call time."""
 
 
+def _parts(text: str, split: str, what: str) -> list[str]:
+    """``split`` (``text`` with any other separators made commas) at its commas; an empty part is refused, naming ``text``."""
+    parts = split.split(",")
+    if any(not p.strip() for p in parts):
+        raise ValueError(f"{text!r} has an empty part; give {what}")
+    return parts
+
+
 def int_tuple(text: str | Sequence[int]) -> tuple[int, ...]:
     """Parse ``"3,4"`` or ``"3x4"`` (or a sequence) into a tuple of ints.
 
@@ -73,17 +85,26 @@ def int_tuple(text: str | Sequence[int]) -> tuple[int, ...]:
         ((3, 256, 256), (1, 2))
     """
     if isinstance(text, str):
-        parts = text.replace("x", ",").split(",")
-        if any(not p.strip() for p in parts):
-            raise ValueError(f"{text!r} has an empty part; give integers separated by commas, e.g. 3,256,256")
-        return tuple(int(p) for p in parts)
+        return tuple(int(p) for p in _parts(text, text.replace("x", ","), "integers separated by commas, e.g. 3,256,256"))
     return tuple(int(v) for v in text)
 
 
 def float_tuple(text: str | Sequence[float]) -> tuple[float, ...]:
-    """Parse ``"0.299,0.587,0.114"`` (or a sequence) into a tuple of floats."""
+    """Parse ``"0.299,0.587,0.114"`` (or a sequence) into a tuple of floats.
+
+    Raises:
+        ValueError: A part that is empty (``"0.3,,0.4"``, ``"0.3,"``) or not a number.
+
+    Example:
+        >>> float_tuple("0.299, 0.587,0.114"), float_tuple([1, 2])
+        ((0.299, 0.587, 0.114), (1.0, 2.0))
+        >>> float_tuple("0.5,")
+        Traceback (most recent call last):
+            ...
+        ValueError: '0.5,' has an empty part; give numbers separated by commas, e.g. 0.299,0.587,0.114
+    """
     if isinstance(text, str):
-        return tuple(float(p) for p in text.split(",") if p.strip())
+        return tuple(float(p) for p in _parts(text, text, "numbers separated by commas, e.g. 0.299,0.587,0.114"))
     return tuple(float(v) for v in text)
 
 
@@ -244,7 +265,8 @@ def parse_params(
         if p.name in values:
             out[p.name] = p.convert(values[p.name], owner)
         elif p.required:
-            raise ParamError(f"{where}parameter '{p.name}' is required ({p.doc}); pass --arg {p.name}=...")
+            what = f" ({p.doc})" if p.doc else ""
+            raise ParamError(f"{where}parameter '{p.name}' is required{what}; pass --arg {p.name}=...")
         else:
             out[p.name] = p.default
     return out
@@ -257,7 +279,7 @@ def format_schema(schema: Sequence[Param]) -> str:
     lines = []
     for p in schema:
         default = "required" if p.required else f"default {p.default!r}"
-        lines.append(f"  {p.name}: {p.allowed()}, {default}. {p.doc}")
+        lines.append(f"  {p.name}: {p.allowed()}, {default}." + (f" {p.doc}" if p.doc else ""))
     return "\n".join(lines)
 
 
@@ -306,10 +328,23 @@ _BASIC_TYPES: tuple[type, ...] = (int, float, bool, str)
 _NONE = type(None)
 _F = TypeVar("_F", bound=Callable[..., Any])
 _EMPTY = inspect.Parameter.empty
+_Owner = Union[str, Callable[[Any], str]]  # noqa: UP007 - a runtime alias
 
 
 def _type_name(hint: Any) -> str:
     return hint.__name__ if isinstance(hint, type) else repr(hint).replace("typing.", "")
+
+
+def _as_given(value: Any) -> Any:
+    """The converter of an inferred parameter whose annotation and default name no basic type.
+
+    Listed as ``str``: ``--arg`` text stays text, as ``str`` leaves it; a value a Python caller
+    passes is kept as it is, where ``str`` would turn an array or a network into its repr.
+    """
+    return value
+
+
+_as_given.__name__ = _as_given.__qualname__ = "str"
 
 
 def _signature_of(target: Callable[..., Any]) -> tuple[Callable[..., Any] | None, int, str]:
@@ -337,6 +372,19 @@ def _evaluate(annotation: Any, fn: Callable[..., Any], where: str) -> Any:
     return annotation
 
 
+def _annotation(p: inspect.Parameter, fn: Callable[..., Any], where: str) -> Any:
+    """``p``'s annotation evaluated; ``_EMPTY`` when it has none, or has one that cannot be evaluated and declares no :class:`Arg`
+    (a name imported only for type checkers says nothing a schema could use)."""
+    if p.annotation is _EMPTY:
+        return _EMPTY
+    try:
+        return _evaluate(p.annotation, fn, where)
+    except SchemaError:
+        if "Arg(" in str(p.annotation):
+            raise
+        return _EMPTY
+
+
 def _split_optional(hint: Any) -> tuple[Any, bool]:
     """``(core type, whether None is allowed)`` of ``X | None`` / ``Optional[X]``; other hints unchanged."""
     if get_origin(hint) in (Union, types.UnionType):
@@ -347,27 +395,52 @@ def _split_optional(hint: Any) -> tuple[Any, bool]:
     return hint, False
 
 
-def _declared_param(p: inspect.Parameter, fn: Callable[..., Any], label: str) -> Param:
-    """The :class:`Param` that one signature parameter declares (:class:`SchemaError` if it declares none)."""
+def _arg_of(hint: Any, where: str) -> Arg | None:
+    """The :class:`Arg` in an ``Annotated`` hint; None where the hint carries none."""
+    if get_origin(hint) is not Annotated:
+        if any(get_origin(m) is Annotated and any(isinstance(a, Arg) for a in m.__metadata__) for m in get_args(hint)):
+            raise SchemaError(f"{where}: write `Annotated[X | None, Arg(...)]`, not `Annotated[X, Arg(...)] | None`")
+        return None
+    args = [m for m in hint.__metadata__ if isinstance(m, Arg)]
+    if len(args) > 1:
+        raise SchemaError(f"{where} has {len(args)} Arg metadata objects; give exactly one")
+    return args[0] if args else None
+
+
+def _inferred_param(p: inspect.Parameter, hint: Any) -> Param:
+    """The :class:`Param` of a parameter without :class:`Arg`: its name, its default (or required),
+    its type from a basic annotation (``int``/``float``/``bool``/``str``, optionally ``| None``),
+    else from a basic default, else ``str`` (see :func:`_as_given`); no doc and no constraints."""
+    default = _REQUIRED if p.default is _EMPTY else p.default
+    core, _ = _split_optional(hint.__origin__ if get_origin(hint) is Annotated else hint)
+    if core in _BASIC_TYPES:
+        convert: Callable[[Any], Any] = core
+    elif type(default) in _BASIC_TYPES:
+        convert = type(default)
+    else:
+        convert = _as_given
+    return Param(p.name, convert, default)
+
+
+def _declared_param(p: inspect.Parameter, fn: Callable[..., Any], label: str) -> Param | None:
+    """The :class:`Param` that one signature parameter declares (None for ``**kwargs``, which declares none).
+
+    Raises:
+        SchemaError: ``*args``, positional-only, or an :class:`Arg` declaration that contradicts
+            itself or its signature.
+    """
     where = f"{label}: parameter '{p.name}'"
     form = f"`{p.name}: Annotated[<type>, Arg(\"<doc>\", ...)]`"
-    if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
-        star = "*" if p.kind is inspect.Parameter.VAR_POSITIONAL else "**"
-        raise SchemaError(f"{label}: {star}{p.name} cannot be read as parameters; name each one as {form}, or declare a `params` tuple of Param")
+    if p.kind is inspect.Parameter.VAR_KEYWORD:
+        return None
+    if p.kind is inspect.Parameter.VAR_POSITIONAL:
+        raise SchemaError(f"{label}: *{p.name} cannot be passed by keyword (--arg name=value); name each parameter, e.g. as {form}")
     if p.kind is inspect.Parameter.POSITIONAL_ONLY:
         raise SchemaError(f"{where} is positional-only; parameters are passed by keyword (--arg {p.name}=...)")
-    if p.annotation is _EMPTY:
-        raise SchemaError(f"{where} has no annotation; declare it as {form}")
-    hint = _evaluate(p.annotation, fn, where)
-    if get_origin(hint) is not Annotated:
-        nested = any(get_origin(m) is Annotated for m in get_args(hint))
-        if nested:
-            raise SchemaError(f"{where}: write `Annotated[X | None, Arg(...)]`, not `Annotated[X, Arg(...)] | None`")
-        raise SchemaError(f"{where} lacks Arg metadata (doc and constraints); declare it as `{p.name}: Annotated[{_type_name(hint)}, Arg(\"<doc>\", ...)]`")
-    args = [m for m in hint.__metadata__ if isinstance(m, Arg)]
-    if len(args) != 1:
-        raise SchemaError(f"{where} has {len(args)} Arg metadata objects; give exactly one: {form}")
-    arg = args[0]
+    hint = _annotation(p, fn, where)
+    arg = _arg_of(hint, where)
+    if arg is None:
+        return _inferred_param(p, hint)
     if not isinstance(arg.doc, str) or not arg.doc.strip():
         raise SchemaError(f"{where}: its Arg has no doc; say in one line what it is, in which units")
     base = hint.__origin__
@@ -398,18 +471,29 @@ def _declared_param(p: inspect.Parameter, fn: Callable[..., Any], label: str) ->
     return param
 
 
-def signature_params(target: Callable[..., Any]) -> tuple[Param, ...]:
+def signature_params(target: Callable[..., Any], *, exclude: Collection[str] = ()) -> tuple[Param, ...]:
     """The schema a function's or a class's signature declares (for a class: its ``__init__``, without ``self``).
 
-    Every parameter must be annotated ``Annotated[T, Arg("doc", ...)]`` (see :class:`Arg`), be
-    passable by keyword, and have a default that passes its own declaration. A decorated function
-    (:func:`validated`, ``functools.wraps``) is read through to the function it wraps.
+    A parameter annotated ``Annotated[T, Arg("doc", ...)]`` declares its doc and constraints
+    (see :class:`Arg`). One without :class:`Arg` (a third party's plain ``scale=1.0``) is
+    inferred: its name, its default or that it is required, its type from a basic annotation
+    (``int``, ``float``, ``bool`` or ``str``, optionally ``| None``), else from its default when
+    that is a bool, int, float or str, else ``str`` (text stays text; a value a Python caller
+    passes is kept as given), with no doc and no constraints. ``**kwargs`` declares nothing and is
+    left out. A decorated function (:func:`validated`, ``functools.wraps``) is read through to
+    the function it wraps; a callable whose signature cannot be read declares nothing.
+
+    Args:
+        target: The function or class.
+        exclude: Names of parameters that are not part of the schema (an operator's image
+            shape, a helper's ``owner``).
 
     Raises:
-        SchemaError: A parameter without annotation or Arg metadata, with an unsupported
-            annotation, ``*args``/``**kwargs`` or positional-only, a default of None without
-            ``| None`` (or the reverse), or a default its own constraints refuse; the message
-            names the function and the parameter.
+        SchemaError: ``*args`` or a positional-only parameter (parameters are passed by
+            keyword), or an :class:`Arg` declaration contradicting itself: on an unsupported
+            annotation without ``type=``, with an empty doc, a default of None without
+            ``| None`` (or the reverse), a default its own constraints refuse, or min/max on a
+            non-number; the message names the function and the parameter.
 
     Example:
         >>> from typing import Annotated
@@ -417,25 +501,35 @@ def signature_params(target: Callable[..., Any]) -> tuple[Param, ...]:
         ...     pass
         >>> [(p.name, p.type.__name__, p.required) for p in signature_params(prior)]
         [('path', 'str', True), ('half', 'bool', False)]
-        >>> def loose(scale=1.0):
+        >>> def loose(scale=1.0, label: str | None = None, **extra):
         ...     pass
-        >>> signature_params(loose)
+        >>> print(format_schema(signature_params(loose)))
+          scale: float, default 1.0.
+          label: str, default None.
+        >>> def sloppy(rate: Annotated[int, Arg("steps per second", min=1)] = 0):
+        ...     pass
+        >>> signature_params(sloppy)
         Traceback (most recent call last):
             ...
-        invkit.params.SchemaError: loose(): parameter 'scale' has no annotation; declare it as `scale: Annotated[<type>, Arg("<doc>", ...)]`
+        invkit.params.SchemaError: sloppy(): parameter 'rate': its default 0 fails its own declaration (parameter 'rate' = 0 is out of range; expected 1 <= int)
     """
     fn, skip, label = _signature_of(target)
     if fn is None:
         return ()
-    params = list(inspect.signature(fn).parameters.values())[skip:]
-    return tuple(_declared_param(p, fn, label) for p in params)
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or extension callable: nothing to read
+        return ()
+    params = [p for p in list(signature.parameters.values())[skip:] if p.name not in exclude]
+    return tuple(param for param in (_declared_param(p, fn, label) for p in params) if param is not None)
 
 
 def schema_of(factory: Any) -> tuple[Param, ...]:
     """A plugin factory's schema: its ``params`` attribute if it has one, else :func:`signature_params`.
 
     Raises:
-        SchemaError: The factory has no ``params`` and its signature declares no valid schema.
+        SchemaError: The factory has no ``params`` and its signature contradicts itself (see
+            :func:`signature_params`).
     """
     explicit = getattr(factory, "params", None)
     if explicit is not None:
@@ -443,41 +537,49 @@ def schema_of(factory: Any) -> tuple[Param, ...]:
     return signature_params(factory)
 
 
-def _checked(fn: Callable[..., Any], schema: tuple[Param, ...], owner: str | Callable[[Any], str], method: bool) -> Callable[..., Any]:
-    """``fn`` with its arguments bound and run through ``schema`` before every call."""
+def _checked(
+    fn: Callable[..., Any],
+    schema: tuple[Param, ...],
+    owner: _Owner,
+    method: bool,
+    before: Callable[[Any, dict[str, Any]], None] | None = None,
+) -> Callable[..., Any]:
+    """``fn`` with its schema arguments run through ``schema`` before every call (other arguments pass as given)."""
     sig = inspect.signature(fn)
     names = {p.name for p in schema}
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
-        head = args[:1] if method else ()
-        label = owner(head[0]) if callable(owner) and head else str(owner)
+        label = owner(args[0]) if callable(owner) and method and args else str(owner)
         try:
             bound = sig.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"{label}: {exc}") from None
-        given = {k: v for k, v in bound.arguments.items() if k in names}
-        return fn(*head, **parse_params(schema, given, owner=label))
+        values = parse_params(schema, {k: v for k, v in bound.arguments.items() if k in names}, owner=label)
+        if before is not None:
+            before(args[0], values)
+        bound.arguments.update(values)
+        return fn(*bound.args, **bound.kwargs)
 
     return call
 
 
 @overload
-def validated(target: _F, *, owner: str | Callable[[Any], str] | None = None) -> _F: ...
+def validated(target: _F, *, owner: _Owner | None = None) -> _F: ...
 
 
 @overload
-def validated(target: None = None, *, owner: str | Callable[[Any], str] | None = None) -> Callable[[_F], _F]: ...
+def validated(target: None = None, *, owner: _Owner | None = None) -> Callable[[_F], _F]: ...
 
 
-def validated(target: _F | None = None, *, owner: str | Callable[[Any], str] | None = None) -> _F | Callable[[_F], _F]:
+def validated(target: _F | None = None, *, owner: _Owner | None = None) -> _F | Callable[[_F], _F]:
     """Make direct Python calls of a function (or of a class's own ``__init__``) go through its signature's schema.
 
     The schema is :func:`signature_params`, read once, at decoration (so a malformed declaration
     fails there). Each call binds its arguments as Python would (a wrong call is a ``TypeError``
     naming the owner), converts and checks them exactly as ``--arg k=v`` strings are, and calls
-    the function with the converted values, defaults filled in. The signature and docstring
-    stay those of the function.
+    the function with the converted values, defaults filled in (``**kwargs`` pass as given).
+    The signature and docstring stay those of the function.
 
     Args:
         target: The function or class (``@validated``), or None (``@validated(owner=...)``).
@@ -485,7 +587,8 @@ def validated(target: _F | None = None, *, owner: str | Callable[[Any], str] | N
             default the function's name, or the class's name.
 
     Raises:
-        SchemaError: The signature declares no valid schema, or a class defines no ``__init__``.
+        SchemaError: The signature contradicts itself (see :func:`signature_params`), or a class
+            defines no ``__init__``.
 
     Example:
         >>> from typing import Annotated
@@ -512,3 +615,45 @@ def validated(target: _F | None = None, *, owner: str | Callable[[Any], str] | N
         return cast(_F, _checked(obj, signature_params(obj), label, method=False))
 
     return decorate if target is None else decorate(target)
+
+
+def declare_from_init(
+    cls: type,
+    *,
+    owner: _Owner,
+    skip: int = 0,
+    before: Callable[[Any, dict[str, Any]], None] | None = None,
+) -> bool:
+    """Give ``cls`` the schema its own ``__init__`` declares (the ``__init_subclass__`` step of :class:`~invkit.Solver` and :class:`~invkit.ForwardModel`).
+
+    Where ``cls`` defines an ``__init__`` of its own and no ``params`` of its own, and that
+    ``__init__`` takes no ``**kwargs``, ``cls.params`` becomes :func:`signature_params` of it
+    (without ``self`` and the ``skip`` parameters after it), and its calls are validated as
+    :func:`validated` does. Otherwise ``cls`` is left as it is: a ``params`` tuple is the
+    declaration, and an ``__init__`` taking ``**kwargs`` passes them on, keeping the ``params``
+    it inherits.
+
+    Args:
+        cls: The new subclass.
+        owner: Name in error messages, a callable taking the instance.
+        skip: Leading parameters after ``self`` that are not parameters of the schema (an
+            operator's image shape); passed as given.
+        before: Called with the instance and the validated values before the ``__init__`` body
+            runs.
+
+    Returns:
+        Whether ``cls`` got its schema from its signature.
+
+    Raises:
+        SchemaError: The signature contradicts itself (see :func:`signature_params`).
+    """
+    init = cls.__dict__.get("__init__")
+    if init is None or "params" in cls.__dict__:
+        return False
+    parameters = list(inspect.signature(init).parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return False
+    schema = signature_params(cls, exclude=[p.name for p in parameters[1 : 1 + skip]])
+    setattr(cls, "params", schema)
+    setattr(cls, "__init__", _checked(init, schema, owner, method=True, before=before))
+    return True

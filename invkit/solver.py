@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from .dense import DEFAULT_MAX_SIZE
-from .params import Param, signature_params, validated
+from .params import Param, declare_from_init
 from .prior import Prior
 from .problem import Problem
 from .random import Generators, randn_rows, resolve_generator, sample_generators, sample_seed  # noqa: F401 - their old home
@@ -74,10 +74,12 @@ class Solver(ABC):
         name: Registry name.
         params: Parameter schema (``--solver-arg k=v``). Declared once: a subclass that defines
             ``__init__`` without declaring ``params`` gets them from the ``__init__`` signature,
-            each parameter annotated ``Annotated[T, Arg("doc", ...)]``
-            (:func:`~invkit.params.signature_params`), and its direct calls are validated by
-            that schema like ``--solver-arg`` strings (messages name ``solver '<name>'``). A
-            subclass may instead declare a ``params`` tuple and validate in ``__init__`` itself.
+            each parameter annotated ``Annotated[T, Arg("doc", ...)]`` (a plain parameter gets an
+            inferred schema, see :func:`~invkit.params.signature_params`), and its direct calls
+            are validated by that schema like ``--solver-arg`` strings (messages name
+            ``solver '<name>'``). A subclass may instead declare a ``params`` tuple and validate
+            in ``__init__`` itself; an ``__init__`` taking ``**kwargs`` passes them on and keeps
+            the ``params`` it inherits (see :func:`~invkit.params.declare_from_init`).
         requires: The capabilities it needs from a problem and prior
             (:class:`~invkit.requirements.Capability`); checked by :meth:`check` before any work.
         row_generators: ``solve`` accepts one generator per batch row (draw with
@@ -98,12 +100,10 @@ class Solver(ABC):
         """Derive ``params`` from a new ``__init__`` and validate its calls (see the class docstring).
 
         Raises:
-            SchemaError: That ``__init__``'s signature declares no valid schema (at class creation).
+            SchemaError: That ``__init__``'s signature contradicts itself (at class creation).
         """
         super().__init_subclass__(**kwargs)
-        if "__init__" in cls.__dict__ and "params" not in cls.__dict__:
-            cls.params = signature_params(cls)
-            validated(cls, owner=_solver_label)
+        declare_from_init(cls, owner=_solver_label)
 
     def check(self, problem: Problem, prior: Prior | None = None) -> None:
         """Refuse ``problem``/``prior`` if they lack a required capability (before any work).

@@ -6,12 +6,14 @@ Parametrized over the registry, so a built-in operator is covered as soon as it 
 from __future__ import annotations
 
 import inspect
+from typing import Annotated
 
 import pytest
 import torch
 
 from invkit.checks import check_adjoint, check_autograd_adjoint, check_svd, check_vjp, conformance_cases
-from invkit.forward import LinearOperator, SVDOperator
+from invkit.forward import ForwardModel, LinearOperator, SVDOperator
+from invkit.params import Arg, Param, signature_params
 from invkit.registry import Registry
 
 REGISTRY = Registry()
@@ -95,16 +97,67 @@ def test_wrong_shape_is_refused(name, shape, params):
         op.forward(torch.zeros(1, c, h + 1, w + 2))
 
 
+def _declared_twice(cls: type[ForwardModel]) -> list[str]:
+    """What an operator class declares other than once (empty when each parameter has one declaration).
+
+    Either the ``__init__`` signature declares the parameters, each with its Arg (doc and
+    constraints), and ``params`` is derived from it (``ForwardModel.__init_subclass__`` wrapped
+    that ``__init__``); or a ``params`` tuple declares them and ``__init__`` takes them as
+    ``**params``, naming none of them (so no default is written twice).
+    """
+    owner = next(k for k in cls.__mro__ if "__init__" in vars(k))
+    init = vars(owner)["__init__"]
+    after_shape = list(inspect.signature(init).parameters.values())[2:]
+    named = [p.name for p in after_shape if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    if hasattr(init, "__wrapped__"):  # declared in the signature
+        problems = []
+        if cls.params != signature_params(owner, exclude=list(inspect.signature(init).parameters)[1:2]):
+            problems.append(f"{cls.__name__}.params differs from the schema its {owner.__name__}.__init__ signature declares")
+        undocumented = [p.name for p in cls.params if not p.doc]
+        if undocumented:
+            problems.append(f"{cls.__name__}: {', '.join(undocumented)} declared without Arg (no doc, no constraints)")
+        return problems
+    if named:
+        return [f"{cls.__name__}: its params tuple declares {', '.join(p.name for p in cls.params) or 'nothing'} and {owner.__name__}.__init__ "
+                f"names {', '.join(named)} again; declare them in the signature only, or take **params"]
+    return []
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_signature_defaults_match_schema(name):
-    """The Python signature and the CLI schema must not drift apart."""
+def test_parameters_are_declared_once(name):
+    """One declaration per parameter: the signature (params derived from it) or a params tuple taken as **params."""
     cls = REGISTRY.operator_class(name)
-    sig = inspect.signature(cls.__init__)
-    for p in cls.params:
-        assert p.name in sig.parameters, f"{name}: schema parameter {p.name!r} missing from __init__"
-        default = sig.parameters[p.name].default
-        if not p.required:
-            assert default == p.default, f"{name}.{p.name}: signature default {default!r} != schema default {p.default!r}"
-    extra = [k for k in sig.parameters if k not in ("self", "in_shape") and k not in {p.name for p in cls.params}]
-    assert not extra, f"{name}: __init__ parameters not in the schema: {extra}"
+    assert not _declared_twice(cls)
     assert cls.__doc__, f"{name}: operator class needs a docstring (shown by `invkit plugins`)"
+
+
+def test_a_parameter_declared_twice_is_caught():
+    """The check above fails on the two ways of declaring a parameter twice, or without its doc."""
+    from _parts import Doubling
+
+    class Twice(Doubling):  # the old style: a params tuple and the same defaults in the signature
+        params = (Param("gain", float, 2.0, "multiplier"),)
+
+        def __init__(self, in_shape, *, gain=2.0):  # noqa: ANN001
+            super().__init__(in_shape, gain=gain)
+
+    class Plain(Doubling):  # derived from a signature without Arg: inferred, undocumented
+        def __init__(self, in_shape, gain=2.0):  # noqa: ANN001
+            super().__init__(in_shape)
+
+    class Once(Doubling):
+        def __init__(self, in_shape, gain: Annotated[float, Arg("multiplier")] = 2.0):  # noqa: ANN001
+            super().__init__(in_shape)
+
+    class Shared(Doubling):
+        params = (Param("gain", float, 2.0, "multiplier"),)
+
+        def __init__(self, in_shape, **params):  # noqa: ANN001, ANN003
+            super().__init__(in_shape, **params)
+
+    assert _declared_twice(Twice) == [
+        "Twice: its params tuple declares gain and Twice.__init__ names gain again; declare them in the signature only, or take **params"
+    ]
+    assert _declared_twice(Plain) == ["Plain: gain declared without Arg (no doc, no constraints)"]
+    assert _declared_twice(Once) == _declared_twice(Shared) == []
+    assert Once((1, 2, 2), gain="3").config == Shared((1, 2, 2), gain="3").config == {"gain": 3.0}

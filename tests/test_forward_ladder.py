@@ -8,6 +8,7 @@ solvers treat a nonlinear forward model as what it is.
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import pytest
 import torch
@@ -27,6 +28,7 @@ from invkit import (
     capabilities,
     hookimpl,
 )
+from invkit.params import Arg, Param, ParamError
 from invkit.checks import VJP_TOL, check_adjoint, check_autograd_adjoint, check_shapes, check_svd, check_vjp, run_checks
 from invkit.registry import Registry
 from invkit_operators.denoising import Denoising
@@ -279,6 +281,116 @@ def test_registry_accepts_forward_models_and_refuses_other_classes():
     assert isinstance(op, Square) and run_checks(op).passed
 
 
+# ---------------------------------------------------------------------- parameters, declared once
+class Gain(Doubling):
+    """y = 2 k x, its parameters declared in its signature."""
+
+    name = "test_gain"
+
+    def __init__(
+        self,
+        in_shape,
+        *,
+        k: Annotated[float, Arg("multiplier", min=0.0, min_inclusive=False)] = 1.0,
+        tag: Annotated[str | None, Arg("label")] = None,
+    ):
+        super().__init__(in_shape)
+        self.seen = dict(self.config)  # the validated values are the config before the body runs
+        self.k = k
+
+    def forward(self, x):
+        return self.k * super().forward(x)
+
+    def adjoint(self, y):
+        return self.k * super().adjoint(y)
+
+
+def test_a_signature_declares_an_operators_parameters():
+    assert Gain.params == (Param("k", float, 1.0, "multiplier", min=0.0, min_inclusive=False), Param("tag", str, None, "label"))
+    op = Gain("1,2,2", k="2.5")
+    assert op.k == 2.5 and op.config == op.seen == {"k": 2.5, "tag": None} and op.in_shape == (1, 2, 2)
+    assert repr(op) == "Gain((1, 2, 2), k=2.5, tag=None)"
+    assert Gain(in_shape=(1, 2, 2)).config == {"k": 1.0, "tag": None}  # the shape by keyword too
+    with pytest.raises(ParamError) as direct:
+        Gain(SHAPE, k=0)
+    with pytest.raises(ParamError) as cli:
+        invkit.parse_params(Gain.params, ["k=0"], owner="test_gain")  # what an --arg string gets
+    assert str(direct.value) == str(cli.value) == "test_gain: parameter 'k' = 0.0 is out of range; expected 0.0 < float"
+    with pytest.raises(TypeError, match=r"^test_gain: got an unexpected keyword argument 'gain'"):
+        Gain(SHAPE, gain=2)
+    with pytest.raises(ValueError, match="three positive integers"):
+        Gain((2, 3))
+
+    class Sub(Gain):  # no __init__ of its own: the schema and the validated __init__ are inherited
+        name = "test_sub"
+
+    assert Sub.params is Gain.params and Sub(SHAPE, k="3").config == {"k": 3.0, "tag": None}
+
+    class Narrower(Gain):  # its own signature is its own schema; the base validates what it is passed
+        name = "test_narrower"
+
+        def __init__(self, in_shape, *, k: Annotated[float, Arg("multiplier, at most 4", max=4.0)] = 2.0):
+            super().__init__(in_shape, k=k)
+
+    assert [p.name for p in Narrower.params] == ["k"] and Narrower(SHAPE).config == {"k": 2.0}
+    with pytest.raises(ParamError, match=r"^test_narrower: parameter 'k' = 5.0 is out of range; expected float <= 4.0$"):
+        Narrower(SHAPE, k=5)
+    with pytest.raises(ParamError, match=r"^test_narrower: parameter 'k' = -1.0 is out of range; expected 0.0 < float$"):
+        Narrower(SHAPE, k=-1)  # the base's own declaration still holds
+
+    class PassesOn(Gain):  # **params passed on: keeps the schema it inherits
+        def __init__(self, in_shape, **params):
+            super().__init__(in_shape, **params)
+
+    assert PassesOn.params is Gain.params and PassesOn(SHAPE, tag="x").config == {"k": 1.0, "tag": "x"}
+
+
+def test_a_params_tuple_is_the_declaration_of_an_operator_taking_params():
+    class Explicit(Doubling):  # the third-party style: a params tuple, a keyword signature passing it on
+        name = "test_explicit"
+        params = (Param("k", float, 1.0, "multiplier", min=0.0),)
+
+        def __init__(self, in_shape, *, k=1.0):
+            super().__init__(in_shape, k=k)
+
+    assert Explicit.params[0].doc == "multiplier" and Explicit(SHAPE, k="2").config == {"k": 2.0}
+    with pytest.raises(ParamError, match=r"^test_explicit: parameter 'k' = -1.0 is out of range"):
+        Explicit(SHAPE, k=-1)
+
+    class Extended(Gain):  # a subclass adding a parameter with its own params tuple
+        params = (*Gain.params, Param("bias", float, 0.0, "offset"))
+
+        def __init__(self, in_shape, *, bias=0.0, **params):
+            super().__init__(in_shape, **params)
+            self.bias = bias
+
+    assert Extended(SHAPE, k=3).config == {"k": 3.0, "tag": None, "bias": 0.0}  # one config over its whole schema
+
+
+def test_an_operator_declaring_its_parameters_passes_none_to_the_base():
+    class Twice(Doubling):
+        name = "test_twice"
+
+        def __init__(self, in_shape, *, k: Annotated[float, Arg("multiplier")] = 1.0):
+            super().__init__(in_shape, k=k)
+
+    with pytest.raises(TypeError, match=r"^test_twice: k passed to ForwardModel.__init__, but Twice declares its parameters in its __init__ signature"):
+        Twice(SHAPE)
+
+
+def test_a_plain_operator_signature_gets_an_inferred_schema():
+    assert Camera.params == (Param("k", float, 2.0),) and Camera(SHAPE, k="3").k == 3.0  # test_camera: a plain k=2.0
+
+    class Matrix(Doubling):  # a value of no basic type (a matrix) is passed as given
+        def __init__(self, in_shape, a, scale=1.0):
+            super().__init__(in_shape)
+            self.a = a
+
+    a = torch.eye(2)
+    op = Matrix(SHAPE, a, scale="2")
+    assert op.a is a and op.config["scale"] == 2.0 and [p.type.__name__ for p in Matrix.params] == ["str", "float"]
+
+
 # ---------------------------------------------------------------------- problems and solvers
 def test_problem_with_a_nonlinear_model():
     op = Square(SHAPE)
@@ -300,7 +412,9 @@ def test_capabilities_of_a_nonlinear_problem():
     problem = Problem.simulate(Square((1, 4, 4)), _x((1, 4, 4)), 0.05)
     prior = GaussianPrior.isotropic(0.5, 0.04)
     have = capabilities(problem, prior)
-    assert have == {Capability.DIFFERENTIABLE, Capability.GAUSSIAN_NOISE, Capability.PRIOR_GRADIENTS, Capability.GAUSSIAN_PRIOR}
+    assert have == {
+        Capability.DIFFERENTIABLE, Capability.GAUSSIAN_NOISE, Capability.LEAST_SQUARES_NOISE, Capability.PRIOR_GRADIENTS, Capability.GAUSSIAN_PRIOR
+    }
     reg = Registry()
     takers = [n for n in reg.names("solver") if reg.get("solver", n).factory.requires <= have]
     assert reg.solvers_for(problem, prior) == takers

@@ -66,6 +66,11 @@ def test_required_parameter():
 def test_helpers():
     assert int_tuple("3,16,24") == (3, 16, 24) and int_tuple("3x4") == (3, 4)
     assert float_tuple("0.299,0.587,0.114") == (0.299, 0.587, 0.114)
+    for bad in ("0.3,,0.4", "0.3,", ",0.3", ""):  # empty parts are refused, as int_tuple refuses them
+        with pytest.raises(ValueError, match=r"has an empty part; give numbers separated by commas"):
+            float_tuple(bad)
+    with pytest.raises(ValueError, match="could not convert"):
+        float_tuple("0.3,a")
     assert parse_kv(["a-b=1", "c=x=y"]) == {"a_b": "1", "c": "x=y"}
     text = format_schema(SCHEMA)
     assert "sigma: 0.0 < float, default 3.0. std in px" in text
@@ -233,8 +238,7 @@ def test_a_class_declaring_params_explicitly_is_not_read_from_its_signature():
             self.config = parse_params(self.params, params)
 
     assert schema_of(Operatorish) == explicit
-    with pytest.raises(SchemaError):
-        signature_params(Operatorish)  # **params says nothing about its parameters
+    assert [p.name for p in signature_params(Operatorish)] == ["in_shape"]  # **params declares nothing: left out
     # operators (a params tuple and **params) and third-party solvers declaring params keep working
     from invkit.registry import get_registry
     from invkit_operators.super_resolution import BicubicSuperResolution, SuperResolution
@@ -261,8 +265,6 @@ def test_a_class_declaring_params_explicitly_is_not_read_from_its_signature():
 @pytest.mark.parametrize(
     "declare,match",
     [
-        ("def f(scale=1.0): pass", r"^f\(\): parameter 'scale' has no annotation; declare it as `scale: Annotated\[<type>, Arg"),
-        ("def f(scale: float = 1.0): pass", r"^f\(\): parameter 'scale' lacks Arg metadata .*`scale: Annotated\[float, Arg"),
         ("def f(x: Annotated[list[int], Arg('xs')] = None): pass", r"parameter 'x': unsupported annotation list\[int\]; .*type=float_tuple"),
         ("def f(x: Annotated[torch.Tensor, Arg('t')]): pass", r"parameter 'x': unsupported annotation Tensor"),
         ("def f(x: Annotated[int, Arg('n')] = None): pass", r"parameter 'x' defaults to None; annotate it `int \| None`"),
@@ -272,7 +274,9 @@ def test_a_class_declaring_params_explicitly_is_not_read_from_its_signature():
         ("def f(x: Annotated[str, Arg('s', min=1)] = 'a'): pass", r"min/max apply to numbers"),
         ("def f(x: Annotated[int, Arg('  ')] = 1): pass", r"parameter 'x': its Arg has no doc"),
         ("def f(x: Annotated[int, Arg('n')] | None = None): pass", r"write `Annotated\[X \| None, Arg\(...\)\]`"),
-        ("def f(**kw: Any): pass", r"\*\*kw cannot be read as parameters"),
+        ("def f(*args: Any): pass", r"^f\(\): \*args cannot be passed by keyword"),
+        ("def f(x=1, /): pass", r"parameter 'x' is positional-only"),
+        ("def f(x: Annotated[int, Arg('n'), Arg('m')] = 1): pass", r"parameter 'x' has 2 Arg metadata objects"),
         ("def f(x: Annotated[int, Arg('n')] = 1, /): pass", r"parameter 'x' is positional-only"),
         ("def f(x: 'Annotated[Undefined, Arg(\"n\")]' = 1): pass", r"cannot evaluate its annotation"),
     ],
@@ -288,17 +292,85 @@ def test_a_bad_declaration_fails_where_it_is_declared(declare, match):
         validated(scope["f"])  # at decoration, not at the first call
 
 
-def test_a_solver_with_an_undeclared_parameter_fails_at_class_creation():
+def test_a_plain_parameter_gets_an_inferred_schema():
+    """A third party's parameter without Arg: name, default or required, a basic type; no doc, no constraints."""
+    import numpy as np
+
+    def plain(
+        path,
+        scale=1.0,
+        steps: int = 10,
+        half=False,
+        name="x",
+        gain: float | None = None,
+        rate: Annotated[int, "not an Arg"] = 3,
+        sizes=(1, 2),
+        table: np.ndarray | None = None,
+        hidden: "TypeCheckingOnly" = None,  # noqa: F821 - an annotation that cannot be evaluated declares nothing
+        **extra: Any,
+    ) -> dict[str, Any]:
+        return {"path": path, "scale": scale, "steps": steps, "sizes": sizes, "table": table, "extra": extra}
+
+    schema = signature_params(plain)
+    assert [(p.name, p.type.__name__, "required" if p.required else p.default, p.doc, p.min, p.choices) for p in schema] == [
+        ("path", "str", "required", "", None, None),
+        ("scale", "float", 1.0, "", None, None),
+        ("steps", "int", 10, "", None, None),
+        ("half", "bool", False, "", None, None),
+        ("name", "str", "x", "", None, None),
+        ("gain", "float", None, "", None, None),
+        ("rate", "int", 3, "", None, None),
+        ("sizes", "str", (1, 2), "", None, None),
+        ("table", "str", None, "", None, None),
+        ("hidden", "str", None, "", None, None),
+    ]  # **extra declares nothing
+    assert format_schema(schema[:2]) == "  path: str, required.\n  scale: float, default 1.0."
+    with pytest.raises(ParamError, match=r"^plain: parameter 'path' is required; pass --arg path=\.\.\.$"):
+        parse_params(schema, {}, owner="plain")
+    assert parse_params(schema, ["path=p", "scale=2", "steps=3", "half=yes", "gain=none", "sizes=3,4"])["sizes"] == "3,4"  # text stays text
+    with pytest.raises(ParamError, match=r"^plain: parameter 'steps': cannot read '2.5' \(2.5 is not an integer\); expected int$"):
+        parse_params(schema, ["path=p", "steps=2.5"], owner="plain")
+    # a direct call: basic values converted, a value of no basic type passed as given
+    checked = validated(plain)
+    table = np.eye(2)
+    out = checked("p", scale="0.5", sizes=[5, 6], table=table, more=1)
+    assert out["scale"] == 0.5 and out["sizes"] == [5, 6] and out["table"] is table and out["extra"] == {"more": 1}
+
+
+def test_a_plain_solver_gets_an_inferred_schema():
     from invkit import Solver
 
-    with pytest.raises(SchemaError, match=r"Loose.__init__: parameter 'steps' has no annotation"):
+    class Loose(Solver):
+        name = "loose"
 
-        class Loose(Solver):
-            def __init__(self, steps=10):  # noqa: ANN001
-                self.steps = steps
+        def __init__(self, steps=10):  # noqa: ANN001 - a third party's plain __init__
+            self.steps = steps
+
+        def solve(self, problem, prior, *, steps=None, generator=None, callback=None):  # noqa: ANN001
+            raise NotImplementedError
+
+    assert Loose.params == (Param("steps", int, 10),)
+    assert Loose(steps="4").steps == 4 and Loose().steps == 10
+    with pytest.raises(ParamError, match=r"^solver 'loose': parameter 'steps': cannot read 'many'.*; expected int$"):
+        Loose(steps="many")
+
+    class PassesOn(Loose):  # **kwargs passed on: keeps the schema it inherits, not wrapped again
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+
+    assert PassesOn.params is Loose.params and PassesOn(steps="5").steps == 5
+    with pytest.raises(SchemaError, match=r"Starred.__init__: \*args cannot be passed by keyword"):
+
+        class Starred(Solver):
+            def __init__(self, *args):  # noqa: ANN002
+                self.args = args
 
             def solve(self, problem, prior, *, steps=None, generator=None, callback=None):  # noqa: ANN001
                 raise NotImplementedError
+
+
+def test_a_solver_subclass_declaring_arg_parameters_is_validated():
+    from invkit import Solver
 
     class Fine(Solver):
         name = "fine"

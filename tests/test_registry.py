@@ -8,8 +8,8 @@ from typing import Annotated
 import pytest
 import torch
 
-from invkit import Operator, Prior, hookimpl
-from invkit.params import Arg, Param, ParamError
+from invkit import Operator, Prior, Solver, hookimpl
+from invkit.params import Arg, Param, ParamError, format_schema
 from invkit.registry import PluginConflictError, PluginWarning, Registry, UnknownPluginError
 from invkit_operators.denoising import Denoising
 
@@ -172,33 +172,81 @@ def scaled(scale: Annotated[float, Arg("gain", min=0.0, min_inclusive=False)] = 
     return FlatPrior(scale)
 
 
-def loose(scale=1.0):
-    """A prior factory that declares nothing about its parameter."""
+def mine():
+    """A third party's plain factory without parameters."""
+    return FlatPrior()
+
+
+def mine2(scale=1.0):
+    """A third party's plain factory: nothing declared about its parameter."""
     return FlatPrior(scale)
 
 
-def test_a_plain_factory_gets_its_schema_from_its_signature():
+class PlainSolver(Solver):
+    """A third party's solver with a plain __init__ (nothing declared)."""
+
+    name = "plain_solver"
+
+    def __init__(self, steps=10, label=None):
+        self.steps, self.label = steps, label
+
+    def solve(self, problem, prior, *, steps=None, generator=None, callback=None):
+        raise NotImplementedError
+
+
+def test_plain_third_party_factories_register_with_an_inferred_schema():
     class Plugin:
         @hookimpl
         def invkit_register_priors(self, register):
-            register("scaled", scaled)
+            register("mine", mine)
+            register("mine2", mine2)
 
-    r = reg(Plugin())
-    entry = r.get("prior", "scaled")
-    assert entry.params == (Param("scale", float, 1.0, "gain", min=0.0, min_inclusive=False), Param("label", str, None, "tag"))
-    assert entry.summary == "A prior factory whose signature is its schema."
-    assert r.build("prior", "scaled", ["scale=0.5"]).scale == 0.5
-    with pytest.raises(ParamError, match=r"^prior 'scaled': parameter 'scale' = 0.0 is out of range"):
-        r.build("prior", "scaled", ["scale=0"])
+        @hookimpl
+        def invkit_register_solvers(self, register):
+            register("plain_solver", PlainSolver)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginWarning)  # nothing is refused
+        r = Registry(entry_points=False, plugins=[(Plugin(), "plain", "dist-p"), (PluginA(), "plug_a", "dist-a")])
+        assert r.names("prior") == ["flat", "mine", "mine2"]
+    assert r.get("prior", "mine").params == ()
+    assert r.get("prior", "mine2").params == (Param("scale", float, 1.0),)  # type and default from the signature, no doc
+    assert r.get("prior", "mine2").plugin == "plain" and r.get("prior", "mine2").distribution == "dist-p"
+    assert isinstance(r.build("prior", "mine"), FlatPrior)
+    assert r.build("prior", "mine2", ["scale=0.5"]).scale == 0.5 and r.build("prior", "mine2").scale == 1.0
+    with pytest.raises(ParamError, match=r"^prior 'mine2': parameter 'scale': cannot read 'abc' \(.*\); expected float$"):
+        r.build("prior", "mine2", ["scale=abc"])
+    with pytest.raises(ParamError, match=r"^prior 'mine': unknown parameter\(s\) 'scale'; known: \(none\)$"):
+        r.build("prior", "mine", ["scale=1"])
+    # the solver: the same inferred schema for --solver-arg strings and direct calls
+    assert r.names("solver") == ["plain_solver"]
+    assert r.get("solver", "plain_solver").params == PlainSolver.params
+    assert format_schema(PlainSolver.params) == "  steps: int, default 10.\n  label: str, default None."
+    solver = r.build("solver", "plain_solver", ["steps=5", "label=run1"])
+    assert (solver.steps, solver.label) == (5, "run1") and PlainSolver(steps="7").steps == 7
+    with pytest.raises(ParamError) as cli:
+        r.build("solver", "plain_solver", ["steps=many"])
+    with pytest.raises(ParamError) as direct:
+        PlainSolver(steps="many")
+    assert str(cli.value) == str(direct.value) == (
+        "solver 'plain_solver': parameter 'steps': cannot read 'many' (could not convert string to float: 'many'); expected int"
+    )
+    marker = object()
+    assert PlainSolver(label=marker).label is marker  # a value of no basic type is passed as given
 
 
-def test_a_factory_with_an_undeclared_parameter_is_refused_when_registered():
+def contradictory(scale: Annotated[float, Arg("gain", min=1.0)] = 0.5) -> FlatPrior:
+    """A prior factory whose default breaks its own declaration."""
+    return FlatPrior(scale)
+
+
+def test_a_contradictory_declaration_is_refused_when_registered():
     class Plugin:
         @hookimpl
         def invkit_register_priors(self, register):
-            register("loose", loose)
+            register("contradictory", contradictory)
 
-    with pytest.warns(PluginWarning, match=r"'sloppy'.*dist-s.*SchemaError: loose\(\): parameter 'scale' has no annotation"):
+    with pytest.warns(PluginWarning, match=r"'sloppy'.*dist-s.*SchemaError: contradictory\(\): parameter 'scale': its default 0.5 fails its own declaration"):
         r = Registry(entry_points=False, plugins=[(Plugin(), "sloppy", "dist-s"), (PluginA(), "plug_a", "dist-a")])
         r.names("prior")
     assert r.names("prior") == ["flat"]  # the other plugin's registrations stand

@@ -34,7 +34,7 @@ multi-megapixel photos the FFT-based ``blur`` operator (circular boundary) is th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from kornia.filters import filter2d_separable
 from torch import Tensor
 
-from invkit.params import Param
+from invkit.params import Arg
 
 from .kernels import MAX_SIGMA, MAX_SIZE, gaussian_kernel_1d, gaussian_size
 from .separable import SeparableOperator
@@ -61,21 +61,22 @@ __all__ = [
 
 BOUNDARIES = ("zero", "reflect", "mirror")
 
-_BOUNDARY_PARAM = Param(
-    "boundary",
+#: The default ``boundary`` of every separable blur (real photos' borders are not black).
+DEFAULT_BOUNDARY = "reflect"
+#: The default ``threshold`` of every separable blur: off, the exact convolution.
+NO_THRESHOLD = 0.0
+
+# The parameters every separable blur has, declared once: each blur's signature takes
+# ``boundary: Boundary = DEFAULT_BOUNDARY, threshold: Threshold = NO_THRESHOLD``.
+Boundary = Annotated[
     str,
-    "reflect",
-    "what lies outside the image: zero (zero padding), reflect (edge pixel repeated, dcba|abcd), "
-    "mirror (edge not repeated, dcb|abcd)",
-    choices=BOUNDARIES,
-)
-_THRESHOLD_PARAM = Param(
-    "threshold",
-    float,
-    0.0,
-    "zero the 1-D singular values below this (the DDRM paper uses 3e-2); 0 = exact convolution",
-    min=0.0,
-)
+    Arg(
+        "what lies outside the image: zero (zero padding), reflect (edge pixel repeated, dcba|abcd), "
+        "mirror (edge not repeated, dcb|abcd)",
+        choices=BOUNDARIES,
+    ),
+]
+Threshold = Annotated[float, Arg("zero the 1-D singular values below this (the DDRM paper uses 3e-2); 0 = exact convolution", min=0.0)]
 
 
 def box_kernel_1d(size: int) -> np.ndarray:
@@ -298,12 +299,6 @@ class GaussianBlur(SeparableConvolution):
     """
 
     name = "gaussian_blur"
-    params = (
-        Param("sigma", float, 3.0, "Gaussian std in pixels", min=0.0, max=MAX_SIGMA, min_inclusive=False),
-        Param("size", int, None, "kernel taps per axis, odd; default 2*ceil(3*sigma)+1", min=1, max=MAX_SIZE),
-        _BOUNDARY_PARAM,
-        _THRESHOLD_PARAM,
-    )
     check_shape = (1, 20, 24)
     check_cases = (
         ((3, 9, 13), {"sigma": 1.0, "boundary": "zero"}),
@@ -318,18 +313,17 @@ class GaussianBlur(SeparableConvolution):
         self,
         in_shape: Sequence[int] | str,
         *,
-        sigma: float = 3.0,
-        size: int | None = None,
-        boundary: str = "reflect",
-        threshold: float = 0.0,
+        sigma: Annotated[float, Arg("Gaussian std in pixels", min=0.0, max=MAX_SIGMA, min_inclusive=False)] = 3.0,
+        size: Annotated[int | None, Arg("kernel taps per axis, odd; default 2*ceil(3*sigma)+1", min=1, max=MAX_SIZE)] = None,
+        boundary: Boundary = DEFAULT_BOUNDARY,
+        threshold: Threshold = NO_THRESHOLD,
     ) -> None:
-        super().__init__(in_shape, sigma=sigma, size=size, boundary=boundary, threshold=threshold)
-        cfg: dict[str, Any] = self.config
-        _check_odd(self.name, "size", cfg["size"])
-        size = cfg["size"] or gaussian_size(cfg["sigma"])
-        self._check_kernel_fits(size, size, "sigma or size")
-        kernel = gaussian_kernel_1d(cfg["sigma"], size)
-        self._setup(kernel, kernel, cfg["boundary"], cfg["threshold"], "sigma or size")
+        super().__init__(in_shape)
+        _check_odd(self.name, "size", size)
+        taps = size or gaussian_size(sigma)
+        self._check_kernel_fits(taps, taps, "sigma or size")
+        kernel = gaussian_kernel_1d(sigma, taps)
+        self._setup(kernel, kernel, boundary, threshold, "sigma or size")
 
 
 class UniformBlur(SeparableConvolution):
@@ -343,11 +337,6 @@ class UniformBlur(SeparableConvolution):
     """
 
     name = "uniform_blur"
-    params = (
-        Param("size", int, 9, "box side in pixels (an even size is anchored at size//2)", min=1, max=MAX_SIZE),
-        _BOUNDARY_PARAM,
-        _THRESHOLD_PARAM,
-    )
     check_shape = (3, 10, 12)
     check_cases = (
         ((1, 16, 20), {"size": 4, "boundary": "zero"}),
@@ -361,15 +350,14 @@ class UniformBlur(SeparableConvolution):
         self,
         in_shape: Sequence[int] | str,
         *,
-        size: int = 9,
-        boundary: str = "reflect",
-        threshold: float = 0.0,
+        size: Annotated[int, Arg("box side in pixels (an even size is anchored at size//2)", min=1, max=MAX_SIZE)] = 9,
+        boundary: Boundary = DEFAULT_BOUNDARY,
+        threshold: Threshold = NO_THRESHOLD,
     ) -> None:
-        super().__init__(in_shape, size=size, boundary=boundary, threshold=threshold)
-        cfg: dict[str, Any] = self.config
-        self._check_kernel_fits(cfg["size"], cfg["size"], "size")
-        kernel = box_kernel_1d(cfg["size"])
-        self._setup(kernel, kernel, cfg["boundary"], cfg["threshold"], "size")
+        super().__init__(in_shape)
+        self._check_kernel_fits(size, size, "size")
+        kernel = box_kernel_1d(size)
+        self._setup(kernel, kernel, boundary, threshold, "size")
 
 
 class AnisotropicBlur(SeparableConvolution):
@@ -383,14 +371,6 @@ class AnisotropicBlur(SeparableConvolution):
     """
 
     name = "anisotropic_blur"
-    params = (
-        Param("sigma_h", float, 1.0, "Gaussian std along the height, pixels", min=0.0, max=MAX_SIGMA, min_inclusive=False),
-        Param("sigma_w", float, 3.0, "Gaussian std along the width, pixels", min=0.0, max=MAX_SIGMA, min_inclusive=False),
-        Param("size_h", int, None, "kernel taps along the height, odd; default 2*ceil(3*sigma_h)+1", min=1, max=MAX_SIZE),
-        Param("size_w", int, None, "kernel taps along the width, odd; default 2*ceil(3*sigma_w)+1", min=1, max=MAX_SIZE),
-        _BOUNDARY_PARAM,
-        _THRESHOLD_PARAM,
-    )
     check_shape = (3, 10, 20)
     check_cases = (
         ((1, 20, 12), {"sigma_h": 2.5, "sigma_w": 0.7, "boundary": "zero", "threshold": 2e-2}),
@@ -402,30 +382,21 @@ class AnisotropicBlur(SeparableConvolution):
         self,
         in_shape: Sequence[int] | str,
         *,
-        sigma_h: float = 1.0,
-        sigma_w: float = 3.0,
-        size_h: int | None = None,
-        size_w: int | None = None,
-        boundary: str = "reflect",
-        threshold: float = 0.0,
+        sigma_h: Annotated[float, Arg("Gaussian std along the height, pixels", min=0.0, max=MAX_SIGMA, min_inclusive=False)] = 1.0,
+        sigma_w: Annotated[float, Arg("Gaussian std along the width, pixels", min=0.0, max=MAX_SIGMA, min_inclusive=False)] = 3.0,
+        size_h: Annotated[int | None, Arg("kernel taps along the height, odd; default 2*ceil(3*sigma_h)+1", min=1, max=MAX_SIZE)] = None,
+        size_w: Annotated[int | None, Arg("kernel taps along the width, odd; default 2*ceil(3*sigma_w)+1", min=1, max=MAX_SIZE)] = None,
+        boundary: Boundary = DEFAULT_BOUNDARY,
+        threshold: Threshold = NO_THRESHOLD,
     ) -> None:
-        super().__init__(
-            in_shape, sigma_h=sigma_h, sigma_w=sigma_w, size_h=size_h, size_w=size_w, boundary=boundary, threshold=threshold
-        )
-        cfg: dict[str, Any] = self.config
-        _check_odd(self.name, "size_h", cfg["size_h"])
-        _check_odd(self.name, "size_w", cfg["size_w"])
-        size_h = cfg["size_h"] or gaussian_size(cfg["sigma_h"])
-        size_w = cfg["size_w"] or gaussian_size(cfg["sigma_w"])
+        super().__init__(in_shape)
+        _check_odd(self.name, "size_h", size_h)
+        _check_odd(self.name, "size_w", size_w)
+        taps_h = size_h or gaussian_size(sigma_h)
+        taps_w = size_w or gaussian_size(sigma_w)
         what = ("sigma_h or size_h", "sigma_w or size_w")
-        self._check_kernel_fits(size_h, size_w, what)
-        self._setup(
-            gaussian_kernel_1d(cfg["sigma_h"], size_h),
-            gaussian_kernel_1d(cfg["sigma_w"], size_w),
-            cfg["boundary"],
-            cfg["threshold"],
-            what,
-        )
+        self._check_kernel_fits(taps_h, taps_w, what)
+        self._setup(gaussian_kernel_1d(sigma_h, taps_h), gaussian_kernel_1d(sigma_w, taps_w), boundary, threshold, what)
 
 
 OPERATORS = (GaussianBlur, UniformBlur, AnisotropicBlur)

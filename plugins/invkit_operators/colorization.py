@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import Tensor
 
 from invkit.forward import IdentityUOperator, Shape, as_shape
-from invkit.params import Param, float_tuple
+from invkit.params import Arg, float_tuple
 
 __all__ = ["Colorization", "color_weights", "resolve_weights", "NAMED_WEIGHTS", "OPERATORS"]
 
@@ -91,9 +91,6 @@ class Colorization(IdentityUOperator):
     """
 
     name = "colorization"
-    params = (
-        Param("weights", color_weights, "average", "gray = a R + b G + c B: average (1/3 each), rec601 (0.299,0.587,0.114) or 'a,b,c' (>= 0)"),
-    )
     check_shape = (3, 8, 12)
     check_cases = (
         ((3, 10, 14), {"weights": "rec601"}),
@@ -101,12 +98,20 @@ class Colorization(IdentityUOperator):
         ((3, 12, 5), {"weights": "1,2,3"}),
     )
 
-    def __init__(self, in_shape: Sequence[int] | str, *, weights: str | Sequence[float] = "average") -> None:
-        super().__init__(in_shape, weights=weights)
+    def __init__(
+        self,
+        in_shape: Sequence[int] | str,
+        *,
+        weights: Annotated[
+            str | Sequence[float],
+            Arg("gray = a R + b G + c B: average (1/3 each), rec601 (0.299,0.587,0.114) or 'a,b,c' (>= 0)", type=color_weights),
+        ] = "average",
+    ) -> None:
+        super().__init__(in_shape)
         c, h, w = self.in_shape
         if c != 3:
             raise ValueError(f"{self.name}: needs RGB images with C=3, got C={c} (shape {self.in_shape}); use in_shape (3, {h}, {w})")
-        wvec = torch.tensor(resolve_weights(self.config["weights"]), dtype=torch.float64)
+        wvec = torch.tensor(resolve_weights(weights), dtype=torch.float64)
         self.weights: Tensor = wvec
         self._norm = float(torch.linalg.vector_norm(wvec))
         # Rows of vh: an orthonormal basis of R^3 whose first row is +-w/|w|; fix the sign.

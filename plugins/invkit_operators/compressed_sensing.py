@@ -18,12 +18,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 from torch import Tensor
 
 from invkit.forward import IdentityUOperator
-from invkit.params import Param
+from invkit.params import Arg
 
 __all__ = ["CompressedSensing", "fwht", "OPERATORS"]
 
@@ -84,10 +85,6 @@ class CompressedSensing(IdentityUOperator):
     """
 
     name = "compressed_sensing"
-    params = (
-        Param("ratio", int, 4, "undersampling factor: keep (H*W) // ratio Walsh-Hadamard coefficients per channel", min=1),
-        Param("seed", int, 0, "seed of the random row subset (torch.Generator)", min=0),
-    )
     check_shape = (3, 8, 16)
     check_cases = (
         ((1, 16, 32), {"ratio": 2}),
@@ -96,8 +93,14 @@ class CompressedSensing(IdentityUOperator):
         ((3, 4, 2), {"ratio": 8}),
     )
 
-    def __init__(self, in_shape: Sequence[int] | str, *, ratio: int = 4, seed: int = 0) -> None:
-        super().__init__(in_shape, ratio=ratio, seed=seed)
+    def __init__(
+        self,
+        in_shape: Sequence[int] | str,
+        *,
+        ratio: Annotated[int, Arg("undersampling factor: keep (H*W) // ratio Walsh-Hadamard coefficients per channel", min=1)] = 4,
+        seed: Annotated[int, Arg("seed of the random row subset (torch.Generator)", min=0)] = 0,
+    ) -> None:
+        super().__init__(in_shape)
         c, h, w = self.in_shape
         bad = [f"{k}={v}" for k, v in (("H", h), ("W", w)) if v & (v - 1)]
         if bad:
@@ -106,11 +109,10 @@ class CompressedSensing(IdentityUOperator):
                 f"pad or crop the image to power-of-two H and W (e.g. {_pow2_below(h)}x{_pow2_below(w)} or {_pow2_above(h)}x{_pow2_above(w)})"
             )
         npix = h * w
-        ratio = self.config["ratio"]
         m = npix // ratio
         if m < 1:
             raise ValueError(f"{self.name}: ratio {ratio} leaves no measurement for H*W = {npix} pixels; use ratio <= {npix}")
-        gen = torch.Generator().manual_seed(self.config["seed"])
+        gen = torch.Generator().manual_seed(seed)
         draw = torch.randperm(npix, generator=gen)
         self.rows: Tensor = torch.sort(draw[:m]).values
         rest = torch.sort(draw[m:]).values

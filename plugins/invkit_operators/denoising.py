@@ -19,7 +19,6 @@ class Denoising(IdentityUOperator):
     """
 
     name = "denoising"
-    params = ()
     check_shape = (3, 8, 12)
     check_cases = (((1, 9, 14), {}),)
 

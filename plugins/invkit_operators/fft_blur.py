@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -128,6 +129,10 @@ class CircularBlur(SVDOperator):
     periodic, and restoring one with this operator shows wrap-around artefacts near the borders
     unless it is padded first (the CLI will offer ``--pad``).
 
+    Its parameters are :data:`~invkit_operators.kernels.KERNEL_PARAMS`, declared once, in
+    :func:`~invkit_operators.kernels.kernel_from_params`'s signature; ``__init__`` takes them
+    as ``**params``.
+
     Args:
         in_shape: Image shape ``(C, H, W)``; any number of channels (same kernel in each).
         kernel: ``gaussian``, ``box`` (alias ``uniform``), ``motion``, ``disk`` or ``file``.
@@ -164,30 +169,8 @@ class CircularBlur(SVDOperator):
         ((2, 15, 14), {"kernel": "disk", "radius": 3.5}),
     )
 
-    def __init__(
-        self,
-        in_shape: Sequence[int] | str,
-        *,
-        kernel: str = "gaussian",
-        sigma: float = 3.0,
-        size: tuple[int, int] | None = None,
-        length: float = 15.0,
-        angle: float = 0.0,
-        radius: float = 4.0,
-        kernel_file: str | None = None,
-        normalize: bool = True,
-    ) -> None:
-        super().__init__(
-            in_shape,
-            kernel=kernel,
-            sigma=sigma,
-            size=size,
-            length=length,
-            angle=angle,
-            radius=radius,
-            kernel_file=kernel_file,
-            normalize=normalize,
-        )
+    def __init__(self, in_shape: Sequence[int] | str, **params: Any) -> None:
+        super().__init__(in_shape, **params)
         cfg = self.config
         c, h, w = self.in_shape
         self.kernel: Tensor = kernel_from_params(**cfg, owner=self.name)

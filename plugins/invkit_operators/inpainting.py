@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from invkit.forward import IdentityUOperator
-from invkit.params import Param
+from invkit.params import Arg
 
 __all__ = ["Inpainting", "load_mask_file", "OPERATORS"]
 
@@ -123,17 +123,6 @@ class Inpainting(IdentityUOperator):
     """
 
     name = "inpainting"
-    params = (
-        Param("mask", str, "random", "mask kind: random (fraction of pixels removed), box (rectangle removed) or file", choices=MASK_KINDS),
-        Param("fraction", float, 0.5, "fraction of pixels removed, mask=random", min=0.0, max=1.0, min_inclusive=False, max_inclusive=False),
-        Param("seed", int, 0, "seed of the random mask (torch.Generator), mask=random", min=0),
-        Param("per_channel", bool, False, "draw the random mask independently per channel (mask=random only)"),
-        Param("top", int, None, "first removed row of the box, mask=box (default: centred)", min=0),
-        Param("left", int, None, "first removed column of the box, mask=box (default: centred)", min=0),
-        Param("height", int, None, "box height in pixels, mask=box (default: H // 2)", min=1),
-        Param("width", int, None, "box width in pixels, mask=box (default: W // 2)", min=1),
-        Param("mask_file", str, None, "mask image, mask=file: pixels >= half scale are kept"),
-    )
     check_shape = (3, 8, 12)
     check_cases = (
         ((3, 8, 12), {"per_channel": True}),
@@ -146,38 +135,31 @@ class Inpainting(IdentityUOperator):
         self,
         in_shape: Sequence[int] | str,
         *,
-        mask: str = "random",
-        fraction: float = 0.5,
-        seed: int = 0,
-        per_channel: bool = False,
-        top: int | None = None,
-        left: int | None = None,
-        height: int | None = None,
-        width: int | None = None,
-        mask_file: str | None = None,
+        mask: Annotated[
+            str, Arg("mask kind: random (fraction of pixels removed), box (rectangle removed) or file", choices=MASK_KINDS)
+        ] = "random",
+        fraction: Annotated[
+            float, Arg("fraction of pixels removed, mask=random", min=0.0, max=1.0, min_inclusive=False, max_inclusive=False)
+        ] = 0.5,
+        seed: Annotated[int, Arg("seed of the random mask (torch.Generator), mask=random", min=0)] = 0,
+        per_channel: Annotated[bool, Arg("draw the random mask independently per channel (mask=random only)")] = False,
+        top: Annotated[int | None, Arg("first removed row of the box, mask=box (default: centred)", min=0)] = None,
+        left: Annotated[int | None, Arg("first removed column of the box, mask=box (default: centred)", min=0)] = None,
+        height: Annotated[int | None, Arg("box height in pixels, mask=box (default: H // 2)", min=1)] = None,
+        width: Annotated[int | None, Arg("box width in pixels, mask=box (default: W // 2)", min=1)] = None,
+        mask_file: Annotated[str | None, Arg("mask image, mask=file: pixels >= half scale are kept")] = None,
     ) -> None:
-        super().__init__(
-            in_shape,
-            mask=mask,
-            fraction=fraction,
-            seed=seed,
-            per_channel=per_channel,
-            top=top,
-            left=left,
-            height=height,
-            width=width,
-            mask_file=mask_file,
-        )
-        cfg = self.config
-        kind = cfg["mask"]
-        self._check_kind_params(cfg)
+        super().__init__(in_shape)
+        kind = mask
+        box = {"top": top, "left": left, "height": height, "width": width}
+        self._check_kind_params(kind, box, per_channel, mask_file)
         c, h, w = self.in_shape
         if kind == "random":
-            kept = self._random_mask(c, h, w, cfg["fraction"], cfg["seed"], cfg["per_channel"])
+            kept = self._random_mask(c, h, w, fraction, seed, per_channel)
         elif kind == "box":
-            kept = self._box_mask(c, h, w, cfg)
+            kept = self._box_mask(c, h, w, box)
         else:
-            plane = load_mask_file(cfg["mask_file"], (h, w), owner=self.name)
+            plane = load_mask_file(str(mask_file), (h, w), owner=self.name)
             kept = torch.from_numpy(plane.copy()).unsqueeze(0).expand(c, h, w).clone()
         self.mask: Tensor = kept
         flat = kept.reshape(-1)
@@ -191,17 +173,16 @@ class Inpainting(IdentityUOperator):
         self._m = int(self._keep.numel())
 
     # ------------------------------------------------------------------ construction
-    def _check_kind_params(self, cfg: dict[str, Any]) -> None:
-        kind = cfg["mask"]
+    def _check_kind_params(self, kind: str, box: dict[str, int | None], per_channel: bool, mask_file: str | None) -> None:
         if kind != "box":
-            given = [k for k in ("top", "left", "height", "width") if cfg[k] is not None]
+            given = [k for k, v in box.items() if v is not None]
             if given:
                 raise ValueError(f"{self.name}: {', '.join(given)} only apply to mask=box; add mask=box or drop them")
-        if kind != "file" and cfg["mask_file"] is not None:
+        if kind != "file" and mask_file is not None:
             raise ValueError(f"{self.name}: mask_file is only read with mask=file; add mask=file")
-        if kind == "file" and cfg["mask_file"] is None:
+        if kind == "file" and mask_file is None:
             raise ValueError(f"{self.name}: mask=file needs mask_file=PATH (white = kept pixels)")
-        if kind != "random" and cfg["per_channel"]:
+        if kind != "random" and per_channel:
             raise ValueError(f"{self.name}: per_channel applies to mask=random only (a {kind} mask is the same in every channel); drop it")
 
     @staticmethod
@@ -218,11 +199,11 @@ class Inpainting(IdentityUOperator):
             return torch.stack(planes)
         return planes[0].unsqueeze(0).expand(c, h, w).clone()
 
-    def _box_mask(self, c: int, h: int, w: int, cfg: dict[str, Any]) -> Tensor:
-        bh = cfg["height"] if cfg["height"] is not None else max(1, h // 2)
-        bw = cfg["width"] if cfg["width"] is not None else max(1, w // 2)
-        top = cfg["top"] if cfg["top"] is not None else max(0, (h - bh) // 2)
-        left = cfg["left"] if cfg["left"] is not None else max(0, (w - bw) // 2)
+    def _box_mask(self, c: int, h: int, w: int, box: dict[str, int | None]) -> Tensor:
+        bh = box["height"] if box["height"] is not None else max(1, h // 2)
+        bw = box["width"] if box["width"] is not None else max(1, w // 2)
+        top = box["top"] if box["top"] is not None else max(0, (h - bh) // 2)
+        left = box["left"] if box["left"] is not None else max(0, (w - bw) // 2)
         if top + bh > h:
             raise ValueError(f"{self.name}: box rows top={top} + height={bh} exceed H={h}; reduce top or height")
         if left + bw > w:

@@ -49,13 +49,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from invkit.params import Param, int_tuple
+from invkit.params import Arg, Param, int_tuple, signature_params
 
 __all__ = [
     "KERNEL_KINDS",
@@ -112,24 +112,6 @@ def kernel_size(value: Any) -> tuple[int, int]:
     if min(parts) < 1 or max(parts) > MAX_SIZE:
         raise ValueError(f"sizes must be between 1 and {MAX_SIZE}, got {parts[0]}x{parts[1]}")
     return (parts[0], parts[1])
-
-
-#: Typed parameter schema of :func:`kernel_from_params` (operators include it in their ``params``).
-KERNEL_PARAMS: tuple[Param, ...] = (
-    Param("kernel", str, "gaussian", "kernel kind: gaussian, box (= uniform), motion, disk, or file (kernel_file)", choices=KERNEL_KINDS),
-    Param("sigma", float, 3.0, "gaussian: standard deviation in pixels", min=0.0, max=MAX_SIGMA, min_inclusive=False),
-    Param(
-        "size",
-        kernel_size,
-        None,
-        f"gaussian/box: kernel size N or H,W in pixels (gaussian: odd, default 2*ceil(3*sigma)+1; box: may be even, default {DEFAULT_BOX_SIZE})",
-    ),
-    Param("length", float, 15.0, "motion: segment length in pixels (1 = no blur)", min=1.0, max=MAX_LENGTH),
-    Param("angle", float, 0.0, "motion: degrees counter-clockwise from horizontal (90 = vertical)"),
-    Param("radius", float, 4.0, "disk: radius in pixels", min=0.0, max=MAX_RADIUS, min_inclusive=False),
-    Param("kernel_file", str, None, "kernel=file: .npy (2-D array) or .png (8/16-bit grayscale)"),
-    Param("normalize", bool, True, "kernel=file: divide the kernel by its sum (which must be > 0); false = use as stored"),
-)
 
 
 # ---------------------------------------------------------------------------------- builders
@@ -349,21 +331,30 @@ def load_kernel(path: str | os.PathLike[str], normalize: bool = True, owner: str
 
 
 def kernel_from_params(
-    kernel: str = "gaussian",
+    kernel: Annotated[str, Arg("kernel kind: gaussian, box (= uniform), motion, disk, or file (kernel_file)", choices=KERNEL_KINDS)] = "gaussian",
     *,
-    sigma: float = 3.0,
-    size: int | Sequence[int] | None = None,
-    length: float = 15.0,
-    angle: float = 0.0,
-    radius: float = 4.0,
-    kernel_file: str | None = None,
-    normalize: bool = True,
+    sigma: Annotated[float, Arg("gaussian: standard deviation in pixels", min=0.0, max=MAX_SIGMA, min_inclusive=False)] = 3.0,
+    size: Annotated[
+        int | Sequence[int] | None,
+        Arg(
+            "gaussian/box: kernel size N or H,W in pixels (gaussian: odd, default 2*ceil(3*sigma)+1; box: may be even, "
+            f"default {DEFAULT_BOX_SIZE})",
+            type=kernel_size,
+        ),
+    ] = None,
+    length: Annotated[float, Arg("motion: segment length in pixels (1 = no blur)", min=1.0, max=MAX_LENGTH)] = 15.0,
+    angle: Annotated[float, Arg("motion: degrees counter-clockwise from horizontal (90 = vertical)")] = 0.0,
+    radius: Annotated[float, Arg("disk: radius in pixels", min=0.0, max=MAX_RADIUS, min_inclusive=False)] = 4.0,
+    kernel_file: Annotated[str | None, Arg("kernel=file: .npy (2-D array) or .png (8/16-bit grayscale)")] = None,
+    normalize: Annotated[bool, Arg("kernel=file: divide the kernel by its sum (which must be > 0); false = use as stored")] = True,
     owner: str = "kernel",
 ) -> Tensor:
     """Build the kernel that :data:`KERNEL_PARAMS` describes.
 
-    Parameters that do not belong to the chosen kind are ignored, except ``size`` (gaussian and
-    box only) and ``kernel_file`` (file only), which raise when given to another kind.
+    Its signature declares :data:`KERNEL_PARAMS` (all but ``owner``, the name used in error
+    messages). Parameters that do not belong to the chosen kind are ignored, except ``size``
+    (gaussian and box only) and ``kernel_file`` (file only), which raise when given to another
+    kind. A direct call takes values as given (the operators pass values validated by the schema).
 
     Raises:
         ValueError: A mismatch of kind and parameters, or an invalid kernel (see the builders).
@@ -388,3 +379,8 @@ def kernel_from_params(
     if kernel_file is None:
         raise ValueError(f"{owner}: kernel=file needs kernel_file=PATH (.npy or grayscale .png)")
     return load_kernel(kernel_file, normalize=normalize, owner=owner)
+
+
+#: Typed parameter schema of :func:`kernel_from_params`, read off its signature: the one
+#: declaration of the kernel parameters, which the ``blur`` operator takes as its ``params``.
+KERNEL_PARAMS: tuple[Param, ...] = signature_params(kernel_from_params, exclude=("owner",))

@@ -25,7 +25,8 @@ from .separable import SeparableOperator
 __all__ = ["SuperResolution", "BicubicSuperResolution", "block_average_matrix_1d", "bicubic_matrix_1d", "keys_cubic", "OPERATORS"]
 
 
-#: The schema of both super-resolution operators: the downsampling factor.
+#: The schema of both super-resolution operators, the downsampling factor: one declaration they
+#: share as their ``params`` (their ``__init__`` takes ``**params``, so no default is repeated).
 _FACTOR_PARAMS: tuple[Param, ...] = (Param("factor", int, 4, "downsampling factor r; must divide H and W", min=1),)
 
 
@@ -123,8 +124,8 @@ class SuperResolution(IdentityUOperator):
         ((2, 6, 10), {"factor": 1}),
     )
 
-    def __init__(self, in_shape: Sequence[int] | str, *, factor: int = 4) -> None:
-        super().__init__(in_shape, factor=factor)
+    def __init__(self, in_shape: Sequence[int] | str, **params: Any) -> None:
+        super().__init__(in_shape, **params)
         self.factor: int = self.config["factor"]
         _check_divides(self.name, self.factor, self.in_shape)
         r2 = self.factor * self.factor
@@ -215,8 +216,8 @@ class BicubicSuperResolution(SeparableOperator):
         ((1, 16, 24), {"factor": 8}),
     )
 
-    def __init__(self, in_shape: Sequence[int] | str, *, factor: int = 4) -> None:
-        super().__init__(in_shape, factor=factor)
+    def __init__(self, in_shape: Sequence[int] | str, **params: Any) -> None:
+        super().__init__(in_shape, **params)
         self.factor: int = self.config["factor"]
         _check_divides(self.name, self.factor, self.in_shape)
 
