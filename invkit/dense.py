@@ -30,7 +30,7 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
-from .forward import Operator, SVDOperator
+from .forward import Operator, Shape, SVDOperator
 
 __all__ = ["DenseSVD", "MatrixOperator", "DenseSizeError", "matrix_of", "adjoint_matrix_of", "apply_to_basis", "DEFAULT_MAX_SIZE"]
 
@@ -174,8 +174,10 @@ class MatrixOperator(Operator):
     """
 
     name = "matrix"
+    #: Not a registered plugin: the matrix is a Python object, not a ``--arg`` (no parameter schema).
+    params = ()
 
-    def __init__(self, in_shape, matrix) -> None:
+    def __init__(self, in_shape: Shape | str, matrix: np.ndarray | Tensor) -> None:
         super().__init__(in_shape)
         a = torch.as_tensor(np.asarray(matrix, dtype=np.float64))
         if a.dim() != 2 or a.shape[1] != self.in_numel:
