@@ -129,7 +129,7 @@ BREAKS = {
     "core-no-runner-cli": ("invkit/checks.py", "\nimport invkit.cli.app\n"),
     "core-no-runner-cli/runner": ("invkit/metrics.py", "\nimport invkit.runner.report\n"),
     "core-no-runner-cli/type-checking": (
-        "invkit/metrics.py",
+        "invkit/checks.py",
         "\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from invkit.cli.solve import to_options\n",
     ),
     "runner-no-cli": ("invkit/runner/report.py", "\nfrom invkit.cli.progress import is_terminal\n"),
