@@ -215,3 +215,50 @@ def test_kernel_from_params_mismatches(tmp_path):
     with pytest.raises(ValueError, match="unknown kernel"):
         kernel_from_params("airy")
     torch.testing.assert_close(kernel_from_params("disk", radius=2.0), disk_kernel(2.0), rtol=0, atol=0)
+
+
+def _tap_moments(k: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues (ascending) of the tap-weighted covariance of tap positions, in px²."""
+    rows, cols = torch.meshgrid(torch.arange(k.shape[0], dtype=torch.float64), torch.arange(k.shape[1], dtype=torch.float64), indexing="ij")
+    pos = torch.stack([rows.reshape(-1), cols.reshape(-1)], 1)
+    w = k.reshape(-1)
+    mean = (w[:, None] * pos).sum(0)
+    d = pos - mean
+    return torch.linalg.eigvalsh((w[:, None, None] * d[:, :, None] * d[:, None, :]).sum(0))
+
+
+def test_trajectory_kernels_are_seeded_camera_shakes_and_straight_without_intensity():
+    from invkit_operators.kernels import trajectory_kernel
+
+    k = trajectory_kernel()  # DPS's setting: 61 x 61, intensity 0.5
+    assert tuple(k.shape) == (61, 61) and k.dtype == torch.float64
+    assert float(k.sum()) == pytest.approx(1.0, abs=1e-12) and bool((k >= 0).all())
+    assert torch.equal(k, trajectory_kernel(61, 0.5, 0)) and not torch.equal(k, trajectory_kernel(61, 0.5, 1))
+    # centred: the tap-weighted mean position is the anchor (the path is centred on its mean)
+    rows = torch.arange(61, dtype=torch.float64)
+    assert float((k.sum(1) * rows).sum()) == pytest.approx(30.0, abs=1e-9)
+    assert float((k.sum(0) * rows).sum()) == pytest.approx(30.0, abs=1e-9)
+    # intensity 0: a straight segment (covariance of rank one, variance L²/12 along it) of length
+    # size - 1, shrunk to at most size - 3 along an axis to keep the one-pixel margin
+    small, large = _tap_moments(trajectory_kernel(61, 0.0, 4)).tolist()
+    assert small < 0.25  # (the bilinear splat adds less than 1/4 px² across)
+    assert 58.0**2 / 12 * 0.98 < large < 60.0**2 / 12
+    # intensity 0.5 wanders in two dimensions; every seed's kernel stays inside its support
+    for seed in range(5):
+        kk = trajectory_kernel(61, 0.5, seed)
+        assert _tap_moments(kk)[0] > 1.0
+        assert float(kk[0].sum() + kk[-1].sum() + kk[:, 0].sum() + kk[:, -1].sum()) == 0.0  # the one-pixel margin
+    with pytest.raises(ValueError, match="odd integer >= 3"):
+        trajectory_kernel(60)
+    with pytest.raises(ValueError, match=r"intensity must be in \[0, 1\]"):
+        trajectory_kernel(61, 1.5)
+
+
+def test_the_blur_operator_takes_a_trajectory_kernel():
+    from invkit.registry import get_registry
+    from invkit_operators.kernels import trajectory_kernel
+
+    op = get_registry().build_operator("blur", (1, 48, 48), ["kernel=trajectory", "size=21", "intensity=0.7", "seed=3"])
+    assert torch.equal(op.kernel, trajectory_kernel(21, 0.7, 3))
+    with pytest.raises(ValueError, match="size only applies to kernel=gaussian, box or trajectory"):
+        get_registry().build_operator("blur", (1, 48, 48), ["kernel=disk", "size=5"])

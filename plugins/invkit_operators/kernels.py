@@ -20,6 +20,9 @@ Kinds (see :func:`kernel_from_params`, whose parameters :data:`KERNEL_PARAMS` de
   horizontal and 90° vertical; a centred segment is point-symmetric, so ``angle`` and
   ``angle + 180`` give the same kernel. At 0° an odd integer length gives exactly ``length``
   equal taps in one row; an even length gives ``length - 1`` full taps and two half taps.
+* ``trajectory``: camera shake, a seeded random trajectory rasterised into a ``size × size`` kernel
+  (default 61, DPS's motion-deblurring setting with ``intensity = 0.5``; see
+  :func:`trajectory_kernel`).
 * ``disk``: the area of each pixel covered by a disk of ``radius`` pixels centred on the anchor
   (16 × 16 sub-samples on the boundary pixels), normalised to sum 1.
 * ``file``: a kernel read from ``.npy`` (2-D numeric array) or ``.png`` (8- or 16-bit grayscale,
@@ -67,13 +70,17 @@ __all__ = [
     "box_kernel",
     "motion_kernel",
     "disk_kernel",
+    "trajectory_kernel",
     "load_kernel",
     "kernel_from_params",
     "kernel_anchor",
 ]
 
 #: Names accepted by the ``kernel`` parameter (``uniform`` is an alias of ``box``).
-KERNEL_KINDS = ("gaussian", "box", "uniform", "motion", "disk", "file")
+KERNEL_KINDS = ("gaussian", "box", "uniform", "motion", "trajectory", "disk", "file")
+
+#: Default size of a ``trajectory`` kernel (DPS's motion blur: 61 × 61).
+DEFAULT_TRAJECTORY_SIZE = 61
 
 #: Sub-samples per pixel side used to measure the area covered by motion and disk kernels.
 SUBSAMPLES = 16
@@ -264,6 +271,64 @@ def motion_kernel(length: float = 15.0, angle: float = 0.0) -> Tensor:
     return k / k.sum()
 
 
+def trajectory_kernel(size: int = DEFAULT_TRAJECTORY_SIZE, intensity: float = 0.5, seed: int = 0) -> Tensor:
+    """Camera-shake blur: a seeded random trajectory rasterised into ``size × size`` taps, sum 1.
+
+    The path has ``T = 2000`` points and total length ``L = size - 1`` pixels: a constant speed
+    ``L / (T - 1)`` along a heading that starts at a random angle and, at each step, turns by a
+    Gaussian angle of std ``0.1 · intensity`` rad (a smooth wander whose persistence length is
+    ``≈ 2 L / (T 0.01 intensity²)``, about ``L / 2`` at 0.5), and with probability
+    ``3 · intensity / T`` per step (about ``3 · intensity`` times in all) turns back by ``π ± 1/2``
+    rad, an abrupt shake. This follows the random camera-shake trajectories of Boracchi & Foi
+    (2012), which the motion-blur generator of the official DPS code also implements, with our
+    own simpler parametrisation: ``intensity`` (0 to 1) sets how erratic the path is and 0 is a
+    straight segment. The path is centred on its mean position, shrunk if needed to fit the
+    support with a one-pixel margin, and each point splats bilinear weights on its four pixels.
+
+    Args:
+        size: Odd kernel side in pixels (>= 3).
+        intensity: The anxiety in [0, 1] (0: straight; 1: the most erratic).
+        seed: Seed of the trajectory (the kernel is a deterministic function of the arguments).
+
+    Example:
+        >>> k = trajectory_kernel(31, 0.5, seed=3)
+        >>> tuple(k.shape), round(float(k.sum()), 12), bool((k >= 0).all())
+        ((31, 31), 1.0, True)
+    """
+    if not (isinstance(size, int) and size >= 3 and size % 2 == 1):
+        raise ValueError(f"trajectory kernel: size must be an odd integer >= 3, got {size}")
+    if not (0.0 <= intensity <= 1.0):
+        raise ValueError(f"trajectory kernel: intensity must be in [0, 1], got {intensity}")
+    gen = torch.Generator().manual_seed(int(seed))
+
+    def rand() -> float:
+        return float(torch.rand((), generator=gen, dtype=torch.float64))
+
+    steps, length = 2000, float(size - 1)
+    unit = length / (steps - 1)
+    turns = torch.randn(steps - 1, generator=gen, dtype=torch.float64) * (0.1 * intensity)  # heading noise per step
+    jumps = torch.rand(steps - 1, generator=gen, dtype=torch.float64) < 3.0 * intensity / steps  # ~3·intensity shakes
+    kicks = math.pi + (torch.rand(steps - 1, generator=gen, dtype=torch.float64) - 0.5)
+    heading = 2.0 * math.pi * rand() + torch.cumsum(turns + torch.where(jumps, kicks, torch.zeros_like(kicks)), 0)
+    heading = torch.cat([heading.new_tensor([float(heading[0]) - float(turns[0])]), heading])
+    x = torch.cumsum(torch.stack([torch.sin(heading), torch.cos(heading)], 1) * unit, 0)
+    path = x - x.mean(0)  # (row, col), centred on the mean position
+    half = (size - 1) / 2.0 - 1.0  # keep a one-pixel margin for the bilinear splat
+    extent = float(path.abs().max())
+    if extent > half:
+        path = path * (half / extent)
+    pos = path + (size - 1) / 2.0
+    base = pos.floor()
+    frac = pos - base
+    k = torch.zeros(size * size, dtype=torch.float64)
+    for dr, dc in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        w = (frac[:, 0] if dr else 1 - frac[:, 0]) * (frac[:, 1] if dc else 1 - frac[:, 1])
+        idx = (base[:, 0].long() + dr) * size + (base[:, 1].long() + dc)
+        k.index_add_(0, idx, w)
+    k = k.reshape(size, size)
+    return k / k.sum()
+
+
 def disk_kernel(radius: float = 4.0) -> Tensor:
     """Uniform disk (defocus) of ``radius`` pixels, anti-aliased by pixel area, sum 1."""
     if not (radius > 0 and math.isfinite(radius)):
@@ -331,20 +396,24 @@ def load_kernel(path: str | os.PathLike[str], normalize: bool = True, owner: str
 
 
 def kernel_from_params(
-    kernel: Annotated[str, Arg("kernel kind: gaussian, box (= uniform), motion, disk, or file (kernel_file)", choices=KERNEL_KINDS)] = "gaussian",
+    kernel: Annotated[
+        str, Arg("kernel kind: gaussian, box (= uniform), motion, trajectory (random camera shake), disk, or file (kernel_file)", choices=KERNEL_KINDS)
+    ] = "gaussian",
     *,
     sigma: Annotated[float, Arg("gaussian: standard deviation in pixels", min=0.0, max=MAX_SIGMA, min_inclusive=False)] = 3.0,
     size: Annotated[
         int | Sequence[int] | None,
         Arg(
-            "gaussian/box: kernel size N or H,W in pixels (gaussian: odd, default 2*ceil(3*sigma)+1; box: may be even, "
-            f"default {DEFAULT_BOX_SIZE})",
+            "gaussian/box/trajectory: kernel size N or H,W in pixels (gaussian: odd, default 2*ceil(3*sigma)+1; box: may be even, "
+            f"default {DEFAULT_BOX_SIZE}; trajectory: odd N, default {DEFAULT_TRAJECTORY_SIZE})",
             type=kernel_size,
         ),
     ] = None,
     length: Annotated[float, Arg("motion: segment length in pixels (1 = no blur)", min=1.0, max=MAX_LENGTH)] = 15.0,
     angle: Annotated[float, Arg("motion: degrees counter-clockwise from horizontal (90 = vertical)")] = 0.0,
     radius: Annotated[float, Arg("disk: radius in pixels", min=0.0, max=MAX_RADIUS, min_inclusive=False)] = 4.0,
+    intensity: Annotated[float, Arg("trajectory: camera-shake anxiety, 0 (straight) to 1 (erratic)", min=0.0, max=1.0)] = 0.5,
+    seed: Annotated[int, Arg("trajectory: seed of the random trajectory", min=0)] = 0,
     kernel_file: Annotated[str | None, Arg("kernel=file: .npy (2-D array) or .png (8/16-bit grayscale)")] = None,
     normalize: Annotated[bool, Arg("kernel=file: divide the kernel by its sum (which must be > 0); false = use as stored")] = True,
     owner: str = "kernel",
@@ -363,8 +432,8 @@ def kernel_from_params(
         raise ValueError(f"{owner}: unknown kernel {kernel!r}; expected one of {', '.join(KERNEL_KINDS)}")
     if kernel_file is not None and kernel != "file":
         raise ValueError(f"{owner}: kernel_file is only used with kernel=file (got kernel={kernel}); add kernel=file")
-    if size is not None and kernel not in ("gaussian", "box", "uniform"):
-        raise ValueError(f"{owner}: size only applies to kernel=gaussian or box (got kernel={kernel}); drop size")
+    if size is not None and kernel not in ("gaussian", "box", "uniform", "trajectory"):
+        raise ValueError(f"{owner}: size only applies to kernel=gaussian, box or trajectory (got kernel={kernel}); drop size")
     try:
         if kernel == "gaussian":
             return gaussian_kernel(sigma, size)
@@ -374,6 +443,11 @@ def kernel_from_params(
             return motion_kernel(length, angle)
         if kernel == "disk":
             return disk_kernel(radius)
+        if kernel == "trajectory":
+            side = DEFAULT_TRAJECTORY_SIZE if size is None else size
+            if side[0] != side[1] if isinstance(side, tuple) else False:
+                raise ValueError(f"a trajectory kernel is square; give size=N, got {side[0]},{side[1]}")
+            return trajectory_kernel(side[0] if isinstance(side, tuple) else int(side), intensity, seed)
     except ValueError as exc:
         raise ValueError(f"{owner}: {exc}") from None
     if kernel_file is None:
