@@ -46,7 +46,7 @@ PINNED: dict[str, list[str]] = {
         "posterior_samples", "prepare", "projection_note", "resolve_device", "restore", "restore_prepared", "score",
         "simulate_measurement", "std_map", "terminal_size",
     ],
-    "invkit_solvers": ["DDRM", "DPS", "ExactSolver"],
+    "invkit_solvers": ["DDRM", "DPS", "ExactSolver", "HIO"],
     "invkit_priors.analytic": [
         "DCTBasis", "GaussianMixturePrior", "GaussianPrior", "IdentityBasis", "MatrixBasis", "OrthogonalBasis",
         "PowerLawSpectrum", "gaussian", "gaussian_mixture",

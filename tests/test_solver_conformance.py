@@ -133,6 +133,8 @@ SCENARIOS = [
     Scenario("gaussian_blur-1x8x8-isotropic", "gaussian_blur", (("sigma", 1.0),), _isotropic),
     # a nonlinear problem, for solvers that need no more than a differentiable forward model
     Scenario("saturate-1x8x8-isotropic", Saturate, (), _isotropic),
+    # Fourier magnitudes, the one problem of the phase-retrieval baseline (hio)
+    Scenario("phase_retrieval-1x8x8-isotropic", "phase_retrieval", (), _isotropic),
 ]
 
 
@@ -156,14 +158,25 @@ class Subject:
         return int(getattr(self.build(), "max_dense", DEFAULT_MAX_SIZE))
 
     def scenarios(self) -> list[Scenario]:
-        """The scenarios whose problem and prior offer everything the solver requires."""
+        """The scenarios whose problem and prior offer everything the solver requires and that its own ``check`` accepts.
+
+        A solver may take fewer problems than its capabilities say and refuse the others in its
+        ``check`` (``hio`` takes only the ``phase_retrieval`` forward model): it is run on the rest.
+        """
         requires = getattr(self.factory, "requires", frozenset())
         max_dense = self.max_dense()
+        solver = self.build()
         out = []
         for sc in SCENARIOS:
             problem, prior = sc.build(self.registry)
-            if not missing_capabilities(requires, problem, prior, max_dense=max_dense):
-                out.append(sc)
+            if missing_capabilities(requires, problem, prior, max_dense=max_dense):
+                continue
+            try:
+                with use_registry(self.registry):
+                    solver.check(problem, prior)
+            except RequirementError:
+                continue
+            out.append(sc)
         return out
 
 
