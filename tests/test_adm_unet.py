@@ -288,3 +288,29 @@ def test_attention_takes_the_flash_kernel_not_the_quadratic_memory_fallback(arch
 def test_the_network_takes_configurations_not_text() -> None:
     with pytest.raises(TypeError, match=r"ADMConfig: got text '--image_size 64'; read it with invkit_priors.checkpoints.flags.parse_flags"):
         ADMUNet("--image_size 64")  # type: ignore[arg-type]
+
+
+def test_gradient_checkpointing_changes_neither_outputs_nor_gradients() -> None:
+    from invkit.prior import alphas_bar_from_betas, linear_betas
+    from invkit_priors.adapters.vp import VPDiffusionPrior
+
+    net = randomize(ADMUNet(ADMConfig.from_flags(TINY))).double().eval()
+    prior = VPDiffusionPrior(net, alphas_bar_from_betas(linear_betas()), learned_sigma=True)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def grad() -> tuple[torch.Tensor, torch.Tensor]:
+        xr = x.clone().requires_grad_(True)
+        out = prior.denoise(xr, 0.3)
+        (g,) = torch.autograd.grad(out.square().sum(), xr)
+        return out.detach(), g
+
+    plain = grad()
+    prior.set_gradient_checkpointing(True)
+    blocks = [m for m in net.modules() if hasattr(m, "use_checkpoint")]
+    assert blocks and all(m.use_checkpoint for m in blocks) and net.config.use_checkpoint
+    checkpointed = grad()
+    assert torch.equal(plain[0], checkpointed[0]) and torch.allclose(plain[1], checkpointed[1], rtol=1e-12, atol=1e-14)
+    prior.set_gradient_checkpointing(False)
+    assert not any(m.use_checkpoint for m in blocks)
+    with pytest.raises(ValueError, match="has no gradient checkpointing"):
+        VPDiffusionPrior(lambda x, t: torch.zeros_like(x), alphas_bar_from_betas(linear_betas())).set_gradient_checkpointing(True)

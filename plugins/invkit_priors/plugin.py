@@ -22,6 +22,9 @@ def text_or_mapping(value: Any) -> str | Mapping[str, Any]:
 #: The ``half`` and ``device`` parameters of every checkpoint prior, declared once.
 _Half: TypeAlias = Annotated[bool, Arg("run in float16 (GPU)")]
 _Device: TypeAlias = Annotated[str, Arg("torch device: cpu, cuda, cuda:1, ... or auto")]
+_GradCheckpoint: TypeAlias = Annotated[
+    bool, Arg("recompute activations when a solver differentiates through the prior (dps): less memory, slower (ADM networks)")
+]
 
 
 @validated
@@ -41,6 +44,7 @@ def checkpoint(
     key: Annotated[
         str | None, Arg("top-level entry holding the state dict in a wrapped checkpoint (default: ema, ema_model, state_dict, model)")
     ] = None,
+    grad_checkpoint: _GradCheckpoint = False,
 ) -> Any:
     """A diffusion checkpoint file (ADM, DDPM, invkit .safetensors) or diffusers folder, loaded strictly.
 
@@ -51,15 +55,17 @@ def checkpoint(
     """
     from .checkpoints.load import load_checkpoint_prior
 
-    return load_checkpoint_prior(
+    prior = load_checkpoint_prior(
         path, arch=arch, flags=flags, class_label=class_label, prediction=prediction, half=half, device=device, key=key
     )
+    prior.set_gradient_checkpointing(grad_checkpoint)
+    return prior
 
 
 def catalogue_prior(name: str) -> Any:
     """A prior factory for catalogue entry ``name``: loads the file ``invkit prior fetch NAME`` downloaded.
 
-    Its parameters (``class_label``, ``half``, ``device``) are declared in its signature and
+    Its parameters (``class_label``, ``half``, ``device``, ``grad_checkpoint``) are declared in its signature and
     direct calls are checked by them (errors name ``prior 'NAME'``).
     """
     from .checkpoints.catalogue import load_catalogue
@@ -70,6 +76,7 @@ def catalogue_prior(name: str) -> Any:
         class_label: Annotated[int | None, Arg("class index (class-conditional models only)", min=0)] = None,
         half: _Half = False,
         device: _Device = "cpu",
+        grad_checkpoint: _GradCheckpoint = False,
     ) -> Any:
         from .checkpoints.download import cached_path
         from .checkpoints.load import load_checkpoint_prior
@@ -80,7 +87,9 @@ def catalogue_prior(name: str) -> Any:
             raise FileNotFoundError(
                 f"prior '{name}' is not downloaded yet: run `invkit prior fetch {name}`{size}, or pass the file with --prior PATH"
             )
-        return load_checkpoint_prior(path, arch=entry.arch, flags=entry.flags, class_label=class_label, half=half, device=device)
+        prior = load_checkpoint_prior(path, arch=entry.arch, flags=entry.flags, class_label=class_label, half=half, device=device)
+        prior.set_gradient_checkpointing(grad_checkpoint)
+        return prior
 
     factory.__doc__ = f"Public checkpoint: {entry.title} (`invkit prior fetch {name}` first; docs/checkpoints.md)."
     return validated(factory, owner=f"prior '{name}'")

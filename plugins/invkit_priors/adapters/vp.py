@@ -251,6 +251,23 @@ class VPDiffusionPrior(Prior):
             raise ValueError(f"class_label must be an int or have shape ({batch},), got {tuple(y.shape)}")
         return y
 
+    def set_gradient_checkpointing(self, on: bool = True) -> None:
+        """Let gradients through ``denoise`` recompute the network's activations instead of storing them.
+
+        For solvers that differentiate through the prior (DPS) on large images: less memory,
+        one more network forward per backward. Needs a network with
+        ``set_gradient_checkpointing`` (the ADM U-Net has it).
+
+        Raises:
+            ValueError: ``on`` for a network without it.
+        """
+        setter = getattr(self.model, "set_gradient_checkpointing", None)
+        if setter is None:
+            if on:
+                raise ValueError(f"{type(self.model).__name__} has no gradient checkpointing; drop grad_checkpoint")
+            return
+        setter(on)
+
     def set_channels_last(self, on: bool = True) -> None:
         """Switch the network between the NHWC (``on``) and NCHW memory layouts.
 

@@ -46,6 +46,8 @@ from torch import Tensor
 from invkit.params import Arg, validated
 from invkit.prior import Prior, sigma_rows
 
+from ..adapters.vp import VPDiffusionPrior
+
 __all__ = ["DefaultPrior", "load_default_prior", "default_weights_path"]
 
 
@@ -63,7 +65,7 @@ class DefaultPrior(Prior):
 
     name = "default"
 
-    def __init__(self, rgb: Prior) -> None:
+    def __init__(self, rgb: VPDiffusionPrior) -> None:
         self.rgb = rgb
         self.sigma_grid = rgb.sigma_grid
         self.data_center = rgb.data_center
@@ -130,6 +132,11 @@ def load_default_prior(device: str = "cpu", half: bool = False, weights: str | P
 def default(
     device: Annotated[str, Arg("where the network runs: cpu, cuda or auto")] = "cpu",
     half: Annotated[bool, Arg("float16 inference (GPU)")] = False,
+    grad_checkpoint: Annotated[
+        bool, Arg("recompute activations when a solver differentiates through the prior (dps): less memory, slower")
+    ] = False,
 ) -> DefaultPrior:
     """invkit's built-in natural-image diffusion prior (small ADM trained here; see docs/default_prior.md)."""
-    return load_default_prior(device=device, half=half)
+    prior = load_default_prior(device=device, half=half)
+    prior.rgb.set_gradient_checkpointing(grad_checkpoint)
+    return prior

@@ -647,6 +647,19 @@ class ADMUNet(nn.Module):
             m.to(torch.float32)
         return self
 
+    def set_gradient_checkpointing(self, on: bool = True) -> ADMUNet:
+        """Recompute each ResBlock's and attention block's activations in the backward pass (``on``) or store them.
+
+        Only matters when gradients flow (training, or DPS-style guidance through the network):
+        peak memory drops to about one block's activations, at the cost of one more forward per
+        block in the backward pass. Outputs and gradients are unchanged.
+        """
+        self.config.use_checkpoint = bool(on)
+        for m in self.modules():
+            if isinstance(m, (ResBlock, AttentionBlock)):
+                m.use_checkpoint = bool(on)
+        return self
+
     @property
     def torso_dtype(self) -> torch.dtype:
         """The dtype the torso runs in (that of its first convolution)."""
