@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .prior import Prior
     from .problem import Problem
 
-__all__ = ["Capability", "RequirementError", "capabilities", "missing_capabilities", "check_requirements", "describe_missing"]
+__all__ = ["Capability", "FOURIER_MAGNITUDE_SURFACE", "RequirementError", "capabilities", "missing_capabilities", "check_requirements", "describe_missing"]
 
 
 class Capability(str, Enum):
@@ -55,6 +55,16 @@ class Capability(str, Enum):
     PRIOR_GRADIENTS = "prior_gradients"
     #: A prior that states its exact Gaussian or Gaussian-mixture form (``prior.gaussian_form``).
     GAUSSIAN_PRIOR = "gaussian_prior"
+    #: A forward model measuring Fourier magnitudes of a zero-padded image that offers the padded-domain
+    #: surface of alternating-projection methods (:data:`FOURIER_MAGNITUDE_SURFACE`): the
+    #: ``phase_retrieval`` operator (duck-typed, so a third party's equivalent qualifies).
+    FOURIER_MAGNITUDES = "fourier_magnitudes"
+
+
+#: The methods a forward model offers for :attr:`Capability.FOURIER_MAGNITUDES`: ``pad(x)`` and
+#: ``crop(g)`` between images and the padded grid, ``support(like)`` (the image window) and
+#: ``project_magnitude(g, y)`` (the Fourier-magnitude projection of error reduction / HIO).
+FOURIER_MAGNITUDE_SURFACE = ("pad", "crop", "support", "project_magnitude")
 
 
 class RequirementError(ValueError, TypeError):
@@ -87,6 +97,8 @@ def capabilities(problem: "Problem", prior: "Prior | None" = None, *, max_dense:
         have.add(Capability.DENSE)
     if isinstance(op, SVDOperator) or _is_dense_size(op, max_dense):
         have.add(Capability.SVD)
+    if all(callable(getattr(op, attr, None)) for attr in FOURIER_MAGNITUDE_SURFACE):
+        have.add(Capability.FOURIER_MAGNITUDES)
     if isinstance(problem.noise, GaussianNoise):
         have.add(Capability.GAUSSIAN_NOISE)
     if isinstance(problem.noise, (GaussianNoise, PoissonNoise)):
@@ -125,6 +137,7 @@ _NEEDS = {
     Capability.LEAST_SQUARES_NOISE: "Gaussian or Poisson measurement noise",
     Capability.PRIOR_GRADIENTS: "gradients through the prior",
     Capability.GAUSSIAN_PRIOR: "a prior with a known Gaussian (mixture) form",
+    Capability.FOURIER_MAGNITUDES: "the 'phase_retrieval' forward model (Fourier magnitudes of a zero-padded image)",
 }
 
 
@@ -153,6 +166,8 @@ def describe_missing(cap: Capability, problem: "Problem", prior: "Prior | None",
         return f"Gaussian or Poisson measurement noise, got {type(problem.noise).__name__}"
     if cap is Capability.PRIOR_GRADIENTS:
         return f"gradients through the prior, but {type(prior).__name__} is not differentiable"
+    if cap is Capability.FOURIER_MAGNITUDES:
+        return f"{_NEEDS[cap]}, got {op.label}"
     return f"a prior with a known Gaussian (mixture) form, got {type(prior).__name__} (use the analytic priors 'gaussian' or 'gaussian_mixture')"
 
 

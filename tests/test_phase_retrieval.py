@@ -234,6 +234,9 @@ def test_hio_refuses_other_forward_models_in_one_line():
     with pytest.raises(RequirementError, match=r"^solver 'hio' cannot take this problem: it needs the 'phase_retrieval' forward model .*test_square") as info:
         HIO().solve(problem, prior, steps=3)
     assert "\n" not in str(info.value) and prior.calls == 0
+    assert "hio" not in invkit.get_registry().solvers_for(problem, prior)  # not named as an alternative either
+    _, pr, _ = _measured()
+    assert "hio" in invkit.get_registry().solvers_for(pr, prior)
     _, pr, _ = _measured()
     with pytest.raises(ValueError, match="no noise schedule"):
         HIO().solve(pr, None, sigmas=[1.0, 0.0])

@@ -44,14 +44,10 @@ from invkit.prior import Prior
 from invkit.problem import Problem
 from invkit.params import Arg
 from invkit.random import Generators, randn_rows, resolve_generator
-from invkit.requirements import Capability, RequirementError
+from invkit.requirements import Capability
 from invkit.solver import Callback, Result, Solver, Step
 
 __all__ = ["HIO", "hio_step", "constraint_projection"]
-
-#: What a forward model must offer to be solved by HIO (the ``phase_retrieval`` operator's padded-domain surface).
-_SURFACE = ("pad", "crop", "support", "project_magnitude")
-
 
 def constraint_projection(g: Tensor, support: Tensor, upper: bool) -> Tensor:
     """``P_C``: zero outside ``support``, clamped to ``[0, 1]`` (``[0, ∞)`` without ``upper``) inside it."""
@@ -75,7 +71,8 @@ class HIO(Solver):
     """Hybrid input-output phase retrieval with error-reduction steps (Fienup 1982), a classical baseline.
 
     Only for the ``phase_retrieval`` forward model (Fourier magnitudes of a zero-padded image with
-    the image window as known support); :meth:`check` refuses others in one line. Deterministic
+    the image window as known support: :attr:`~invkit.Capability.FOURIER_MAGNITUDES`); others are
+    refused in one line before any work. Deterministic
     given the generator (random initial phases); ignores the prior. See the module notes.
 
     Args:
@@ -96,7 +93,7 @@ class HIO(Solver):
     """
 
     name = "hio"
-    requires = frozenset({Capability.DIFFERENTIABLE, Capability.LEAST_SQUARES_NOISE})
+    requires = frozenset({Capability.DIFFERENTIABLE, Capability.FOURIER_MAGNITUDES, Capability.LEAST_SQUARES_NOISE})
     row_generators = True
     stochastic = True
 
@@ -114,26 +111,6 @@ class HIO(Solver):
         self.er_every = er_every
         self.final_er = final_er
         self.upper = upper
-
-    def check(self, problem: Problem, prior: Prior | None = None) -> None:
-        """The declared requirements (:meth:`Solver.check`), then a phase-retrieval forward model.
-
-        Raises:
-            RequirementError: A missing capability, or a forward model other than ``phase_retrieval``
-                (one line naming it and the registered solvers that would take the problem).
-        """
-        super().check(problem, prior)
-        op = problem.operator
-        if all(callable(getattr(op, attr, None)) for attr in _SURFACE):
-            return
-        from invkit.registry import get_registry
-
-        others = [n for n in get_registry().solvers_for(problem, prior) if n != self.name]
-        tail = f"; solvers that take it: {', '.join(others)}" if others else "; no registered solver takes it"
-        raise RequirementError(
-            f"solver '{self.name}' cannot take this problem: it needs the 'phase_retrieval' forward model "
-            f"(Fourier magnitudes of a zero-padded image), got {op.label}{tail}"
-        )
 
     def solve(
         self,
@@ -161,7 +138,7 @@ class HIO(Solver):
             ``‖y − A(x)‖`` per row.
 
         Raises:
-            RequirementError: See :meth:`check`.
+            RequirementError: Not a phase-retrieval problem, or noise that is not least squares.
             ValueError: ``steps < 1``, or ``sigmas`` given.
         """
         self.check(problem, prior)
