@@ -25,7 +25,7 @@ from .checks import (
 from .dense import DEFAULT_MAX_SIZE, DenseSizeError, DenseSVD, MatrixOperator, matrix_of
 from .hookspecs import hookimpl, hookspec
 from .forward import ForwardModel, IdentityUOperator, LinearOperator, Operator, Shape, SVDOperator, as_shape, autograd_vjp
-from .noise import GaussianNoise, NoiseModel, PoissonNoise, is_noise_sigma, quantization_sigma
+from .noise import NOISE_MODELS, GaussianNoise, NoiseModel, PoissonNoise, build_noise, is_noise_sigma, noise_spec, quantization_sigma
 from .params import Arg, Param, ParamError, SchemaError, float_tuple, int_tuple, parse_bool, parse_params, schema_of, signature_params, validated
 from .prior import GaussianComponent, GaussianForm, Prior, alphas_bar_from_betas, ddpm_sigma_grid, linear_betas, sigma_rows, vp_sigma_grid
 from .problem import Problem
@@ -69,6 +69,9 @@ __all__ = [
     "GaussianNoise",
     "PoissonNoise",
     "NoiseModel",
+    "NOISE_MODELS",
+    "build_noise",
+    "noise_spec",
     "quantization_sigma",
     "is_noise_sigma",
     "ForwardModel",

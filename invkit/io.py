@@ -11,7 +11,15 @@
 * Measurements that are not images (a compact vector of kept pixels, compressed-sensing
   coefficients), and any measurement that must stay lossless, are stored as a
   ``.safetensors`` file holding the tensor plus the operator's name, parameters and image
-  shape, and the noise level, as metadata. safetensors never executes code on load.
+  shape, and the noise model, as metadata. safetensors never executes code on load.
+
+  The measurement file, format ``invkit-measurement-v2``: one tensor ``y`` and the text metadata
+  ``format``, ``operator`` (JSON string or null), ``params`` (JSON object), ``in_shape`` (JSON
+  ``[C, H, W]`` or null), ``noise`` (JSON ``{"name": "gaussian", "sigma": 0.05}`` or
+  ``{"name": "poisson", "rate": 255.0}``, see :func:`invkit.noise.noise_spec`; null when unknown),
+  ``sigma_y`` (JSON number: the Gaussian sigma, null otherwise) and ``bits`` (JSON number or null).
+  Format ``invkit-measurement-v1`` (no ``noise``) is still read: its noise is Gaussian with its
+  ``sigma_y`` (unknown when that is null), as before.
 * Every write is atomic: a temporary file in the same folder, then ``os.replace``. A path that
   is also an input is refused by the CLI before anything is written.
 """
@@ -30,6 +38,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .noise import GaussianNoise, NoiseModel, build_noise, is_noise_sigma, noise_spec
+
 __all__ = [
     "ImageData",
     "list_images",
@@ -47,7 +57,8 @@ __all__ = [
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MEASUREMENT_SUFFIX = ".safetensors"
 _FIGURE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
-_FORMAT = "invkit-measurement-v1"
+_FORMAT = "invkit-measurement-v2"
+_FORMAT_V1 = "invkit-measurement-v1"
 
 
 @dataclass
@@ -74,8 +85,13 @@ class Measurement:
         operator: Operator name (or None if unknown, e.g. a plain photo).
         params: Operator parameters (as given to the operator).
         in_shape: The image shape ``(C, H, W)`` the operator acts on, if known.
-        sigma_y: Noise std in [0, 1] units, if known.
+        sigma_y: Gaussian noise std in [0, 1] units, if known (None for other noise models).
         bits: Quantisation bit depth, if the measurement was quantised (image files).
+        noise: The noise model, if known. Given ``sigma_y`` alone it is ``GaussianNoise(sigma_y)``;
+            given a model alone, ``sigma_y`` is its ``sigma`` (None for Poisson noise).
+
+    Raises:
+        ValueError: ``sigma_y`` and ``noise`` that disagree.
     """
 
     y: Tensor
@@ -84,6 +100,16 @@ class Measurement:
     in_shape: tuple[int, int, int] | None = None
     sigma_y: float | None = None
     bits: int | None = None
+    noise: NoiseModel | None = None
+
+    def __post_init__(self) -> None:
+        if self.noise is None:
+            if is_noise_sigma(self.sigma_y):  # a bad one stays as it is, for the reader's check to name
+                self.noise = GaussianNoise(float(self.sigma_y))  # type: ignore[arg-type]
+        elif self.sigma_y is None:
+            self.sigma_y = self.noise.sigma
+        elif self.noise.sigma != self.sigma_y:
+            raise ValueError(f"measurement sigma_y={self.sigma_y!r} disagrees with its noise model {self.noise!r}; give one of them")
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
@@ -330,7 +356,12 @@ def write_figure(path: str | os.PathLike[str], panels: list[tuple[str, Tensor]],
 
 
 def write_measurement(path: str | os.PathLike[str], m: Measurement) -> Path:
-    """Store a measurement losslessly as ``.safetensors`` with its operator metadata."""
+    """Store a measurement losslessly as ``.safetensors`` (format v2, see the module notes) with its operator and noise model.
+
+    Raises:
+        ValueError: A path not ending in ``.safetensors``, a parameter that cannot be stored, or
+            a noise model that is not one of :data:`invkit.noise.NOISE_MODELS`.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -341,6 +372,7 @@ def write_measurement(path: str | os.PathLike[str], m: Measurement) -> Path:
         "operator": json.dumps(m.operator),
         "params": json.dumps(m.params, default=_json_default),
         "in_shape": json.dumps(list(m.in_shape) if m.in_shape else None),
+        "noise": json.dumps(noise_spec(m.noise) if m.noise is not None else None),
         "sigma_y": json.dumps(m.sigma_y),
         "bits": json.dumps(m.bits),
     }
@@ -349,11 +381,11 @@ def write_measurement(path: str | os.PathLike[str], m: Measurement) -> Path:
 
 
 def read_measurement(path: str | os.PathLike[str]) -> Measurement:
-    """Read a ``.safetensors`` measurement written by :func:`write_measurement`.
+    """Read a ``.safetensors`` measurement written by :func:`write_measurement` (format v2, or v1: Gaussian noise with its ``sigma_y``).
 
     Raises:
         FileNotFoundError: No such file.
-        ValueError: Not a (complete) invkit measurement file.
+        ValueError: Not a (complete) invkit measurement file, or a noise record that does not build.
     """
     from safetensors import SafetensorError
     from safetensors.torch import safe_open
@@ -367,17 +399,33 @@ def read_measurement(path: str | os.PathLike[str]) -> Measurement:
             y = f.get_tensor("y")
     except (SafetensorError, OSError, KeyError, ValueError) as exc:
         raise ValueError(f"cannot read measurement {path}: {exc}; write it with `invkit degrade`") from None
-    if meta.get("format") != _FORMAT:
-        raise ValueError(f"{path} is not an invkit measurement file (format {meta.get('format')!r}); write it with `invkit degrade`")
-    in_shape = json.loads(meta["in_shape"])
-    return Measurement(
-        y=y,
-        operator=json.loads(meta["operator"]),
-        params=json.loads(meta["params"]),
-        in_shape=tuple(in_shape) if in_shape else None,
-        sigma_y=json.loads(meta["sigma_y"]),
-        bits=json.loads(meta["bits"]),
-    )
+    version = meta.get("format")
+    if version not in (_FORMAT, _FORMAT_V1):
+        raise ValueError(f"{path} is not an invkit measurement file (format {version!r}); write it with `invkit degrade`")
+    try:
+        in_shape = json.loads(meta["in_shape"])
+        noise = _read_noise(json.loads(meta["noise"])) if version == _FORMAT else None
+        return Measurement(
+            y=y,
+            operator=json.loads(meta["operator"]),
+            params=json.loads(meta["params"]),
+            in_shape=tuple(in_shape) if in_shape else None,
+            sigma_y=json.loads(meta["sigma_y"]),
+            bits=json.loads(meta["bits"]),
+            noise=noise,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"measurement {path} has a broken record ({type(exc).__name__}: {exc}); write it again with `invkit degrade`") from None
+
+
+def _read_noise(spec: Any) -> NoiseModel | None:
+    """A v2 file's ``noise`` record as a model (None when the file records none)."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ValueError(f"noise record {spec!r} is not an object with a name")
+    values = dict(spec)
+    return build_noise(values.pop("name"), values)
 
 
 def _json_default(value: Any) -> Any:

@@ -31,6 +31,8 @@ STABLE_JSON_KEYS = (
     "image", "output", "mode", "operator", "operator_params", "solver", "prior", "shape", "sigma_y", "steps",
     "samples", "seed", "device", "seconds", "psnr_measurement", "psnr_restored", "ssim_measurement", "ssim_restored",
     "lpips_measurement", "lpips_restored", "measurement_metrics_from", "std_mean", "std_max", "files",
+    # appended with the noise models and --select (issue 14)
+    "noise", "select", "selected_sample", "residuals", "psnr_oracle", "ssim_oracle", "oracle_sample",
 )
 
 
@@ -80,6 +82,8 @@ def test_simulate_json_metrics_match_an_independent_computation(photos, tmp_path
     assert rec["mode"] == "simulate" and rec["operator"] == "gaussian_blur" and rec["operator_params"]["sigma"] == 1.0
     assert rec["sigma_y"] == 0.02 and rec["steps"] == 3 and rec["samples"] == 1 and rec["shape"] == [3, 24, 32]
     assert rec["measurement_metrics_from"] == "measurement" and rec["std_mean"] is None
+    assert rec["noise"] == {"name": "gaussian", "sigma": 0.02} and rec["select"] == "mean" and rec["selected_sample"] is None
+    assert len(rec["residuals"]) == 1 and rec["psnr_oracle"] is None and rec["oracle_sample"] is None  # one sample: no oracle
     assert rec["lpips_restored"] is None or isinstance(rec["lpips_restored"], float)
     assert "wrote" in proc.stderr  # messages moved off stdout
     # The simulated measurement is the same draw as `invkit degrade --seed 0` (lossless file).
@@ -331,6 +335,11 @@ def test_progress_bar_only_on_a_terminal(photos, tmp_path):
         (["--operator", "denoising", "--device", "warp"], "is not a device"),
         (["--simulate"], "--simulate needs --operator"),
         (["--simulate", "--operator", "denoising", "--sigma-y", "auto"], "--sigma-y auto estimates the noise of a measurement"),
+        (["--operator", "denoising", "--noise", "poisson", "--sigma-y", "0.05"], "poisson noise has none"),
+        (["--operator", "denoising", "--noise", "poisson", "--sigma-y", "auto"], "drop --sigma-y"),
+        (["--operator", "denoising", "--noise", "speckle"], "--noise 'speckle' is not a noise model; use one of: gaussian, poisson"),
+        (["--simulate", "--operator", "compressed_sensing", "--crop", "--noise", "poisson", "--solver", "dps"], "operator 'compressed_sensing' can make negative ones"),
+        (["--operator", "denoising", "--select", "median"], "--select must be one of mean, residual or None, got 'median'"),
         ([], "no operator given; pass --operator"),
     ],
 )

@@ -77,6 +77,72 @@ def test_measurement_errors(tmp_path):
         write_measurement(tmp_path / "m.npy", Measurement(y=torch.zeros(1)))
 
 
+def test_measurement_v2_records_the_noise_model(tmp_path):
+    import json
+
+    from safetensors import safe_open
+
+    from invkit.noise import GaussianNoise, PoissonNoise
+
+    y = torch.tensor([[0.0, 3 / 255, 1.0]])
+    path = write_measurement(tmp_path / "p.safetensors", Measurement(y=y, operator="denoising", in_shape=(1, 1, 3), noise=PoissonNoise(255.0)))
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["format"] == "invkit-measurement-v2"
+    assert json.loads(meta["noise"]) == {"name": "poisson", "rate": 255.0} and json.loads(meta["sigma_y"]) is None
+    back = read_measurement(path)
+    assert back.noise == PoissonNoise(255.0) and back.sigma_y is None and torch.equal(back.y, y)
+    # sigma_y alone means Gaussian noise; a model alone gives sigma_y; the two must agree
+    gauss = read_measurement(write_measurement(tmp_path / "g.safetensors", Measurement(y=y, sigma_y=0.05)))
+    assert gauss.noise == GaussianNoise(0.05) and gauss.sigma_y == 0.05
+    assert Measurement(y=y, noise=GaussianNoise(0.1)).sigma_y == 0.1
+    unknown = read_measurement(write_measurement(tmp_path / "u.safetensors", Measurement(y=y)))
+    assert unknown.noise is None and unknown.sigma_y is None
+    with pytest.raises(ValueError, match="disagrees with its noise model"):
+        Measurement(y=y, sigma_y=0.05, noise=PoissonNoise(255.0))
+
+
+def _write_v1(path, y, sigma_y):
+    """A measurement file in the v1 layout, exactly as `write_measurement` wrote it before v2 (no `noise` key)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    meta = {
+        "format": "invkit-measurement-v1",
+        "operator": json.dumps("inpainting"),
+        "params": json.dumps({"fraction": 0.5, "seed": 3}),
+        "in_shape": json.dumps([3, 4, 5]),
+        "sigma_y": json.dumps(sigma_y),
+        "bits": json.dumps(None),
+    }
+    save_file({"y": y}, str(path), metadata=meta)
+    return path
+
+
+def test_measurement_v1_is_read_as_gaussian_with_its_sigma(tmp_path):
+    from invkit.noise import GaussianNoise
+
+    y = torch.randn(1, 30, generator=torch.Generator().manual_seed(0))
+    old = read_measurement(_write_v1(tmp_path / "v1.safetensors", y, 0.02))
+    assert old.noise == GaussianNoise(0.02) and old.sigma_y == 0.02 and torch.equal(old.y, y)
+    assert old.operator == "inpainting" and old.params == {"fraction": 0.5, "seed": 3} and old.in_shape == (3, 4, 5)
+    none = read_measurement(_write_v1(tmp_path / "v1none.safetensors", y, None))
+    assert none.noise is None and none.sigma_y is None  # unknown level: the runner's sigma_y policy decides, as before
+
+
+def test_measurement_with_a_broken_noise_record_is_refused(tmp_path):
+    import json
+
+    from safetensors.torch import save_file
+
+    meta = {"format": "invkit-measurement-v2", "operator": "null", "params": "{}", "in_shape": "null", "sigma_y": "null", "bits": "null",
+            "noise": json.dumps({"name": "laplace", "b": 1.0})}
+    save_file({"y": torch.zeros(1, 2)}, str(tmp_path / "b.safetensors"), metadata=meta)
+    with pytest.raises(ValueError, match="b.safetensors has a broken record .*unknown noise model 'laplace'"):
+        read_measurement(tmp_path / "b.safetensors")
+
+
 def test_atomic_write_leaves_target_untouched_on_failure(tmp_path):
     target = tmp_path / "out.png"
     target.write_bytes(b"original")

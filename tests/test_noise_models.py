@@ -103,3 +103,87 @@ def test_poisson_likelihood_and_gradient_and_the_dps_weights() -> None:
     with pytest.raises(ValueError, match="finite number > 0"):
         PoissonNoise(0.0)
     assert noise.sigma is None
+
+
+# ---------------------------------------------------------------------- models by name
+def test_noise_models_by_name_round_trip_through_their_spec() -> None:
+    from invkit.noise import NOISE_MODELS, PoissonNoise, build_noise, noise_spec
+
+    assert sorted(NOISE_MODELS) == ["gaussian", "poisson"]
+    assert build_noise("poisson", ["rate=100"]) == PoissonNoise(100.0)
+    assert build_noise("poisson") == PoissonNoise(255.0)  # the DPS paper's 255 photons at white
+    assert build_noise("gaussian", {"sigma": 0.05}) == GaussianNoise(0.05)
+    for model in (GaussianNoise(0.02), PoissonNoise(37.5)):
+        spec = noise_spec(model)
+        name = spec.pop("name")
+        assert build_noise(name, spec) == model
+    with pytest.raises(ValueError, match="unknown noise model 'laplace'; known: gaussian, poisson"):
+        build_noise("laplace")
+    with pytest.raises(ValueError, match=r"noise 'poisson': parameter 'rate' = -1.0 is out of range"):
+        build_noise("poisson", ["rate=-1"])
+    with pytest.raises(ValueError, match="unknown parameter.*'sigma'; known: rate"):
+        build_noise("poisson", ["sigma=0.1"])
+    with pytest.raises(ValueError, match="finite number > 0"):
+        build_noise("poisson", ["rate=inf"])
+    with pytest.raises(ValueError, match="cannot describe noise model LaplaceNoise"):
+        noise_spec(LaplaceNoise(0.1))
+
+
+@pytest.mark.parametrize(
+    "name,args,shape,refused",
+    [
+        ("gaussian_blur", {"sigma": 1.0}, (3, 16, 16), False),
+        ("uniform_blur", {}, (1, 12, 12), False),
+        ("super_resolution", {"factor": 2}, (3, 16, 16), False),
+        ("inpainting", {"fraction": 0.5}, (3, 8, 8), False),
+        ("colorization", {}, (3, 8, 8), False),
+        ("denoising", {}, (1, 5, 7), False),
+        ("compressed_sensing", {"ratio": 4}, (3, 16, 16), True),  # Walsh-Hadamard rows: +-1
+        ("bicubic_super_resolution", {}, (3, 16, 16), True),  # the cubic kernel's negative lobes
+    ],
+)
+def test_poisson_refuses_operators_that_can_make_negative_measurements(name, args, shape, refused) -> None:
+    from invkit import get_registry
+    from invkit.noise import PoissonNoise, check_operator_nonnegative
+
+    op = get_registry().build_operator(name, shape, args)
+    check_operator_nonnegative(op, GaussianNoise(0.1), name)  # Gaussian noise takes any operator
+    if not refused:
+        check_operator_nonnegative(op, PoissonNoise(255.0), name)
+        return
+    with pytest.raises(ValueError) as err:
+        check_operator_nonnegative(op, PoissonNoise(255.0), name)
+    message = str(err.value)
+    assert f"operator '{name}' can make negative ones" in message and "--noise gaussian" in message
+    assert len(message.splitlines()) == 1
+
+
+def test_an_operator_declaration_is_trusted_and_read_from_the_class() -> None:
+    from invkit.noise import PoissonNoise, check_operator_nonnegative
+
+    class Declared(Square):
+        nonnegative = False
+
+    with pytest.raises(ValueError, match=r"operator 'test_square' can make negative ones \(it declares nonnegative = False\)"):
+        check_operator_nonnegative(Declared, PoissonNoise(255.0))  # the class alone: nothing is built or applied
+
+    class Negative(Square):
+        def forward(self, x):
+            return -x
+
+    with pytest.raises(ValueError, match="minimum is -1"):
+        check_operator_nonnegative(Negative((1, 2, 3)), PoissonNoise(255.0))
+    Negative.nonnegative = True  # trusted as declared: not applied
+    check_operator_nonnegative(Negative((1, 2, 3)), PoissonNoise(255.0))
+    check_operator_nonnegative(Square, PoissonNoise(255.0))  # an undeclared class: judged once it is built
+
+
+def test_nonnegative_clean_drops_float_rounding_and_refuses_real_negatives() -> None:
+    from invkit.noise import NEGATIVE_TOLERANCE, PoissonNoise, nonnegative_clean
+
+    z = torch.tensor([[-1e-15, 0.0, 0.3]], dtype=torch.float64)
+    assert nonnegative_clean(z, PoissonNoise(255.0), "blur").tolist() == [[0.0, 0.0, 0.3]]
+    assert nonnegative_clean(z, GaussianNoise(0.1), "blur") is z
+    with pytest.raises(ValueError, match=r"operator 'cs' makes negative ones of this image \(minimum -0.01\)"):
+        nonnegative_clean(torch.tensor([-0.01, 0.5]), PoissonNoise(255.0), "cs")
+    assert NEGATIVE_TOLERANCE * 255 < 1e-3  # far below one photon

@@ -132,6 +132,12 @@ def _opts(tmp_path: Path, **fields) -> RestoreOptions:
         ({"operator_args": "sigma=1"}, '--arg must be a list of "K=V" strings or None'),
         ({"solver": None}, "--solver must be a name"),
         ({"pad": True, "crop": True}, "--pad and --crop exclude each other"),
+        ({"noise": 3}, "--noise must be a noise model name or None, got 3"),
+        ({"noise": "poisson", "sigma_y": 0.1}, "--sigma-y is the std of Gaussian noise, but poisson noise has none"),
+        ({"noise": "poisson", "noise_args": ["rate=-2"]}, "--noise-arg: noise 'poisson': parameter 'rate' = -2.0 is out of range"),
+        ({"noise_args": "rate=2"}, '--noise-arg must be a list of "K=V" strings'),
+        ({"noise": "gaussian", "noise_args": ["sigma=0.1"]}, "Gaussian noise takes its level from --sigma-y"),
+        ({"select": "best"}, "--select must be one of mean, residual or None, got 'best'"),
     ],
 )
 def test_options_set_from_python_are_checked_before_any_work(tmp_path, fields, message):
@@ -186,3 +192,24 @@ def test_degrade_from_python_writes_what_solve_simulate_measures(tmp_path):
 
     y = read_measurement(done.output).y
     assert torch.equal(y, simulate_measurement(done.op, read_image(src).x, 0.05, 4))
+
+
+def test_degrade_poisson_from_python(tmp_path):
+    from invkit.io import read_measurement
+    from invkit.noise import PoissonNoise
+    from invkit.runner import simulate_measurement
+
+    src = tmp_path / "x.png"
+    write_image(src, torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)), bits=8)
+    done = degrade(DegradeOptions(src, tmp_path / "y.safetensors", operator="super_resolution", operator_args=["factor=2"],
+                                  noise="poisson", noise_args=["rate=40"], seed=2))
+    assert done.noise == PoissonNoise(40.0)
+    m = read_measurement(done.output)
+    assert m.noise == PoissonNoise(40.0) and torch.equal(m.y, simulate_measurement(done.op, read_image(src).x, PoissonNoise(40.0), 2))
+    counts = m.y.double() * 40
+    assert float((counts - counts.round()).abs().max()) < 1e-4  # whole photons over the rate
+    with pytest.raises(RestoreError, match="^--sigma-y is the std of Gaussian noise"):
+        degrade(DegradeOptions(src, tmp_path / "z.safetensors", operator="denoising", noise="poisson", sigma_y=0.0))
+    with pytest.raises(RestoreError, match="operator 'compressed_sensing' can make negative ones"):
+        degrade(DegradeOptions(src, tmp_path / "z.safetensors", operator="compressed_sensing", noise="poisson"))
+    assert not (tmp_path / "z.safetensors").exists()

@@ -14,9 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..noise import NOISE_MODELS, describe_noise
 from ..registry import Registry
 from ..runner import (
     DEFAULT_MAX_MEGAPIXELS,
+    SELECT_CHOICES,
     Prepared,
     RestoreOptions,
     metrics_table,
@@ -75,10 +77,16 @@ def setup_solve(p: argparse.ArgumentParser) -> None:
     g.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
     g = p.add_argument_group("noise and sampling")
-    g.add_argument("--sigma-y", type=_sigma_arg, default=None, metavar="SIGMA|auto", help="measurement noise std in [0, 1] units (see 'noise level' below)")
+    g.add_argument("--noise", default=None, metavar="|".join(NOISE_MODELS),
+                   help="measurement noise model (default: the one a .safetensors measurement recorded, else gaussian; see 'noise' below)")
+    g.add_argument("--noise-arg", action="append", default=[], metavar="K=V", help="noise model parameter (repeatable), e.g. rate=255 for poisson")
+    g.add_argument("--sigma-y", type=_sigma_arg, default=None, metavar="SIGMA|auto", help="Gaussian measurement noise std in [0, 1] units (see 'noise' below)")
     g.add_argument("--steps", type=int, default=None, help="prior evaluations per sample (solver default if omitted; DDRM: 20)")
     g.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0); sample i uses its own generator seeded from (seed, i), see 'reproducibility' below")
-    g.add_argument("--samples", type=int, default=1, metavar="N", help="posterior samples per image (default 1); N > 1 writes the mean, a std map and the samples")
+    g.add_argument("--samples", type=int, default=1, metavar="N", help="posterior samples per image (default 1); N > 1 writes the mean (or see --select), a std map and the samples")
+    g.add_argument("--select", default=None, metavar="|".join(SELECT_CHOICES),
+                   help="with N > 1 samples, the restoration written: their mean, or the sample of smallest residual ||y - A(x)|| "
+                        "(default: mean, or residual for an operator whose posterior mean is meaningless, e.g. phase retrieval)")
     g.add_argument("--batch", type=int, default=1, metavar="B", help="samples per solver call (default 1; larger is faster on a GPU and uses more memory)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available); the prior and the tensors run there")
 
@@ -100,13 +108,13 @@ def to_options(args: argparse.Namespace) -> RestoreOptions:
     Raises:
         RestoreError: ``--crop``, ``--resize`` or ``--size`` text that does not parse.
     """
-    same = ("input", "output", "operator", "solver", "prior", "simulate", "figure", "bits", "force", "sigma_y", "steps", "seed",
-            "samples", "batch", "device", "pad", "max_megapixels")
+    same = ("input", "output", "operator", "solver", "prior", "simulate", "figure", "bits", "force", "sigma_y", "noise", "select", "steps", "seed", "samples", "batch", "device", "pad", "max_megapixels")
     return RestoreOptions(
         **{name: getattr(args, name) for name in same},
         operator_args=args.arg,
         solver_args=args.solver_arg,
         prior_args=args.prior_arg,
+        noise_args=args.noise_arg,
         size=parse_size(args.size) if args.size is not None else None,
         crop=parse_crop(args.crop) if args.crop is not None else None,
         resize=parse_resize(args.resize) if args.resize is not None else None,
@@ -131,10 +139,12 @@ def run_solve(args: argparse.Namespace, registry: Registry) -> int:
         steps = record["steps"]
         what = "solver default steps" if steps is None else f"{steps} step{'s' if steps != 1 else ''}"
         if args.samples > 1:
-            what += f" x {args.samples} samples (mean, std map and samples written)"
+            chosen = record["selected_sample"]
+            restored = "mean, " if chosen is None else f"least residual: sample {chosen}; "
+            what += f" x {args.samples} samples ({restored}std map and samples written)"
         say(
             f"wrote {prep.job.out}: {args.solver} with prior {args.prior}, operator {prep.name} on {prep.op.in_shape}, "
-            f"sigma_y={prep.sigma_y:.4g}, {what}, {record['seconds']:.1f} s"
+            f"{describe_noise(prep.noise)}, {what}, {record['seconds']:.1f} s"
             + (f"; figure {prep.job.figure}" if prep.job.figure is not None else "")
         )
 

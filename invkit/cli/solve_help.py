@@ -1,5 +1,5 @@
 """The ``invkit solve --help`` text: :data:`SOLVE_DESCRIPTION` and :data:`SOLVE_EPILOG` (the
-full contract of the command: modes, output files, noise level, metrics, JSON keys, sizes, cost,
+full contract of the command: modes, output files, noise, metrics, JSON keys, sizes, cost,
 reproducibility)."""
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ built-in 'default' prior unless --prior is given).
 Two modes:
   measurement mode (default)  --input is the measurement: a real degraded photo, or a file made
                               by `invkit degrade` (.safetensors measurements carry their operator,
-                              parameters and noise level, so --operator/--arg may be omitted).
+                              parameters and noise model, so --operator/--arg/--noise may be
+                              omitted).
   --simulate                  --input is a clean image: invkit degrades it (operator, --arg,
-                              --sigma-y, noise seed --seed: the same draw as `invkit degrade`),
+                              --noise, --sigma-y, noise seed --seed: the same draw as `invkit
+                              degrade`),
                               restores it and prints PSNR/SSIM of the measurement and of the
                               restoration against it, and writes a side-by-side picture.
 A folder as --input processes every image in it (PNG/JPEG/TIFF/BMP, and .safetensors
@@ -24,7 +26,10 @@ measurements in measurement mode) into the folder --output (created if needed)."
 SOLVE_EPILOG = """\
 output files (OUT = --output without its suffix, EXT = its suffix; folder mode: OUT is
 OUTDIR/<input name>, EXT is .png):
-  OUT.EXT              the restoration; with --samples N > 1 the posterior mean
+  OUT.EXT              the restoration; with --samples N > 1 the posterior mean, or with
+                       --select residual the sample of smallest residual ||y - A(x)|| (no ground
+                       truth needed; the default for an operator whose posterior mean is
+                       meaningless, e.g. phase retrieval, up to its ambiguities)
   OUT_std.EXT          --samples N > 1: per-pixel posterior std (root mean square over channels),
                        grayscale, scaled so that white = its maximum (printed as std_max)
   OUT_sample<i>.EXT    --samples N > 1: the samples, i = 1..N (zero-padded to the width of N)
@@ -35,16 +40,25 @@ OUTDIR/<input name>, EXT is .png):
   is kept unless --force. All outputs are checked before any work starts. 16-bit inputs give
   16-bit PNG/TIFF outputs (--bits to choose).
 
-noise level (--sigma-y, [0, 1] pixel units):
-  measurement mode: the value recorded in a .safetensors measurement; for an image file, the
-  noise estimated from the image (median absolute diagonal Haar detail), never below the file's
-  quantisation noise (1/(255*sqrt(12)) = 0.00113 for 8 bits); `auto` forces the estimate. A
-  sigma_y below the photo's real noise makes DDRM amplify that noise (the result can be ruined);
-  one above it only smooths more, so when in doubt give a larger value. --simulate: the noise
-  added (default 0: noiseless, not quantised).
+noise (--noise gaussian|poisson, --noise-arg K=V, --sigma-y; [0, 1] pixel units):
+  --noise: the model; default the one a .safetensors measurement recorded, else gaussian. A
+  recorded model may not be contradicted (another model or --noise-arg value is refused).
+  gaussian: y = H x + sigma_y n. --sigma-y, measurement mode: the value recorded in a
+  .safetensors measurement; for an image file, the noise estimated from the image (median
+  absolute diagonal Haar detail), never below the file's quantisation noise
+  (1/(255*sqrt(12)) = 0.00113 for 8 bits); `auto` forces the estimate. A sigma_y below the
+  photo's real noise makes DDRM amplify that noise (the result can be ruined); one above it only
+  smooths more, so when in doubt give a larger value. --simulate: the noise added (default 0:
+  noiseless, not quantised).
+  poisson: y = clip(Poisson(rate * H x) / rate, 0, 1), --noise-arg rate=N photons per unit
+  intensity (default 255, the DPS paper's setting: 255 photons at white). It has no sigma_y
+  (--sigma-y is refused with it); it needs H x >= 0, so an operator that can make negative
+  measurements (compressed sensing) is refused, and so is --resize of a measurement (it would
+  change the photon counts). Solvers that assume Gaussian noise (ddrm, exact) refuse it and name
+  the ones that take it (dps).
 
-metrics (--simulate; restoration = the posterior mean when --samples > 1; all images clipped to
-[0, 1], before rounding to the output's bits):
+metrics (--simulate; restoration = OUT.EXT: the posterior mean or, with --select residual, the
+sample of smallest residual; all images clipped to [0, 1], before rounding to the output's bits):
   PSNR  10 log10(1 / MSE) over all pixels and channels, in dB (kornia.metrics.psnr)
   SSIM  Gaussian window 11, sigma 1.5, valid region, mean over channels (kornia.metrics.ssim;
         equals scikit-image's structural_similarity with gaussian_weights=True,
@@ -55,6 +69,9 @@ metrics (--simulate; restoration = the posterior mean when --samples > 1; all im
   denoising); otherwise through its pseudo-inverse H+ y (super-resolution: block replication;
   inpainting: holes at 0; colorization: grey; compressed sensing: back-projection), marked *
   in the table and "pseudo_inverse" in JSON; null when the operator has no pseudo-inverse.
+  oracle best of N (--samples N > 1): PSNR/SSIM of the sample closest to the clean image by
+  PSNR, the papers' best-of-K protocol. It needs the ground truth, so it is reported (columns
+  "PSNR oracle", "SSIM oracle") but never what is written.
 
 --json: one JSON object per image on stdout (JSON Lines; messages go to stderr), keys:
   image, output, mode ("measurement" | "simulate"), operator, operator_params, solver, prior,
@@ -62,7 +79,11 @@ metrics (--simulate; restoration = the posterior mean when --samples > 1; all im
   seed, device, seconds, psnr_measurement, psnr_restored, ssim_measurement, ssim_restored,
   lpips_measurement, lpips_restored (numbers, or null: measurement mode, not available, or
   infinite), measurement_metrics_from ("measurement" | "pseudo_inverse" | null),
-  std_mean, std_max (--samples > 1, else null), files {"restored", "std", "samples", "figure"}.
+  std_mean, std_max (--samples > 1, else null), files {"restored", "std", "samples", "figure"},
+  noise {"name": "gaussian", "sigma": ...} | {"name": "poisson", "rate": ...} (sigma_y is null for
+  poisson), select ("mean" | "residual"), selected_sample (1-based with residual, else null),
+  residuals (||y - A(x_i)|| per sample), psnr_oracle, ssim_oracle, oracle_sample (the oracle
+  best of N: --simulate with --samples > 1, else null).
 
 sizes: an image the operator or the prior cannot take (e.g. the default prior needs H and W
 divisible by 8, compressed sensing powers of two) is refused with the sizes that would work;

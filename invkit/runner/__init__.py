@@ -17,8 +17,8 @@ printed. The runner imports no command-line module (an import-linter contract).
 Modules: :mod:`~invkit.runner.options`, :mod:`~invkit.runner.restore` (the loop),
 :mod:`~invkit.runner.degrade` (a measurement from a clean image),
 :mod:`~invkit.runner.jobs` (inputs and their outputs), :mod:`~invkit.runner.inputs` (one input
-read and made into an operator and a measurement), :mod:`~invkit.runner.noise_level` (the σ_y
-policy), :mod:`~invkit.runner.sizing` (pad/crop/resize), :mod:`~invkit.runner.cost`,
+read and made into an operator and a measurement), :mod:`~invkit.runner.noise_level` (the noise
+model and the σ_y policy), :mod:`~invkit.runner.sizing` (pad/crop/resize), :mod:`~invkit.runner.cost`,
 :mod:`~invkit.runner.sampling`, :mod:`~invkit.runner.outputs`, :mod:`~invkit.runner.report`,
 :mod:`~invkit.runner.progress`, :mod:`~invkit.runner.priors`, :mod:`~invkit.runner.devices`,
 :mod:`~invkit.runner.files`, :mod:`~invkit.runner.errors`.
@@ -49,12 +49,12 @@ from .errors import RestoreError
 from .files import check_output, output_bits
 from .inputs import Prepared, check_finite, measurement_view, prepare, simulate_measurement
 from .jobs import Job, check_jobs, plan_jobs
-from .options import DEFAULT_MAX_MEGAPIXELS, RestoreOptions, check_values
+from .options import DEFAULT_MAX_MEGAPIXELS, SELECT_CHOICES, RestoreOptions, check_values
 from .priors import CHECKPOINT_SUFFIXES, build_prior, check_prior_name
 from .progress import ProgressCallback, ProgressEvent, format_duration, is_terminal, terminal_size
-from .report import JSON_KEYS, metrics_table, score
+from .report import JSON_KEYS, metrics_table, oracle_best, score
 from .restore import check_options, restore, restore_prepared
-from .sampling import Samples, posterior_samples, std_map
+from .sampling import Samples, default_select, posterior_samples, sample_residuals, select_restoration, std_map
 from .sizing import parse_crop, parse_resize, parse_size
 
 __all__ = [
@@ -75,9 +75,14 @@ __all__ = [
     "JSON_KEYS",
     "score",
     "metrics_table",
+    "oracle_best",
     "Samples",
     "posterior_samples",
     "std_map",
+    "sample_residuals",
+    "default_select",
+    "select_restoration",
+    "SELECT_CHOICES",
     "simulate_measurement",
     "Prepared",
     "prepare",

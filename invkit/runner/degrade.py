@@ -1,10 +1,14 @@
 """A measurement ``y = H x + noise`` from a clean image (``invkit degrade``): :class:`DegradeOptions`
-in, the measurement file written, :class:`Degraded` out.
+in, the measurement file written, :class:`Degraded` out. The noise is Gaussian (``--sigma-y``) or
+Poisson (``--noise poisson --noise-arg rate=N``: ``y = clip(Poisson(rate · H x) / rate, 0, 1)``,
+which needs ``H x >= 0``: an operator that can make negative measurements is refused before the
+image is measured, :func:`invkit.noise.check_operator_nonnegative`).
 
 Image-shaped measurements go to an image file (quantised to the input's bit depth where the
 format allows, else 8 bits; its rounding noise is part of the measurement) or, losslessly, to a
 ``.safetensors`` file; compact measurements (masks, compressed sensing) always go to
-``.safetensors`` with the operator's name and parameters, which ``solve`` reads back. The noise
+``.safetensors`` with the operator's name and parameters and the noise model, which ``solve``
+reads back (an image file keeps no noise model: pass ``--noise`` to ``solve`` again). The noise
 is the draw ``solve --simulate`` makes with the same seed
 (:func:`~invkit.runner.inputs.simulate_measurement`).
 """
@@ -18,11 +22,12 @@ from typing import Any
 
 from ..forward import Operator
 from ..io import MEASUREMENT_SUFFIX, Measurement, read_image, write_image, write_measurement
+from ..noise import GaussianNoise, NoiseModel
 from ..registry import Registry, get_registry
 from .errors import RestoreError
 from .files import check_output, output_bits
-from .inputs import check_finite, simulate_measurement
-from .noise_level import check_sigma
+from .inputs import check_finite, check_noise_fits, simulate_measurement
+from .noise_level import asked_noise, check_sigma
 
 __all__ = ["DegradeOptions", "Degraded", "degrade"]
 
@@ -37,21 +42,26 @@ class DegradeOptions:
             compact measurements).
         operator: Operator name.
         operator_args: Operator parameters as ``"K=V"`` strings.
-        sigma_y: Gaussian noise std added, in [0, 1] pixel units.
+        sigma_y: Gaussian noise std added, in [0, 1] pixel units (None: 0); refused with Poisson noise.
         seed: Seed of the noise.
         bits: Bits per sample of an image output (8 or 16); None: the input's where the format
             allows, else 8.
         force: Overwrite an existing output.
+        noise: Noise model name (``gaussian``, ``poisson``; :data:`invkit.noise.NOISE_MODELS`).
+        noise_args: Its parameters as ``"K=V"`` strings (Poisson: ``rate``, photons per unit
+            intensity, default 255: the DPS paper's 255 photons at white).
     """
 
     input: Path
     output: Path
     operator: str
     operator_args: list[str] = field(default_factory=list)
-    sigma_y: float = 0.0
+    sigma_y: float | None = None
     seed: int = 0
     bits: int | None = None
     force: bool = False
+    noise: str = "gaussian"
+    noise_args: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name in ("input", "output"):
@@ -68,43 +78,57 @@ class Degraded:
         output: The measurement file.
         kind: What it holds, in words (``lossless measurement``, ``8-bit image (...)``).
         op: The operator, built for the image's shape.
+        noise: The noise model drawn from.
     """
 
     output: Path
     kind: str
     op: Operator
+    noise: NoiseModel = field(default_factory=GaussianNoise)
 
 
 def degrade(opts: DegradeOptions, *, registry: Registry | None = None) -> Degraded:
     """Write the measurement of ``opts.input`` that ``opts`` asks for.
 
+    Everything is checked before the image is measured: the options, the output, the noise model,
+    and (for Poisson noise) that the operator cannot make negative measurements.
+
     Raises:
-        RestoreError: A bad value, an output that cannot be written, or a compact measurement
-            asked for as an image.
+        RestoreError: A bad value, an output that cannot be written, an operator that does not fit
+            the noise model, or a compact measurement asked for as an image.
         PluginError: An unknown operator name.
     """
     registry = registry or get_registry()
     if not isinstance(opts.input, Path) or not isinstance(opts.output, Path):
         raise RestoreError(f"--input and --output must be paths, got {opts.input!r} and {opts.output!r}")
     check_output(opts.output, [opts.input], opts.force)
-    check_sigma(opts.sigma_y, auto=False)
+    if not (isinstance(opts.noise_args, (list, tuple)) and all(isinstance(v, str) for v in opts.noise_args)):
+        raise RestoreError(f'--noise-arg must be a list of "K=V" strings, got {opts.noise_args!r}')
+    noise = asked_noise(opts.noise or GaussianNoise.name, opts.noise_args, opts.sigma_y)
+    if noise is None or isinstance(noise, GaussianNoise):
+        sigma = 0.0 if opts.sigma_y is None else opts.sigma_y
+        check_sigma(sigma, auto=False)
+        noise = GaussianNoise(float(sigma))
     if opts.bits not in (None, 8, 16) or isinstance(opts.bits, bool):
         raise RestoreError(f"--bits must be 8, 16 or None, got {opts.bits!r}")
     if not isinstance(opts.seed, int) or isinstance(opts.seed, bool):
         raise RestoreError(f"--seed must be an integer, got {opts.seed!r}")
+    check_noise_fits(registry.operator_class(opts.operator), noise, opts.operator)
     image = read_image(opts.input)
     check_finite(image.x, f"image {opts.input}")
     op = registry.build_operator(opts.operator, tuple(image.x.shape[1:]), opts.operator_args)
-    y = simulate_measurement(op, image.x, opts.sigma_y, opts.seed)
-    if opts.output.suffix == MEASUREMENT_SUFFIX:
-        meta = Measurement(y=y, operator=opts.operator, params=_portable(op.config), in_shape=op.in_shape, sigma_y=opts.sigma_y)
-        write_measurement(opts.output, meta)
-        return Degraded(opts.output, "lossless measurement", op)
-    if len(op.out_shape) != 3 or op.out_shape[0] not in (1, 3):
+    check_noise_fits(op, noise, opts.operator)
+    lossless = opts.output.suffix == MEASUREMENT_SUFFIX
+    if not lossless and (len(op.out_shape) != 3 or op.out_shape[0] not in (1, 3)):
         raise RestoreError(f"operator '{opts.operator}' makes a compact measurement of shape {op.out_shape}; write it to a {MEASUREMENT_SUFFIX} file")
-    bits = output_bits(opts.bits, image.bits, opts.output, op.out_shape[0])
+    bits = None if lossless else output_bits(opts.bits, image.bits, opts.output, op.out_shape[0])
+    y = simulate_measurement(op, image.x, noise, opts.seed, opts.operator)
+    if bits is None:
+        meta = Measurement(y=y, operator=opts.operator, params=_portable(op.config), in_shape=op.in_shape, noise=noise)
+        write_measurement(opts.output, meta)
+        return Degraded(opts.output, "lossless measurement", op, noise)
     write_image(opts.output, y, bits=bits)
-    return Degraded(opts.output, f"{bits}-bit image (clipped to [0, 1] and rounded)", op)
+    return Degraded(opts.output, f"{bits}-bit image (clipped to [0, 1] and rounded)", op, noise)
 
 
 def _portable(config: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """One input made ready to restore: read it, fix its size as asked, build the operator and the
-measurement (degrading a clean image when simulating), and settle the noise level ``sigma_y``
-(:mod:`invkit.runner.noise_level`)."""
+measurement (degrading a clean image when simulating), and settle the noise model and, for
+Gaussian noise, its level ``sigma_y`` (:mod:`invkit.runner.noise_level`)."""
 
 from __future__ import annotations
 
@@ -14,17 +14,17 @@ from torch import Tensor
 
 from ..forward import Operator
 from ..io import MEASUREMENT_SUFFIX, Measurement, read_image, read_measurement
+from ..noise import GaussianNoise, NoiseModel, check_operator_nonnegative, nonnegative_clean
 from ..params import parse_kv, parse_params
-from ..problem import Problem
 from ..registry import Registry
 from .errors import RestoreError
 from .files import output_bits
 from .jobs import Job
-from .noise_level import measurement_sigma, simulate_sigma
+from .noise_level import measurement_noise, simulate_noise
 from .options import RestoreOptions
 from .sizing import Geometry, SizeRules, apply_geometry, crop_back, prior_multiple
 
-__all__ = ["Prepared", "prepare", "simulate_measurement", "measurement_view", "operator_params", "check_finite"]
+__all__ = ["Prepared", "prepare", "simulate_measurement", "check_noise_fits", "measurement_view", "operator_params", "check_finite"]
 
 #: ``too_big(name, C, H, W)``: called with an input's size before any size fix is checked.
 TooBig = Callable[[str, int, int, int], None]
@@ -39,22 +39,30 @@ class Prepared:
         op: The operator, for the (possibly resized, cropped or padded) image size.
         name: The operator's registered name.
         y: The measurement ``(1, *op.out_shape)``, float32, CPU.
-        sigma_y: The noise level restored with.
+        sigma_y: The Gaussian noise level restored with (None for a model without one: Poisson).
         bits: Bits per sample of the image outputs.
         geo: What was done to the input's size.
         clean: The original image ``(1, C, H, W)`` when simulating (for the metrics), else None.
         notes: Messages for the user (how ``sigma_y`` was chosen).
+        noise: The noise model restored with; None: ``GaussianNoise(sigma_y)``.
     """
 
     job: Job
     op: Operator
     name: str
     y: Tensor
-    sigma_y: float
+    sigma_y: float | None
     bits: int
     geo: Geometry
     clean: Tensor | None = None
     notes: list[str] = field(default_factory=list)
+    noise: NoiseModel = None  # type: ignore[assignment]  # filled in from sigma_y
+
+    def __post_init__(self) -> None:
+        if self.noise is None:
+            if self.sigma_y is None:
+                raise ValueError("Prepared needs a noise model or a Gaussian sigma_y")
+            self.noise = GaussianNoise(self.sigma_y)
 
 
 def check_finite(t: Tensor, what: str) -> None:
@@ -68,22 +76,48 @@ def check_finite(t: Tensor, what: str) -> None:
         raise RestoreError(f"{what} contains {bad} NaN or infinite value(s) out of {t.numel()}; clean or crop it first")
 
 
-def simulate_measurement(op: Operator, clean: Tensor, sigma_y: float, seed: int) -> Tensor:
+def simulate_measurement(op: Operator, clean: Tensor, noise: float | NoiseModel, seed: int, name: str | None = None) -> Tensor:
     """The measurement ``invkit degrade --seed`` and ``invkit solve --simulate --seed`` make of ``clean``.
 
-    ``H x`` in float64 plus Gaussian noise of std ``sigma_y`` from a CPU generator seeded with
-    ``seed``, returned as float32 (so the same on every device).
+    ``H x`` in float64, then the noise drawn from a CPU generator seeded with ``seed``, returned
+    as float32 (so the same on every device). A noise model that needs ``H x >= 0`` (Poisson)
+    gets float rounding below 0 set to 0, and a clearly negative ``H x`` is refused
+    (:func:`invkit.noise.nonnegative_clean`).
 
     Args:
         op: The operator.
         clean: Clean images ``(B, *op.in_shape)`` in [0, 1].
-        sigma_y: Noise std in [0, 1] pixel units.
+        noise: A noise model, or a Gaussian noise std in [0, 1] pixel units.
         seed: Seed of the noise draw.
+        name: The operator's registered name, for messages (default: its ``name``).
 
     Returns:
         ``(B, *op.out_shape)`` float32.
+
+    Raises:
+        RestoreError: ``H x`` has negative values and the noise model needs non-negative ones.
     """
-    return Problem.simulate(op, clean.double(), sigma_y, torch.Generator().manual_seed(seed)).y.float()
+    model = noise if isinstance(noise, NoiseModel) else GaussianNoise(float(noise))
+    with torch.no_grad():
+        z = op.forward(clean.double())
+    try:
+        z = nonnegative_clean(z, model, name or op.name)
+    except ValueError as exc:
+        raise RestoreError(str(exc)) from None
+    return model.sample(z, torch.Generator().manual_seed(seed)).float()
+
+
+def check_noise_fits(op: Any, noise: NoiseModel, name: str) -> None:
+    """Refuse, before any work, an operator (or operator class) that can make negative clean
+    measurements for a noise model that needs non-negative ones (:func:`invkit.noise.check_operator_nonnegative`).
+
+    Raises:
+        RestoreError: One line naming the operator and the fix.
+    """
+    try:
+        check_operator_nonnegative(op, noise, name)
+    except ValueError as exc:
+        raise RestoreError(str(exc)) from None
 
 
 def operator_params(cls: Any, name: str, given: list[str] | None, meas: Measurement, src: Path) -> dict[str, Any]:
@@ -142,9 +176,11 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
             too_big(job.src.name, c, *image.x.shape[-2:])
         rules = SizeRules(lambda h, w: (c, h, w), lambda s: cls(s, **params), multiple, prior_label, (1, 1))
         clean, geo, op = apply_geometry(image.x, rules, opts, True, f"image {src.name}", "")
-        sigma = simulate_sigma(opts.sigma_y)
-        y = simulate_measurement(op, clean, sigma, opts.seed)
-        return Prepared(job, op, name, y, sigma, output_bits(opts.bits, image.bits, job.out, op.in_shape[0]), geo, clean=crop_back(clean, geo), notes=notes)
+        noise = simulate_noise(opts.noise, opts.noise_args, opts.sigma_y)
+        check_noise_fits(op, noise, name)
+        y = simulate_measurement(op, clean, noise, opts.seed, name)
+        bits = output_bits(opts.bits, image.bits, job.out, op.in_shape[0])
+        return Prepared(job, op, name, y, noise.sigma, bits, geo, clean=crop_back(clean, geo), notes=notes, noise=noise)
 
     if src.suffix == MEASUREMENT_SUFFIX:
         meas = read_measurement(src)
@@ -201,10 +237,14 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
         if tuple(y.shape[1:]) != tuple(op.out_shape):
             raise RestoreError(f"measurement {src} has shape {tuple(y.shape[1:])}, but operator '{name}' on images {op.in_shape} measures {op.out_shape}")
 
-    sigma, note = measurement_sigma(opts.sigma_y, meas.sigma_y, meas.bits, y)
+    noise, note = measurement_noise(opts.noise, opts.noise_args, opts.sigma_y, meas, y, src)
     if note is not None:
         notes.append(note)
-    return Prepared(job, op, name, y.float(), sigma, output_bits(opts.bits, meas.bits, job.out, op.in_shape[0]), geo, notes=notes)
+    if noise.needs_nonnegative and opts.resize is not None:
+        raise RestoreError(f"--resize interpolates measurement {src.name} and so changes its {type(noise).name} photon counts; use --pad or --crop")
+    check_noise_fits(op, noise, name)
+    bits = output_bits(opts.bits, meas.bits, job.out, op.in_shape[0])
+    return Prepared(job, op, name, y.float(), noise.sigma, bits, geo, notes=notes, noise=noise)
 
 
 def measurement_view(prep: Prepared) -> tuple[Tensor | None, str | None]:

@@ -10,12 +10,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import RestoreError
-from .noise_level import check_sigma
+from .noise_level import asked_noise, check_sigma, simulate_noise
 
-__all__ = ["RestoreOptions", "DEFAULT_MAX_MEGAPIXELS", "check_values"]
+__all__ = ["RestoreOptions", "DEFAULT_MAX_MEGAPIXELS", "SELECT_CHOICES", "check_values"]
 
 #: Default of :attr:`RestoreOptions.max_megapixels` (``--max-megapixels``).
 DEFAULT_MAX_MEGAPIXELS = 4.0
+
+#: What :attr:`RestoreOptions.select` (``--select``) may be: write the posterior ``mean`` of the
+#: samples, or the sample with the smallest ``residual`` ‖y − A(x)‖.
+SELECT_CHOICES = ("mean", "residual")
 
 
 @dataclass
@@ -24,7 +28,7 @@ class RestoreOptions:
 
     Every field has the meaning of the ``invkit solve`` option of the same name (``_`` for
     ``-``; ``operator_args`` is ``--arg``, ``solver_args`` ``--solver-arg``, ``prior_args``
-    ``--prior-arg``); ``invkit solve --help`` is the full contract. Values are checked by
+    ``--prior-arg``, ``noise_args`` ``--noise-arg``); ``invkit solve --help`` is the full contract. Values are checked by
     :func:`invkit.runner.restore`, which raises :class:`~invkit.runner.RestoreError` before any
     work for a bad one.
 
@@ -45,8 +49,16 @@ class RestoreOptions:
         size: Image shape ``(C, H, W)`` when the measurement does not determine it.
         bits: Bits per sample of image outputs (8 or 16); None: from the input.
         force: Overwrite existing outputs.
-        sigma_y: Measurement noise std in [0, 1] units, ``"auto"`` to estimate it from an image
-            measurement, None for the default policy (:mod:`invkit.runner.noise_level`).
+        sigma_y: Gaussian measurement noise std in [0, 1] units, ``"auto"`` to estimate it from an
+            image measurement, None for the default policy (:mod:`invkit.runner.noise_level`);
+            refused with a noise model that has no std (Poisson).
+        noise: Noise model name (``gaussian``, ``poisson``; :data:`invkit.noise.NOISE_MODELS`);
+            None: the one a ``.safetensors`` measurement recorded, else Gaussian.
+        noise_args: The noise model's parameters as ``"K=V"`` strings (Poisson: ``rate``).
+        select: What the restoration is with several samples: ``"mean"`` (the posterior mean),
+            ``"residual"`` (the sample with the smallest ‖y − A(x)‖), or None for the operator's
+            default (``residual`` where the operator says its posterior mean is meaningless,
+            ``mean_is_meaningful = False``; else ``mean``).
         steps: Prior evaluations per sample (None: the solver's default).
         seed: Seed of every random draw; sample ``i`` uses ``sample_seed(seed, i)``.
         samples: Posterior samples per image.
@@ -72,6 +84,9 @@ class RestoreOptions:
     bits: int | None = None
     force: bool = False
     sigma_y: float | Literal["auto"] | None = None
+    noise: str | None = None
+    noise_args: list[str] = field(default_factory=list)
+    select: Literal["mean", "residual"] | None = None
     steps: int | None = None
     seed: int = 0
     samples: int = 1
@@ -126,7 +141,7 @@ def check_values(opts: RestoreOptions) -> None:
         if not (isinstance(value, str) and value) and not (optional and value is None):
             raise bad(flag, "a name" + (" or None" if optional else ""), value)
     for flag, value, optional in (("--arg", opts.operator_args, True), ("--solver-arg", opts.solver_args, False),
-                                  ("--prior-arg", opts.prior_args, False)):
+                                  ("--prior-arg", opts.prior_args, False), ("--noise-arg", opts.noise_args, False)):
         if not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)) and not (optional and value is None):
             raise bad(flag, 'a list of "K=V" strings' + (" or None" if optional else ""), value)
     for flag, value in (("--simulate", opts.simulate), ("--force", opts.force), ("--pad", opts.pad)):
@@ -150,6 +165,14 @@ def check_values(opts: RestoreOptions) -> None:
         raise bad("--max-megapixels", "> 0", mp)
     if opts.sigma_y is not None and opts.sigma_y != "auto":
         check_sigma(opts.sigma_y, auto=True)
+    if not (opts.noise is None or (isinstance(opts.noise, str) and opts.noise)):
+        raise bad("--noise", "a noise model name or None", opts.noise)
+    if opts.simulate:
+        simulate_noise(opts.noise, opts.noise_args, opts.sigma_y)
+    else:
+        asked_noise(opts.noise, opts.noise_args, opts.sigma_y)
+    if opts.select is not None and opts.select not in SELECT_CHOICES:
+        raise bad("--select", f"one of {', '.join(SELECT_CHOICES)} or None", opts.select)
     if opts.size is not None and not (_ints(opts.size, 3) and min(opts.size) >= 1):
         raise bad("--size", "three integers (C, H, W) >= 1 or None", opts.size)
     crop = opts.crop

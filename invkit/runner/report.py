@@ -1,5 +1,6 @@
 """What a run reports per image: the record (:data:`JSON_KEYS`, ``invkit solve --json``), the
-metrics against a clean image (:mod:`invkit.metrics`, the only PSNR/SSIM), and their table."""
+metrics against a clean image (:mod:`invkit.metrics`, the only PSNR/SSIM), the oracle best of
+several samples (:func:`oracle_best`), and their table."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import Any
 
 from torch import Tensor
 
-__all__ = ["JSON_KEYS", "new_record", "score", "metrics_table"]
+__all__ = ["JSON_KEYS", "new_record", "score", "oracle_best", "metrics_table"]
 
-#: Keys of every record, in order (documented in ``invkit solve --help``).
+#: Keys of every record, in order (documented in ``invkit solve --help``); new keys are appended.
 JSON_KEYS = (
     "image",
     "output",
@@ -37,6 +38,13 @@ JSON_KEYS = (
     "std_mean",
     "std_max",
     "files",
+    "noise",
+    "select",
+    "selected_sample",
+    "residuals",
+    "psnr_oracle",
+    "ssim_oracle",
+    "oracle_sample",
 )
 
 
@@ -87,13 +95,45 @@ def score(restored: Tensor, clean: Tensor, view: Tensor | None = None, view_kind
     return out
 
 
+def oracle_best(samples: Tensor, clean: Tensor) -> dict[str, Any]:
+    """The oracle best of K samples: the one of highest PSNR against the clean image, with its PSNR and SSIM.
+
+    Only a simulation can pick it (it needs the ground truth); it is the protocol of papers that
+    report the best of K samples (DPS's phase retrieval: best of 4). A run writes the mean or the
+    smallest-residual sample instead, which need no ground truth.
+
+    Args:
+        samples: ``(K, C, H, W)``, K >= 1.
+        clean: ``(1, C, H, W)``.
+
+    Returns:
+        The record's ``psnr_oracle``, ``ssim_oracle`` and ``oracle_sample`` (1-based; the first of equal PSNRs).
+    """
+    from ..metrics import psnr, ssim
+
+    values = [psnr(samples[i : i + 1], clean) for i in range(samples.shape[0])]
+    best = max(range(len(values)), key=lambda i: (values[i] if not math.isnan(values[i]) else -math.inf, -i))
+    return {
+        "psnr_oracle": _finite_or_none(values[best]),
+        "ssim_oracle": _finite_or_none(ssim(samples[best : best + 1], clean)),
+        "oracle_sample": best + 1,
+    }
+
+
 def metrics_table(records: list[dict[str, Any]]) -> str:
-    """The metrics of simulated records as a text table, one row per image (and their mean)."""
+    """The metrics of simulated records as a text table, one row per image (and their mean).
+
+    With several samples the columns ``PSNR oracle``/``SSIM oracle`` give the oracle best of K
+    (:func:`oracle_best`), labelled as such under the table.
+    """
     show_lpips = any(r["lpips_restored"] is not None for r in records)
     cols = [("PSNR meas.", "psnr_measurement", "{:.2f}"), ("PSNR rest.", "psnr_restored", "{:.2f}"),
             ("SSIM meas.", "ssim_measurement", "{:.4f}"), ("SSIM rest.", "ssim_restored", "{:.4f}")]
     if show_lpips:
         cols += [("LPIPS meas.", "lpips_measurement", "{:.4f}"), ("LPIPS rest.", "lpips_restored", "{:.4f}")]
+    oracle = [r for r in records if r.get("oracle_sample") is not None]
+    if oracle:
+        cols += [("PSNR oracle", "psnr_oracle", "{:.2f}"), ("SSIM oracle", "ssim_oracle", "{:.4f}")]
     names = [Path(r["image"]).name for r in records]
     rows = []
     for name, r in zip(names, records):
@@ -115,4 +155,12 @@ def metrics_table(records: list[dict[str, Any]]) -> str:
     lines = ["  ".join(str(v).ljust(widths[0]) if i == 0 else str(v).rjust(widths[i]) for i, v in enumerate(row)) for row in [header, *rows]]
     if any(r["measurement_metrics_from"] == "pseudo_inverse" for r in records):
         lines.append("* measurement scored through its pseudo-inverse H+ y (it is not an image of the clean image's shape)")
+    if oracle:
+        k = ", ".join(sorted({str(r["samples"]) for r in oracle}))
+        lines.append(
+            f"oracle best of {k}: the sample closest to the clean image by PSNR (the papers' best-of-K protocol; "
+            "it needs the ground truth, so only --simulate reports it)"
+        )
+    if any(r.get("select") == "residual" and (r.get("samples") or 1) > 1 for r in records):
+        lines.append("rest. = the sample of smallest residual ||y - A(x)|| (--select residual), not the posterior mean")
     return "\n".join(lines)

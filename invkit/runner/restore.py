@@ -2,20 +2,22 @@
 folder), :func:`restore_prepared` one input that :func:`~invkit.runner.inputs.prepare` made ready.
 
 A run checks everything before any work (numbers, names, paths, every output; then every input
-read, sized, matched with the solver's requirements and priced), then restores image by image:
-samples (:mod:`invkit.runner.sampling`), outputs (:mod:`invkit.runner.outputs`), metrics and
-the record (:mod:`invkit.runner.report`).
+read, sized, matched with the noise model and the solver's requirements, and priced), then
+restores image by image: samples and the restoration made of them, their mean or the sample of
+smallest residual (:mod:`invkit.runner.sampling`), outputs (:mod:`invkit.runner.outputs`),
+metrics and the record (:mod:`invkit.runner.report`).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from ..noise import GaussianNoise
+from ..noise import noise_spec
 from ..problem import Problem
 from ..registry import Registry, get_registry
 from ..requirements import RequirementError
@@ -23,14 +25,15 @@ from ..solver import Step
 from .cost import Timer, cost_or_refuse
 from .devices import resolve_device
 from .errors import RestoreError
-from .inputs import Prepared, measurement_view, prepare
+from .inputs import Prepared, check_noise_fits, measurement_view, prepare
 from .jobs import check_jobs, plan_jobs
+from .noise_level import asked_noise
 from .options import RestoreOptions, check_values
 from .outputs import write_figure_for, write_restoration
 from .priors import build_prior, check_prior_name
 from .progress import ProgressCallback, ProgressEvent
-from .report import new_record, score
-from .sampling import posterior_samples, std_map
+from .report import new_record, oracle_best, score
+from .sampling import default_select, posterior_samples, sample_residuals, select_restoration, std_map
 from .sizing import crop_back, prior_multiple
 
 __all__ = ["restore", "restore_prepared", "check_options"]
@@ -43,7 +46,8 @@ RecordCallback = Callable[[dict[str, Any], Prepared], None]
 
 def check_options(opts: RestoreOptions, registry: Registry) -> None:
     """The checks that need no file: every field's type and range
-    (:func:`~invkit.runner.options.check_values`), then the solver, operator and prior names.
+    (:func:`~invkit.runner.options.check_values`), then the solver, operator and prior names, and
+    an operator that declares negative measurements (``nonnegative = False``) with Poisson noise.
 
     Raises:
         RestoreError: A bad value or combination.
@@ -52,7 +56,10 @@ def check_options(opts: RestoreOptions, registry: Registry) -> None:
     check_values(opts)
     registry.get("solver", opts.solver)
     if opts.operator is not None:
-        registry.operator_class(opts.operator)
+        cls = registry.operator_class(opts.operator)
+        noise = asked_noise(opts.noise, opts.noise_args, opts.sigma_y)
+        if noise is not None:
+            check_noise_fits(cls, noise, opts.operator)
     check_prior_name(registry, opts.prior)
 
 
@@ -144,9 +151,13 @@ def restore_prepared(
 ) -> dict[str, Any]:
     """Restore one prepared input: draw the samples, write the files, score, and return the record.
 
+    The restoration written is the samples' mean, or with ``opts.select == "residual"`` (the
+    default for an operator with ``mean_is_meaningful = False``) the sample of smallest
+    ‖y − A(x)‖; a simulation with several samples also records the oracle best of them.
+
     Args:
         prep: The input, ready to restore.
-        opts: ``samples``, ``batch``, ``seed``, ``steps`` and the names recorded.
+        opts: ``samples``, ``batch``, ``seed``, ``steps``, ``select`` and the names recorded.
         solver: The solver.
         prior: The prior.
         device: Where the prior runs.
@@ -178,15 +189,18 @@ def restore_prepared(
 
     event("start", 1, min(opts.batch, n))
     drawn = posterior_samples(
-        prep.op, prep.y, prep.sigma_y, solver, prior,
+        prep.op, prep.y, prep.noise, solver, prior,
         samples=n, batch=opts.batch, seed=opts.seed, steps=opts.steps, device=device, on_step=on_step,
     )
     event("done", n, n)
     seconds = time.perf_counter() - started
+    residuals = sample_residuals(prep.op, prep.y, drawn.x)
     samples = crop_back(drawn.x, prep.geo)
-    mean = samples.mean(dim=0, keepdim=True)
+    select = opts.select or default_select(prep.op)
+    restored, chosen = select_restoration(samples, residuals, select)
     std = std_map(samples) if n > 1 else None
-    files, std_max, std_mean = write_restoration(prep, samples, mean, std)
+    label = "restoration" if n == 1 else f"posterior mean (N={n})" if chosen is None else f"least residual (sample {chosen + 1} of {n})"
+    files, std_max, std_mean = write_restoration(prep, samples, restored, std)
 
     view, view_kind = measurement_view(prep) if (prep.clean is not None or job.figure is not None) else (None, None)
     record = new_record(
@@ -197,7 +211,7 @@ def restore_prepared(
         operator_params=dict(prep.op.config),
         solver=opts.solver,
         prior=opts.prior,
-        shape=list(mean.shape[1:]),
+        shape=list(restored.shape[1:]),
         sigma_y=prep.sigma_y,
         steps=drawn.steps,
         samples=n,
@@ -207,18 +221,24 @@ def restore_prepared(
         std_mean=std_mean,
         std_max=std_max,
         files=files,
+        noise=noise_spec(prep.noise),
+        select=select,
+        selected_sample=None if chosen is None else chosen + 1,
+        residuals=[r if math.isfinite(r) else None for r in residuals],
     )
     if prep.clean is not None:
-        record.update(score(mean, prep.clean, view, view_kind))
+        record.update(score(restored, prep.clean, view, view_kind))
+        if n > 1:
+            record.update(oracle_best(samples, prep.clean))
     if job.figure is not None:
-        write_figure_for(prep, view, view_kind, mean, std, std_max, n)
+        write_figure_for(prep, view, view_kind, restored, std, std_max, label)
         files["figure"] = str(job.figure)
     return record
 
 
 def _check_requirements(registry: Registry, opts: RestoreOptions, prep: Prepared, prior: Any) -> None:
-    """Refuse a problem the solver cannot take (its declared requirements) before any work."""
-    problem = Problem(prep.op, prep.y, GaussianNoise(prep.sigma_y))
+    """Refuse a problem the solver cannot take (its declared requirements, the noise model's kind included) before any work."""
+    problem = Problem(prep.op, prep.y, prep.noise)
     try:
         registry.check_solver(opts.solver, problem, prior, opts.solver_args)
     except RequirementError as exc:
