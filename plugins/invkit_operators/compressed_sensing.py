@@ -85,6 +85,8 @@ class CompressedSensing(IdentityUOperator):
     """
 
     name = "compressed_sensing"
+    #: A Gaussian random matrix: A(x) takes both signs, so Poisson noise is refused.
+    nonnegative = False
     check_shape = (3, 8, 16)
     check_cases = (
         ((1, 16, 32), {"ratio": 2}),

@@ -124,6 +124,10 @@ class PhaseRetrieval(ForwardModel):
     """
 
     name = "phase_retrieval"
+    #: Magnitudes are >= 0 (Poisson noise applies).
+    nonnegative = True
+    #: The posterior mean averages rotated/shifted copies (the ambiguities): `solve --samples K` writes the best-residual sample.
+    mean_is_meaningful = False
     check_shape = (1, 8, 12)
     check_cases = (
         ((3, 6, 5), {}),

@@ -208,6 +208,8 @@ class BicubicSuperResolution(SeparableOperator):
     """
 
     name = "bicubic_super_resolution"
+    #: The cubic kernel has negative lobes (A(x) < 0 next to sharp edges): Poisson noise is refused.
+    nonnegative = False
     params = _FACTOR_PARAMS
     check_shape = (3, 16, 20)
     check_cases = (
