@@ -241,3 +241,19 @@ def test_hio_refuses_other_forward_models_in_one_line():
     with pytest.raises(ValueError, match="no noise schedule"):
         HIO().solve(pr, None, sigmas=[1.0, 0.0])
     assert invkit.get_registry().build("solver", "hio", ["beta=0.7"]).beta == 0.7
+
+
+def test_a_phase_retrieval_measurement_is_never_written_as_an_image(tmp_path) -> None:
+    """Magnitudes exceed 1 (the zero frequency): an image file would clip them, so degrade refuses it before reading the input."""
+    import numpy as np
+    from PIL import Image
+
+    from invkit.runner import DegradeOptions, RestoreError, degrade
+
+    photo = tmp_path / "p.png"
+    Image.fromarray(np.full((8, 8), 200, dtype=np.uint8)).save(photo)
+    with pytest.raises(RestoreError, match=r"^operator 'phase_retrieval' measures values an image file cannot hold .*\.safetensors file$"):
+        degrade(DegradeOptions(input=photo, output=tmp_path / "y.png", operator="phase_retrieval"))
+    assert not (tmp_path / "y.png").exists()
+    done = degrade(DegradeOptions(input=photo, output=tmp_path / "y.safetensors", operator="phase_retrieval"))
+    assert done.output.is_file() and done.kind == "lossless measurement"

@@ -113,7 +113,12 @@ def degrade(opts: DegradeOptions, *, registry: Registry | None = None) -> Degrad
         raise RestoreError(f"--bits must be 8, 16 or None, got {opts.bits!r}")
     if not isinstance(opts.seed, int) or isinstance(opts.seed, bool):
         raise RestoreError(f"--seed must be an integer, got {opts.seed!r}")
-    check_noise_fits(registry.operator_class(opts.operator), noise, opts.operator)
+    op_class = registry.operator_class(opts.operator)
+    check_noise_fits(op_class, noise, opts.operator)
+    if opts.output.suffix != MEASUREMENT_SUFFIX and not getattr(op_class, "image_like", True):
+        raise RestoreError(
+            f"operator '{opts.operator}' measures values an image file cannot hold (not pixels in [0, 1]); write it to a {MEASUREMENT_SUFFIX} file"
+        )
     image = read_image(opts.input)
     check_finite(image.x, f"image {opts.input}")
     op = registry.build_operator(opts.operator, tuple(image.x.shape[1:]), opts.operator_args)

@@ -128,6 +128,8 @@ class PhaseRetrieval(ForwardModel):
     nonnegative = True
     #: The posterior mean averages rotated/shifted copies (the ambiguities): `solve --samples K` writes the best-residual sample.
     mean_is_meaningful = False
+    #: Fourier magnitudes are not pixels in [0, 1] (the zero frequency exceeds 1): `degrade` writes them losslessly only.
+    image_like = False
     check_shape = (1, 8, 12)
     check_cases = (
         ((3, 6, 5), {}),
