@@ -69,6 +69,14 @@ class Problem:
             clean = operator.forward(x)
         return cls(operator, model.sample(clean, generator), model)
 
+    def residual_norms(self, x: Tensor) -> Tensor:
+        """``‖y_b − A(x_b)‖`` for each row ``b`` of ``x`` (Euclidean, shape ``(B,)``, no gradients).
+
+        The one computation of a solver's data fit that solvers report in ``Result.info["residual"]``.
+        """
+        with torch.no_grad():
+            return (self.y - self.operator.forward(x)).reshape(self.y.shape[0], -1).norm(dim=1)
+
     def repeat(self, count: int) -> "Problem":
         """The same problem with every measurement repeated ``count`` times, consecutively.
 

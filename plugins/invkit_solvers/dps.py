@@ -236,6 +236,5 @@ class DPS(Solver):
             x = dps_step(x.detach(), x0d, grad, sigma, sigma_next, noise).detach()
             if callback is not None:
                 callback(Step(index=i, total=total, sigma=sigma_next, x=x, x0_hat=x0d))
-        with torch.no_grad():
-            residual = (y - op.forward(x)).reshape(batch, -1).norm(dim=1)
+        residual = problem.residual_norms(x)
         return Result(x=x, info={"sigmas": schedule, "zeta": zeta, "residual": residual.tolist(), "solver": "dps"})

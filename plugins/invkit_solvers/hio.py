@@ -164,6 +164,5 @@ class HIO(Solver):
                 window = op.crop(projected)
                 callback(Step(index=k, total=total, sigma=0.0, x=window, x0_hat=window))
         x = op.crop(projected).contiguous()
-        with torch.no_grad():
-            residual = (y - op.forward(x)).reshape(y.shape[0], -1).norm(dim=1)
+        residual = problem.residual_norms(x)
         return Result(x=x, info={"solver": self.name, "iterations": total, "beta": self.beta, "residual": residual.tolist()})
