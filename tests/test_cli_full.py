@@ -33,6 +33,7 @@ STABLE_JSON_KEYS = (
     "lpips_measurement", "lpips_restored", "measurement_metrics_from", "std_mean", "std_max", "files",
     # appended with the noise models and --select (issue 14)
     "noise", "select", "selected_sample", "residuals", "psnr_oracle", "ssim_oracle", "oracle_sample",
+    "scored_up_to_ambiguities",
 )
 
 

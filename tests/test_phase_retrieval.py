@@ -4,6 +4,7 @@ recovery by DPS with a Gaussian-mixture prior against the prior alone and the HI
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -257,3 +258,31 @@ def test_a_phase_retrieval_measurement_is_never_written_as_an_image(tmp_path) ->
     assert not (tmp_path / "y.png").exists()
     done = degrade(DegradeOptions(input=photo, output=tmp_path / "y.safetensors", operator="phase_retrieval"))
     assert done.output.is_file() and done.kind == "lossless measurement"
+
+
+def test_simulate_scores_phase_retrieval_up_to_its_ambiguities(tmp_path) -> None:
+    """--simulate scores the restoration and the oracle after op.align (the files keep what was restored)."""
+    from invkit.io import read_image, write_image
+    from invkit.metrics import psnr
+    from invkit.runner import RestoreOptions, restore
+
+    g = torch.Generator().manual_seed(3)
+    clean = torch.zeros(1, 1, 16, 16)
+    clean[..., 3:9, 4:13] = torch.rand(1, 1, 6, 9, generator=g)  # asymmetric: its rotation is another image
+    write_image(tmp_path / "c.png", clean, bits=16)
+    clean = read_image(tmp_path / "c.png").x
+    opts = RestoreOptions(tmp_path / "c.png", tmp_path / "out.png", simulate=True, operator="phase_retrieval", solver="hio",
+                          prior="gaussian", sigma_y=0.0, steps=60, samples=3, bits=16, device="cpu", seed=1)
+    [rec] = restore(opts)
+    assert rec["scored_up_to_ambiguities"] is True and rec["select"] == "residual"
+    written = read_image(tmp_path / "out.png").x.double()
+    aligned = align_to(written, clean.double())
+    assert rec["psnr_restored"] == pytest.approx(psnr(aligned, clean.double()), abs=0.02)
+    assert rec["psnr_restored"] >= psnr(written, clean.double()) - 1e-6
+    samples = [read_image(Path(f)).x.double() for f in rec["files"]["samples"]]
+    assert len(samples) == 3
+    best = max(psnr(align_to(s, clean.double()), clean.double()) for s in samples)
+    assert rec["psnr_oracle"] == pytest.approx(best, abs=0.02) and rec["psnr_oracle"] >= rec["psnr_restored"] - 1e-6
+    [plain] = restore(RestoreOptions(tmp_path / "c.png", tmp_path / "d.png", simulate=True, operator="denoising", prior="gaussian",
+                                     sigma_y=0.05, steps=3, device="cpu"))
+    assert plain["scored_up_to_ambiguities"] is None

@@ -72,6 +72,10 @@ sample of smallest residual; all images clipped to [0, 1], before rounding to th
   oracle best of N (--samples N > 1): PSNR/SSIM of the sample closest to the clean image by
   PSNR, the papers' best-of-K protocol. It needs the ground truth, so it is reported (columns
   "PSNR oracle", "SSIM oracle") but never what is written.
+  ambiguities: for an operator whose measurement cannot tell some images apart (phase retrieval:
+  the 180-degree rotation and shifts), restorations and samples are scored after moving each to
+  the member of its ambiguity set closest to the clean image (the operator's align); the files
+  keep what was restored.
 
 --json: one JSON object per image on stdout (JSON Lines; messages go to stderr), keys:
   image, output, mode ("measurement" | "simulate"), operator, operator_params, solver, prior,
@@ -83,7 +87,8 @@ sample of smallest residual; all images clipped to [0, 1], before rounding to th
   noise {"name": "gaussian", "sigma": ...} | {"name": "poisson", "rate": ...} (sigma_y is null for
   poisson), select ("mean" | "residual"), selected_sample (1-based with residual, else null),
   residuals (||y - A(x_i)|| per sample), psnr_oracle, ssim_oracle, oracle_sample (the oracle
-  best of N: --simulate with --samples > 1, else null).
+  best of N: --simulate with --samples > 1, else null), scored_up_to_ambiguities (true when
+  the scores were taken after the operator's ambiguity alignment, else null).
 
 sizes: an image the operator or the prior cannot take (e.g. the default prior needs H and W
 divisible by 8, compressed sensing powers of two) is refused with the sizes that would work;

@@ -45,6 +45,8 @@ class Prepared:
         clean: The original image ``(1, C, H, W)`` when simulating (for the metrics), else None.
         notes: Messages for the user (how ``sigma_y`` was chosen).
         noise: The noise model restored with; None: ``GaussianNoise(sigma_y)``.
+        clean_padded: ``clean`` at the operator's size (padded like the image the operator sees)
+            when simulating: the reference of an operator's ambiguity alignment (``op.align``).
     """
 
     job: Job
@@ -57,6 +59,7 @@ class Prepared:
     clean: Tensor | None = None
     notes: list[str] = field(default_factory=list)
     noise: NoiseModel = None  # type: ignore[assignment]  # filled in from sigma_y
+    clean_padded: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.noise is None:
@@ -180,7 +183,7 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
         check_noise_fits(op, noise, name)
         y = simulate_measurement(op, clean, noise, opts.seed, name)
         bits = output_bits(opts.bits, image.bits, job.out, op.in_shape[0])
-        return Prepared(job, op, name, y, noise.sigma, bits, geo, clean=crop_back(clean, geo), notes=notes, noise=noise)
+        return Prepared(job, op, name, y, noise.sigma, bits, geo, clean=crop_back(clean, geo), notes=notes, noise=noise, clean_padded=clean)
 
     if src.suffix == MEASUREMENT_SUFFIX:
         meas = read_measurement(src)

@@ -45,6 +45,7 @@ JSON_KEYS = (
     "psnr_oracle",
     "ssim_oracle",
     "oracle_sample",
+    "scored_up_to_ambiguities",
 )
 
 
@@ -160,6 +161,11 @@ def metrics_table(records: list[dict[str, Any]]) -> str:
         lines.append(
             f"oracle best of {k}: the sample closest to the clean image by PSNR (the papers' best-of-K protocol; "
             "it needs the ground truth, so only --simulate reports it)"
+        )
+    if any(r.get("scored_up_to_ambiguities") for r in records):
+        lines.append(
+            "rest./oracle scored up to the operator's ambiguities: each restoration moved to the member of its "
+            "ambiguity set closest to the clean image (phase retrieval: 180-degree rotation, shifts) before scoring"
         )
     if any(r.get("select") == "residual" and (r.get("samples") or 1) > 1 for r in records):
         lines.append("rest. = the sample of smallest residual ||y - A(x)|| (--select residual), not the posterior mean")

@@ -227,13 +227,34 @@ def restore_prepared(
         residuals=[r if math.isfinite(r) else None for r in residuals],
     )
     if prep.clean is not None:
-        record.update(score(restored, prep.clean, view, view_kind))
+        scored, scored_samples = _aligned(prep, drawn.x, chosen)
+        if scored is None:
+            scored, scored_samples = restored, samples
+        else:
+            record["scored_up_to_ambiguities"] = True
+        record.update(score(scored, prep.clean, view, view_kind))
         if n > 1:
-            record.update(oracle_best(samples, prep.clean))
+            record.update(oracle_best(scored_samples, prep.clean))
     if job.figure is not None:
         write_figure_for(prep, view, view_kind, restored, std, std_max, label)
         files["figure"] = str(job.figure)
     return record
+
+
+def _aligned(prep: Prepared, x: torch.Tensor, chosen: int | None) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The restoration and samples as scored when the operator has ambiguities: each moved by the
+    operator's ``align(x, truth)`` to the member of its ambiguity set closest to the clean image
+    (phase retrieval: the 180° rotation and the shifts), at the operator's size, then cropped back.
+
+    Only the scores use it (a simulation knows the truth); the files hold what was restored.
+    Returns ``(None, x)`` for an operator without ``align``.
+    """
+    align = getattr(prep.op, "align", None)
+    if not callable(align) or prep.clean_padded is None:
+        return None, x
+    ref = prep.clean_padded.to(x.dtype)
+    full = x[chosen : chosen + 1] if chosen is not None else x.mean(dim=0, keepdim=True)
+    return crop_back(align(full, ref), prep.geo), crop_back(align(x, ref), prep.geo)
 
 
 def _check_requirements(registry: Registry, opts: RestoreOptions, prep: Prepared, prior: Any) -> None:
