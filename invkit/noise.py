@@ -342,7 +342,9 @@ def check_operator_nonnegative(operator: Any, noise: NoiseModel, name: str | Non
     says nothing (``None``) and is built (not a class) is applied to three test images in [0, 1]
     (all ones, a deterministic pattern, one bright pixel): a value below ``-NEGATIVE_TOLERANCE``
     proves that it can go negative. No value below proves nothing, so the clean measurement of the actual image
-    is checked again when it is made (:func:`nonnegative_clean`).
+    is checked again when it is made (:func:`nonnegative_clean`). Poisson noise clips to [0, 1], so
+    an operator that declares ``image_like = False`` (its measurement is not pixels in [0, 1]:
+    phase retrieval's Fourier magnitudes, whose zero frequency is the image's sum) is refused too.
 
     Args:
         operator: An operator (built for its image shape) or an operator class (then only its
@@ -367,6 +369,12 @@ def check_operator_nonnegative(operator: Any, noise: NoiseModel, name: str | Non
     if not noise.needs_nonnegative:
         return
     label = name or getattr(operator, "name", "") or type(operator).__name__
+    if isinstance(noise, PoissonNoise) and getattr(operator, "image_like", True) is False:
+        raise ValueError(
+            f"Poisson noise counts photons of a measurement in [0, 1] and clips it to [0, 1] (the DPS convention), "
+            f"but operator '{label}' measures values beyond 1 (image_like = False, e.g. Fourier magnitudes); "
+            "use Gaussian noise (--noise gaussian --sigma-y S)"
+        )
     declared = getattr(operator, "nonnegative", None)
     if declared is False:
         raise _negative_refusal(label, "can make negative ones (it declares nonnegative = False)")

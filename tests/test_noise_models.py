@@ -187,3 +187,20 @@ def test_nonnegative_clean_drops_float_rounding_and_refuses_real_negatives() -> 
     with pytest.raises(ValueError, match=r"operator 'cs' makes negative ones of this image \(minimum -0.01\)"):
         nonnegative_clean(torch.tensor([-0.01, 0.5]), PoissonNoise(255.0), "cs")
     assert NEGATIVE_TOLERANCE * 255 < 1e-3  # far below one photon
+
+
+def test_poisson_refuses_a_measurement_that_is_not_in_the_unit_range() -> None:
+    """Poisson clips to [0, 1]: phase retrieval's magnitudes (zero frequency = the image's sum) would be cut, so it is refused."""
+    from invkit import get_registry
+    from invkit.noise import PoissonNoise, check_operator_nonnegative
+
+    registry = get_registry()
+    op = registry.build_operator("phase_retrieval", (1, 8, 8), {})
+    assert float(op.forward(torch.ones(1, 1, 8, 8, dtype=torch.float64)).max()) > 1  # the clip would change it
+    for target in (op, registry.operator_class("phase_retrieval")):
+        check_operator_nonnegative(target, GaussianNoise(0.1), "phase_retrieval")
+        with pytest.raises(ValueError) as err:
+            check_operator_nonnegative(target, PoissonNoise(255.0), "phase_retrieval")
+        message = str(err.value)
+        assert "operator 'phase_retrieval' measures values beyond 1 (image_like = False" in message and "--noise gaussian" in message
+        assert len(message.splitlines()) == 1

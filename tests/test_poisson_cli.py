@@ -125,6 +125,15 @@ def test_compressed_sensing_with_poisson_is_refused(camera, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_phase_retrieval_with_poisson_is_refused(camera, tmp_path, capsys):
+    for argv in (["degrade", "--output", str(tmp_path / "pr.safetensors")],
+                 ["solve", "--simulate", "--solver", "dps", *GAUSS, "--output", str(tmp_path / "pr.png")]):
+        one_error(capsys, [*argv, "--operator", "phase_retrieval", "--noise", "poisson", "--input", str(camera)],
+                  "Poisson noise counts photons of a measurement in [0, 1] and clips it", "operator 'phase_retrieval' measures values beyond 1",
+                  "--noise gaussian")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ddrm_refuses_a_poisson_measurement_naming_dps(poisson_file, tmp_path, capsys):
     out = tmp_path / "r.png"
     one_error(capsys, ["solve", *GAUSS, "--input", str(poisson_file), "--output", str(out)],

@@ -124,11 +124,11 @@ class PhaseRetrieval(ForwardModel):
     """
 
     name = "phase_retrieval"
-    #: Magnitudes are >= 0 (Poisson noise applies).
+    #: Magnitudes are >= 0 (but Poisson noise is refused all the same: it clips to [0, 1], see image_like).
     nonnegative = True
     #: The posterior mean averages rotated/shifted copies (the ambiguities): `solve --samples K` writes the best-residual sample.
     mean_is_meaningful = False
-    #: Fourier magnitudes are not pixels in [0, 1] (the zero frequency exceeds 1): `degrade` writes them losslessly only.
+    #: Fourier magnitudes are not pixels in [0, 1] (the zero frequency exceeds 1): `degrade` writes them losslessly only, and Poisson noise (clipped to [0, 1]) is refused.
     image_like = False
     check_shape = (1, 8, 12)
     check_cases = (
