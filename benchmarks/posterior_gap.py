@@ -7,7 +7,11 @@ the exact posterior moments (:func:`invkit_solvers.exact.posterior_moments`):
 * ``exact``: the ``exact`` solver's own samples -- the **Monte-Carlo floor**, what each metric
   reads from ``S`` samples with no approximation error at all;
 * ``ddrm-20``, ``ddrm-100``: DDRM at 20 and 100 steps (default ``eta = 0.85``, ``eta_b = 1``,
-  default schedule on the DDPM grid, as with a checkpoint).
+  default schedule on the DDPM grid, as with a checkpoint);
+* ``dps-250`` (``--dps``, comma-separated step counts; empty to skip): DPS (Chung et al. 2023) at
+  its operator family's ζ′ preset (:data:`invkit_solvers.dps.ZETA_PRESETS`), tuned for photos and
+  the default prior, not for these priors: DPS approximates ``p(y | x_t)`` by ``p(y | x̂_0(x_t))``
+  and is not a posterior sampler in general, which this row measures.
 
 Metrics (``C`` the exact posterior covariance, ``m`` its mean, ``m̂``/``v̂`` the sample
 mean / per-pixel variance):
@@ -64,6 +68,7 @@ import invkit
 from invkit.forward import as_shape
 from invkit.problem import Problem
 from invkit_solvers.ddrm import DDRM
+from invkit_solvers.dps import DPS
 from invkit_priors.analytic import GaussianMixturePrior, GaussianPrior
 from invkit_solvers.exact import ExactSolver, exact_posterior, repeat_measurements, simulate_problem
 
@@ -84,6 +89,7 @@ NOISE_SEED = 100
 REF_SEED = 1_000_000  # exact reference set for SW2
 FLOOR_SEED = 2_000_000  # exact set whose statistics are the Monte-Carlo floor
 DDRM_SEED = 3_000_000
+DPS_SEED = 4_000_000
 DIR_SEED = 11
 
 
@@ -152,6 +158,20 @@ def ddrm_samples(problem: Problem, prior: invkit.Prior, count: int, steps: int, 
     return torch.cat(chunks).to(F64), elapsed
 
 
+def dps_samples(problem: Problem, prior: invkit.Prior, count: int, steps: int, seed: int, batch: int, dtype: torch.dtype) -> tuple[Tensor, float]:
+    solver = DPS()
+    gen = torch.Generator().manual_seed(seed)
+    y = problem.y.to(dtype)
+    chunks = []
+    t0 = time.perf_counter()
+    for start in range(0, count, batch):
+        b = min(batch, count - start)
+        sub = Problem(problem.operator, y.expand(b, *y.shape[1:]).contiguous(), problem.noise)
+        chunks.append(solver.solve(sub, prior, steps=steps, generator=gen).x.detach().reshape(b, -1))
+    elapsed = time.perf_counter() - t0
+    return torch.cat(chunks).to(F64), elapsed
+
+
 def run_case(problem_name: str, prior_name: str, sigma_y: float, shape: tuple[int, int, int], args: argparse.Namespace, dirs: Tensor) -> tuple[Case, list[dict[str, object]]]:
     op_name, op_params = PROBLEMS[problem_name]
     op = invkit.get_registry().build_operator(op_name, shape, op_params)
@@ -172,6 +192,9 @@ def run_case(problem_name: str, prior_name: str, sigma_y: float, shape: tuple[in
     for steps in args.steps:
         smp, t = ddrm_samples(problem, prior, s, steps, DDRM_SEED + 100_000 * steps + case_index, args.batch or s, args.dtype)
         rows.append({"method": f"ddrm-{steps}", "time": t, **metrics(smp, mean, cov, ref, dirs)})
+    for steps in args.dps:
+        smp, t = dps_samples(problem, prior, s, steps, DPS_SEED + 100_000 * steps + case_index, args.batch or s, args.dtype)
+        rows.append({"method": f"dps-{steps}", "time": t, **metrics(smp, mean, cov, ref, dirs)})
     return case, rows
 
 
@@ -252,6 +275,12 @@ def reading(results: list[tuple[Case, list[dict[str, object]]]], steps: list[int
             f"(range [{min(vr):.2f}, {max(vr):.2f}]: {'under' if _med(vr) < 1 else 'over'}-dispersed); SW2 median {_med(sw):.3f}; "
             f"mean error / variance ratio / SW2 medians {by_prior}; {over} of {len(me)} cases exceed twice the floor in mean error or SW2."
         )
+    for m in sorted(k for k in by if k.startswith("dps-")):
+        me, vr, sw = col(m, "mean_err"), col(m, "var_ratio"), col(m, "sw2")
+        parts.append(
+            f"{m.upper()}: mean error median {_med(me):.3f} posterior spreads (range [{min(me):.3f}, {max(me):.3f}]), "
+            f"variance ratio median {_med(vr):.2f} (range [{min(vr):.2f}, {max(vr):.2f}]), SW2 median {_med(sw):.3f}."
+        )
     if len(steps) >= 2:
         lo, hi = f"ddrm-{steps[0]}", f"ddrm-{steps[-1]}"
         base = {(c.problem, c.prior, c.sigma_y): r for c, r in by[lo]}
@@ -274,6 +303,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=None, help="samples per method and case (default 2000; 500 with --quick)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--steps", default="20,100", help="comma-separated DDRM step counts")
+    parser.add_argument("--dps", default="250", help="comma-separated DPS step counts (empty: no DPS rows)")
     parser.add_argument("--shape", default="1,16,16", help="image shape C,H,W (n <= 4096; H, W even for x2 SR)")
     parser.add_argument("--only", default=None, help=f"comma-separated problems among {', '.join(PROBLEMS)}")
     parser.add_argument("--priors", default=None, help=f"comma-separated priors among {', '.join(PRIORS)}")
@@ -286,6 +316,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     args.samples = args.samples or (500 if args.quick else 2000)
     args.steps = [int(v) for v in args.steps.split(",")]
+    args.dps = [int(v) for v in args.dps.split(",") if v.strip()]
     args.dtype = getattr(torch, args.dtype)
     try:
         shape = as_shape(args.shape)
@@ -307,7 +338,7 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); image {'x'.join(map(str, shape))} (n = {n}); "
         f"S = {args.samples} samples per method; DDRM eta = {DDRM().eta}, eta_b = {DDRM().eta_b}, {str(args.dtype).removeprefix('torch.')}, "
-        f"steps {args.steps}; SW2 over {args.directions} directions"
+        f"steps {args.steps}; DPS steps {args.dps or 'none'}; SW2 over {args.directions} directions"
     )
     results = []
     t_all = time.perf_counter()

@@ -112,6 +112,29 @@ def test_the_ambiguities_leave_the_measurement_unchanged_and_align_to_undoes_the
     assert float((align_to(mirror, full) - full).abs().max()) > 1e-2
 
 
+def test_a_shift_that_moves_content_out_of_the_window_is_not_an_ambiguity():
+    """For an image that fills the window a shift changes the measurement, so scoring may not undo it."""
+    op = PhaseRetrieval((3, 16, 16))
+    full = _rand((3, 16, 16), seed=8, batch=1)
+    shifted = torch.zeros_like(full)
+    shifted[..., 2:, 2:] = full[..., :-2, :-2]  # moved 2 pixels down and right, zeros shifted in
+    assert float((op.forward(shifted) - op.forward(full)).abs().max()) > 1e-2
+    # a reconstruction that fills the window, scored against a truth it matches only after a shift: left as it is
+    # (only the identity and the 180° rotation remain, per channel)
+    for candidate in (full, rotate180(full)):
+        out = align_to(candidate, shifted)
+        for c in range(3):
+            assert min(float((out[:, c] - m[:, c]).abs().max()) for m in (full, rotate180(full))) < 1e-12
+    assert float((align_to(rotate180(full), full) - full).abs().max()) < 1e-12  # the rotation is still undone
+    # (the shifted image itself has a black border, so moving it back is a true ambiguity of it)
+    assert float((align_to(shifted, full)[..., :-2, :-2] - full[..., :-2, :-2]).abs().max()) < 1e-12
+    # a faint border (a sample's noise) does not hide a true translation of an object on a black background
+    obj = torch.zeros(1, 1, 16, 16, dtype=F64)
+    obj[..., 4:10, 5:11] = _rand((1, 6, 6), seed=9, batch=1)
+    moved = torch.roll(obj, (3, -2), (-2, -1)) + 1e-3 * _rand((1, 16, 16), seed=10, batch=1)
+    assert float((align_to(moved, obj) - obj).abs()[..., 4:10, 5:11].max()) < 2e-3
+
+
 def test_align_to_keeps_a_reconstruction_that_is_already_aligned():
     x = _rand((2, 6, 8), seed=7)
     assert torch.equal(align_to(x, x), x)

@@ -73,9 +73,9 @@ sample of smallest residual; all images clipped to [0, 1], before rounding to th
   PSNR, the papers' best-of-K protocol. It needs the ground truth, so it is reported (columns
   "PSNR oracle", "SSIM oracle") but never what is written.
   ambiguities: for an operator whose measurement cannot tell some images apart (phase retrieval:
-  the 180-degree rotation and shifts), restorations and samples are scored after moving each to
-  the member of its ambiguity set closest to the clean image (the operator's align); the files
-  keep what was restored.
+  the 180-degree rotation, and shifts that keep the content inside the image), restorations and
+  samples are scored after moving each to the member of its ambiguity set closest to the clean
+  image (the operator's align); the files keep what was restored.
 
 --json: one JSON object per image on stdout (JSON Lines; messages go to stderr), keys:
   image, output, mode ("measurement" | "simulate"), operator, operator_params, solver, prior,

@@ -165,7 +165,7 @@ def metrics_table(records: list[dict[str, Any]]) -> str:
     if any(r.get("scored_up_to_ambiguities") for r in records):
         lines.append(
             "rest./oracle scored up to the operator's ambiguities: each restoration moved to the member of its "
-            "ambiguity set closest to the clean image (phase retrieval: 180-degree rotation, shifts) before scoring"
+            "ambiguity set closest to the clean image (phase retrieval: 180-degree rotation, shifts within the image) before scoring"
         )
     if any(r.get("select") == "residual" and (r.get("samples") or 1) > 1 for r in records):
         lines.append("rest. = the sample of smallest residual ||y - A(x)|| (--select residual), not the posterior mean")

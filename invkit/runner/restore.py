@@ -244,7 +244,8 @@ def restore_prepared(
 def _aligned(prep: Prepared, x: torch.Tensor, chosen: int | None) -> tuple[torch.Tensor | None, torch.Tensor]:
     """The restoration and samples as scored when the operator has ambiguities: each moved by the
     operator's ``align(x, truth)`` to the member of its ambiguity set closest to the clean image
-    (phase retrieval: the 180° rotation and the shifts), at the operator's size, then cropped back.
+    (phase retrieval: the 180° rotation, and the shifts that keep the content inside the image), at
+    the operator's size, then cropped back.
 
     Only the scores use it (a simulation knows the truth); the files hold what was restored.
     Returns ``(None, x)`` for an operator without ``align``.

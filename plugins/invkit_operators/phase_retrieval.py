@@ -224,17 +224,20 @@ class PhaseRetrieval(ForwardModel):
         return self.crop(torch.fft.ifft2(v.to(x.dtype) * u, norm="ortho").real).contiguous()
 
 
-def align_to(x: Tensor, truth: Tensor, *, oversample: float = DEFAULT_OVERSAMPLE, translations: bool = True) -> Tensor:
+def align_to(
+    x: Tensor, truth: Tensor, *, oversample: float = DEFAULT_OVERSAMPLE, translations: bool = True, window_tolerance: float = 1e-3
+) -> Tensor:
     """The member of each channel's phase-retrieval ambiguity set closest to ``truth``, for scoring.
 
     Per image and channel, over the transformations that leave :class:`PhaseRetrieval`'s ``A``
     unchanged (module notes): the identity and the 180° rotation about the image centre, each
-    composed (with ``translations``) with every circular shift of the ``P × P′`` padded grid. The
-    choice minimises ``‖S_a R^k pad(x_c) − pad(truth_c)‖`` in the padded domain, so mass a
-    shift moves out of the image window counts against it, and the chosen candidate is returned
-    cropped to the window: an exact member of ``x``'s set whenever that shift keeps ``x_c``'s
-    content inside the window (always so for the rotation alone). Computed in float64 with one
-    FFT cross-correlation per candidate family; ties keep the earliest candidate (the identity
+    composed (with ``translations``) with the circular shifts of the ``P × P′`` padded grid that
+    keep ``x_c``'s content inside the image window (a shift that moves more than
+    ``window_tolerance`` of its energy out of the window is not an ambiguity: for a photo that
+    fills the window only the identity and the rotation remain). The choice minimises
+    ``‖S_a R^k pad(x_c) − pad(truth_c)‖`` over those candidates, and the chosen one is returned
+    cropped to the window: a member of ``x``'s set up to that tolerance. Computed in float64 with
+    FFT cross-correlations per candidate family; ties keep the earliest candidate (the identity
     first).
 
     Args:
@@ -242,6 +245,8 @@ def align_to(x: Tensor, truth: Tensor, *, oversample: float = DEFAULT_OVERSAMPLE
         truth: References, ``(B, C, H, W)`` or ``(1, C, H, W)`` (broadcast over ``B``).
         oversample: The operator's ``oversample`` (it fixes the padded grid of the shifts).
         translations: Also search the translations; False: only ``x`` and its rotation.
+        window_tolerance: Fraction of ``x_c``'s energy a shift may move out of the window and
+            still count as an ambiguity (float rounding, a sample's faint noise at the border).
 
     Returns:
         ``(B, C, H, W)`` in ``x``'s dtype.
@@ -265,6 +270,14 @@ def align_to(x: Tensor, truth: Tensor, *, oversample: float = DEFAULT_OVERSAMPLE
     # corr_k[a] = Σ_n (R^k g)[n − a] t[n] = F⁻¹(F t · conj(F R^k g))[a]; F R g = conj(F g) for real g.
     ft, fg = torch.fft.fft2(t), torch.fft.fft2(g)
     corr = torch.stack([torch.fft.ifft2(ft * fg.conj()).real, torch.fft.ifft2(ft * fg).real], dim=2)  # (B, C, 2, P, P')
+    # A shift is an ambiguity only if it keeps the content inside the window: the energy of S_a R^k g
+    # inside the window, Σ_n win[n] (R^k g)²[n − a], by the same correlation with q = g², must be all of it.
+    win = torch.zeros(size, dtype=torch.float64, device=g.device)
+    win[:h, :w] = 1.0
+    fw, fq = torch.fft.fft2(win), torch.fft.fft2(g * g)
+    inside = torch.stack([torch.fft.ifft2(fw * fq.conj()).real, torch.fft.ifft2(fw * fq).real], dim=2)
+    total = (g * g).sum(dim=(-2, -1))[:, :, None, None, None]
+    corr = torch.where(inside >= (1.0 - window_tolerance) * total, corr, torch.full_like(corr, -math.inf))
     if not translations:  # only a = 0 for x and a = (H − 1, W − 1) for R: the plain rotation
         keep = torch.zeros_like(corr, dtype=torch.bool)
         keep[:, :, 0, 0, 0] = True
