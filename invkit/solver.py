@@ -88,6 +88,11 @@ class Solver(ABC):
         stochastic: ``solve`` draws random numbers (a sampler). A deterministic method (a
             classical baseline) sets False; the conformance suite then checks that the seed
             changes nothing, instead of that it changes every sample.
+        default_steps: Steps ``solve`` takes when ``steps`` is None (for the runner's up-front
+            cost estimate; None: unknown, the runner assumes 20).
+        evaluations_per_step: Cost of one step in plain prior evaluations (1: one ``denoise``
+            without gradients; a solver that differentiates through the prior costs more, about
+            3; 0: the prior is never evaluated). Only the cost estimate reads it.
     """
 
     name: ClassVar[str] = ""
@@ -95,6 +100,8 @@ class Solver(ABC):
     requires: ClassVar[frozenset[Capability]] = frozenset()
     row_generators: ClassVar[bool] = False
     stochastic: ClassVar[bool] = True
+    default_steps: ClassVar[int | None] = None
+    evaluations_per_step: ClassVar[float] = 1.0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Derive ``params`` from a new ``__init__`` and validate its calls (see the class docstring).

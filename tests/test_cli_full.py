@@ -280,6 +280,11 @@ def test_large_image_cost_is_stated_or_refused(tmp_path):
     msg = proc.stderr.strip()
     assert len(msg.splitlines()) == 1
     assert "over --max-megapixels 0.1" in msg and "--resize 387 (longest side" in msg and "--max-megapixels 0.3 to run it anyway" in msg
+    assert "for 20 steps" in msg and "a step costs" not in msg  # ddrm: its 20 default steps, one evaluation each
+    # dps: its 1000 default steps, each a gradient through the prior (about 3 evaluations): the estimate says so
+    proc = run("solve", "--operator", "denoising", "--solver", "dps", *GAUSS, "--input", str(big), "--output", str(tmp_path / "q.png"),
+               "--max-megapixels", "0.1")
+    assert proc.returncode == 2 and "for 1000 steps" in proc.stderr and "(a step costs about 3 of them)" in proc.stderr
 
 
 # ---------------------------------------------------------------------------- progress

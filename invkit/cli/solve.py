@@ -81,7 +81,7 @@ def setup_solve(p: argparse.ArgumentParser) -> None:
                    help="measurement noise model (default: the one a .safetensors measurement recorded, else gaussian; see 'noise' below)")
     g.add_argument("--noise-arg", action="append", default=[], metavar="K=V", help="noise model parameter (repeatable), e.g. rate=255 for poisson")
     g.add_argument("--sigma-y", type=_sigma_arg, default=None, metavar="SIGMA|auto", help="Gaussian measurement noise std in [0, 1] units (see 'noise' below)")
-    g.add_argument("--steps", type=int, default=None, help="prior evaluations per sample (solver default if omitted; DDRM: 20)")
+    g.add_argument("--steps", type=int, default=None, help="prior evaluations per sample (solver default if omitted: ddrm 20, dps 1000, hio 500 iterations)")
     g.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0); sample i uses its own generator seeded from (seed, i), see 'reproducibility' below")
     g.add_argument("--samples", type=int, default=1, metavar="N", help="posterior samples per image (default 1); N > 1 writes the mean (or see --select), a std map and the samples")
     g.add_argument("--select", default=None, metavar="|".join(SELECT_CHOICES),

@@ -23,7 +23,7 @@ __all__ = ["Timer", "cost_or_refuse", "projection_note", "ESTIMATE_PIXELS", "ANN
 ESTIMATE_PIXELS = 512 * 512
 #: A projected solve longer than this (seconds) is announced after the first step (:func:`projection_note`).
 ANNOUNCE_SECONDS = 30.0
-#: Steps assumed for estimates when ``--steps`` is not given (DDRM's default).
+#: Steps assumed for estimates when neither ``--steps`` nor the solver's ``default_steps`` says (DDRM's default).
 ASSUMED_STEPS = 20
 
 
@@ -34,10 +34,17 @@ class Timer:
         prior: The prior to time.
         device: Where it runs.
         multiple: The prior's size multiple (the timing image's side is one).
+        solver: The solver that will run: its ``default_steps`` (steps when ``--steps`` is not
+            given) and ``evaluations_per_step`` (cost of a step in plain prior evaluations:
+            about 3 for a solver that differentiates through the prior) scale the estimate.
     """
 
-    def __init__(self, prior: Any, device: torch.device, multiple: int) -> None:
+    def __init__(self, prior: Any, device: torch.device, multiple: int, solver: Any = None) -> None:
         self.prior, self.device = prior, device
+        steps = getattr(solver, "default_steps", None)
+        self.default_steps: int = steps if isinstance(steps, int) and steps > 0 else ASSUMED_STEPS
+        factor = getattr(solver, "evaluations_per_step", 1.0)
+        self.evaluations_per_step: float = float(factor) if isinstance(factor, (int, float)) and factor >= 0 else 1.0
         self.side = max(128 // max(multiple, 1) * max(multiple, 1), multiple)
         self.cache: dict[int, float | None] = {}
 
@@ -63,11 +70,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _cost_text(per_eval: float, steps: int, samples: int, batch: int) -> str:
+def _cost_text(per_eval: float, steps: int, samples: int, batch: int, factor: float = 1.0) -> str:
     chunks = math.ceil(samples / batch)
-    total = per_eval * min(batch, samples) * steps * chunks
+    total = per_eval * factor * min(batch, samples) * steps * chunks
     what = f"{steps} steps" + (f" x {samples} samples" if samples > 1 else "")
-    return f"about {format_duration(per_eval)} per prior evaluation, {format_duration(total)} for {what}"
+    per_step = "" if factor == 1.0 else f" (a step costs about {factor:g} of them)"
+    return f"about {format_duration(per_eval)} per prior evaluation{per_step}, {format_duration(total)} for {what}"
 
 
 def cost_or_refuse(name: str, c: int, H: int, W: int, *, opts: RestoreOptions, timer: Timer, say_note: Callable[[str], None] | None = None) -> None:
@@ -81,18 +89,19 @@ def cost_or_refuse(name: str, c: int, H: int, W: int, *, opts: RestoreOptions, t
     """
     pixels = H * W
     limit = opts.max_megapixels * 1e6
-    steps = opts.steps or ASSUMED_STEPS
+    steps = opts.steps or timer.default_steps
+    factor = timer.evaluations_per_step
     if pixels <= ESTIMATE_PIXELS and pixels <= limit:
         return
     spp = timer.seconds_per_pixel(c)
     per_eval = spp * pixels if spp is not None else None
-    estimate = f"{_cost_text(per_eval, steps, opts.samples, opts.batch)} on {timer.device.type}, extrapolated from a {timer.side}x{timer.side} timing" if per_eval else "no estimate (the prior failed on a small test image)"
+    estimate = f"{_cost_text(per_eval, steps, opts.samples, opts.batch, factor)} on {timer.device.type}, extrapolated from a {timer.side}x{timer.side} timing" if per_eval else "no estimate (the prior failed on a small test image)"
     if pixels > limit:
         side = max(H, W) * math.sqrt(limit / pixels)
         m = max(prior_multiple(timer.prior), 1)
         n = max(m, int(side // m * m))
         small = pixels * (n / max(H, W)) ** 2
-        small_cost = f", {_cost_text(spp * small, steps, opts.samples, opts.batch)}" if spp else ""
+        small_cost = f", {_cost_text(spp * small, steps, opts.samples, opts.batch, factor)}" if spp else ""
         raise RestoreError(
             f"{name} is {W}x{H} pixels ({pixels / 1e6:.3g} MP), over --max-megapixels {opts.max_megapixels:g}: {estimate}; "
             f"pass --resize {n} (longest side, {small / 1e6:.3g} MP{small_cost}), crop a region with --crop Y,X,H,W, "

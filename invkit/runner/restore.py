@@ -103,7 +103,7 @@ def restore(
     # 2. the prior and solver, then every input checked before any work
     solver = registry.build("solver", opts.solver, opts.solver_args)
     prior = build_prior(registry, opts.prior, opts.prior_args, device=str(device))
-    timer = Timer(prior, device, prior_multiple(prior))
+    timer = Timer(prior, device, prior_multiple(prior), solver)
     folder = opts.input.is_dir()
     first: Prepared | None = None
 

@@ -168,6 +168,7 @@ class DDRM(Solver):
 
     name = "ddrm"
     row_generators = True
+    default_steps = 20
     requires = frozenset({Capability.SVD, Capability.GAUSSIAN_NOISE})
 
     def __init__(

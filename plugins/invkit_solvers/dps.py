@@ -175,6 +175,9 @@ class DPS(Solver):
 
     name = "dps"
     row_generators = True
+    default_steps = 1000
+    #: A step differentiates through the prior: 2.7 plain evaluations at 128² (docs/measurements.md).
+    evaluations_per_step = 3.0
     requires = frozenset({Capability.DIFFERENTIABLE, Capability.LEAST_SQUARES_NOISE, Capability.PRIOR_GRADIENTS})
 
     def __init__(

@@ -413,6 +413,8 @@ class ExactSolver(Solver):
 
     name = "exact"
     row_generators = True
+    default_steps = 1
+    evaluations_per_step = 0.0  # closed form: no denoiser steps
     requires = frozenset({Capability.DENSE, Capability.GAUSSIAN_NOISE, Capability.GAUSSIAN_PRIOR})
 
     def __init__(

@@ -93,6 +93,8 @@ class HIO(Solver):
     """
 
     name = "hio"
+    default_steps = 500
+    evaluations_per_step = 0.0  # the prior is never evaluated
     requires = frozenset({Capability.DIFFERENTIABLE, Capability.FOURIER_MAGNITUDES, Capability.LEAST_SQUARES_NOISE})
     row_generators = True
     stochastic = True
