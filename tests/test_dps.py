@@ -14,7 +14,7 @@ from invkit.requirements import RequirementError
 from invkit_operators.blur import GaussianBlur
 from invkit_operators.denoising import Denoising
 from invkit_priors.analytic import GaussianPrior
-from invkit_solvers.dps import DPS, dps_guidance_scale
+from invkit_solvers.dps import DPS
 
 from _parts import Square
 
@@ -25,13 +25,17 @@ def _prior() -> GaussianPrior:
     return GaussianPrior.power_law(0.5, 0.03, 1.0, 1.0 / 8.0)
 
 
-def reference_dps(problem: invkit.Problem, prior: GaussianPrior, sigmas: list[float], zeta: float, seed: int) -> torch.Tensor:
+def reference_dps(problem: invkit.Problem, prior: GaussianPrior, sigmas: list[float], zeta: float, seed: int, official: bool = False) -> torch.Tensor:
     """Algorithm 1 (Λ = I) / Algorithm 2 (Λ = 1/(2 max(y, 1/rate))) in the paper's VP symbols, float64.
 
     The state is x_vp in [-1, 1] data units; ᾱ_i = 1/(1 + 4 σ_i²) for our levels σ_i; the DDPM
     posterior-mean coefficients and σ̃ are written out in ᾱ, α, β; the guidance is the gradient
     of ‖y − A(x̂0)‖²_Λ with respect to x_vp, scaled by ζ′/‖y − A(x̂0)‖_Λ. The random draws are
     the same calls, in the same order, as the solver's.
+
+    ``official=True`` is instead the official code's step for a linear ``A`` acting on [-1, 1]
+    images: ``x_vp −= scale · ∇_{x_vp} ‖y_vp − A(x̂0_vp)‖`` (the norm, not its square) with
+    ``y_vp = A(2x − 1) = 2y − A(1)``, ``zeta`` read as ``scale``.
     """
     gen = torch.Generator().manual_seed(seed)
     op, y = problem.operator, problem.y
@@ -47,10 +51,15 @@ def reference_dps(problem: invkit.Problem, prior: GaussianPrior, sigmas: list[fl
         x_ours = 0.5 + xv / (2.0 * math.sqrt(ab_t))
         x0 = prior.denoise(x_ours, sigmas[i])
         x0_vp = 2.0 * (x0 - 0.5)
-        r = y - op.forward(x0)
-        f = (lam * r * r).reshape(r.shape[0], -1).sum(1)
-        zeta_i = zeta / f.detach().sqrt()
-        (g,) = torch.autograd.grad((zeta_i * f).sum(), xv)
+        if official:
+            y_vp = 2.0 * y - op.forward(torch.ones_like(x0))
+            r_vp = y_vp - op.forward(x0_vp)
+            (g,) = torch.autograd.grad(zeta * torch.linalg.vector_norm(r_vp.reshape(r_vp.shape[0], -1), dim=1).sum(), xv)
+        else:
+            r = y - op.forward(x0)
+            f = (lam * r * r).reshape(r.shape[0], -1).sum(1)
+            zeta_i = zeta / f.detach().sqrt()
+            (g,) = torch.autograd.grad((zeta_i * f).sum(), xv)
         mean = (math.sqrt(alpha) * (1 - ab_s) / (1 - ab_t)) * xv.detach() + (math.sqrt(ab_s) * beta / (1 - ab_t)) * x0_vp.detach()
         if sigmas[i + 1] > 0:
             sig_tilde = math.sqrt((1 - ab_s) / (1 - ab_t) * beta)
@@ -77,11 +86,20 @@ def test_dps_equals_the_papers_algorithm_in_vp_symbols(noise, op_name) -> None:
     assert (doubled - ref).abs().max() > 1e-4
 
 
-def test_the_guidance_scale_is_the_change_of_units() -> None:
-    # κ = 1/(d² √(ᾱ ᾱ')) with ᾱ = 1/(1 + d²σ²)
-    for s, sn in ((3.0, 1.0), (0.1, 0.0), (50.0, 40.0)):
-        ab, abn = 1 / (1 + 4 * s * s), 1 / (1 + 4 * sn * sn)
-        assert dps_guidance_scale(s, sn) == pytest.approx(1 / (4 * math.sqrt(ab * abn)), rel=1e-12)
+def test_zeta_equals_the_official_codes_scale_for_a_linear_operator() -> None:
+    """The module notes' claim ζ′ = scale: the official step x_vp −= scale·∇‖y_vp − A(x̂0_vp)‖ in [−1, 1] units."""
+    shape = (1, 8, 8)
+    op = GaussianBlur(shape, sigma=1.0)
+    truth = torch.rand((2, *shape), generator=torch.Generator().manual_seed(3), dtype=F64) * 0.8 + 0.1
+    problem = invkit.Problem.simulate(op, truth, GaussianNoise(0.05), torch.Generator().manual_seed(4))
+    prior = _prior()
+    sigmas = [float(s) for s in prior.sigma_grid.flip(0)[::125]] + [0.0]
+    ours = DPS(zeta=0.3).solve(problem, prior, sigmas=sigmas, generator=torch.Generator().manual_seed(5)).x
+    official = reference_dps(problem, prior, sigmas, 0.3, seed=5, official=True)
+    torch.testing.assert_close(ours, official, rtol=0, atol=1e-9)
+    # the paper's ζ′ written for [−1, 1] residuals is half of ours: reading scale as it would be off
+    half = DPS(zeta=0.15).solve(problem, prior, sigmas=sigmas, generator=torch.Generator().manual_seed(5)).x
+    assert (half - official).abs().max() > 1e-4
 
 
 def test_without_guidance_the_samples_follow_the_prior() -> None:
