@@ -290,7 +290,8 @@ def test_the_network_takes_configurations_not_text() -> None:
         ADMUNet("--image_size 64")  # type: ignore[arg-type]
 
 
-def test_gradient_checkpointing_changes_neither_outputs_nor_gradients() -> None:
+def test_gradient_checkpointing_changes_neither_outputs_nor_gradients(monkeypatch) -> None:
+    import invkit_priors.networks.adm as adm
     from invkit.prior import alphas_bar_from_betas, linear_betas
     from invkit_priors.adapters.vp import VPDiffusionPrior
 
@@ -304,13 +305,32 @@ def test_gradient_checkpointing_changes_neither_outputs_nor_gradients() -> None:
         (g,) = torch.autograd.grad(out.square().sum(), xr)
         return out.detach(), g
 
+    calls = []
+    real = adm._grad_checkpoint
+    monkeypatch.setattr(adm, "_grad_checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
     plain = grad()
+    assert not calls
     prior.set_gradient_checkpointing(True)
     blocks = [m for m in net.modules() if hasattr(m, "use_checkpoint")]
     assert blocks and all(m.use_checkpoint for m in blocks) and net.config.use_checkpoint
     checkpointed = grad()
+    assert len(calls) >= len(blocks)  # every block went through torch.utils.checkpoint (not merely flagged)
+    with torch.no_grad():
+        before = len(calls)
+        prior.denoise(x, 0.3)
+    assert len(calls) == before  # no gradients: nothing to checkpoint
     assert torch.equal(plain[0], checkpointed[0]) and torch.allclose(plain[1], checkpointed[1], rtol=1e-12, atol=1e-14)
     prior.set_gradient_checkpointing(False)
     assert not any(m.use_checkpoint for m in blocks)
     with pytest.raises(ValueError, match="has no gradient checkpointing"):
         VPDiffusionPrior(lambda x, t: torch.zeros_like(x), alphas_bar_from_betas(linear_betas())).set_gradient_checkpointing(True)
+
+
+def test_the_default_prior_takes_grad_checkpoint_from_the_registry() -> None:
+    import invkit
+
+    def flags(prior) -> set[bool]:
+        return {m.use_checkpoint for m in prior.rgb.model.modules() if hasattr(m, "use_checkpoint")}
+
+    assert flags(invkit.get_registry().build("prior", "default", ["grad_checkpoint=true"])) == {True}
+    assert flags(invkit.get_registry().build("prior", "default", [])) == {False}
