@@ -164,7 +164,7 @@ class PoissonNoise(NoiseModel):
 
     Likelihood of the counts ``k = rate · y`` (the clip ignored): ``−log p(y | z) = Σ_j rate z_j −
     k_j log(rate z_j) + log k_j!``, ``+inf`` where ``z_j = 0 < k_j``; gradient ``rate (1 − y_j / z_j)``
-    (taken as ``rate`` where ``z_j = 0``... and refused where ``z_j < 0``). :meth:`shot_weights` is the
+    (:meth:`nll_grad` refuses ``z_j <= 0``, where it is undefined or infinite). :meth:`shot_weights` is the
     weighted least-squares approximation DPS uses instead (eq. 20).
 
     Args:

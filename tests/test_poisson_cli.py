@@ -92,7 +92,13 @@ def test_solve_a_poisson_measurement_with_dps(poisson_file, tmp_path, capsys):
     rec = json.loads(captured.out)
     assert rec["noise"] == {"name": "poisson", "rate": 255.0} and rec["sigma_y"] is None
     assert rec["solver"] == "dps" and rec["steps"] == 4 and rec["select"] == "mean" and rec["selected_sample"] is None
-    assert len(rec["residuals"]) == 2 and all(r > 0 for r in rec["residuals"])
+    # the recorded residuals are ‖y − A(x_i)‖ of the samples written (to their 16-bit rounding)
+    from invkit.registry import get_registry
+
+    m = read_measurement(poisson_file)
+    op = get_registry().build_operator("gaussian_blur", (1, 16, 16), m.params)
+    again = [float(torch.linalg.vector_norm(m.y.double() - op.forward(read_image(Path(f)).x.double()))) for f in rec["files"]["samples"]]
+    assert len(again) == 2 and rec["residuals"] == pytest.approx(again, rel=0.02, abs=1e-3)
     assert "Poisson noise rate=255" in captured.err  # the summary line
     assert read_image(out).x.shape == (1, 1, 16, 16)
 
@@ -151,6 +157,10 @@ def test_choices_that_contradict_the_record_or_the_model_are_refused(poisson_fil
     assert main(["degrade", "--operator", "denoising", "--noise", "poisson", "--input", str(camera), "--output", str(photo), "--quiet"]) == 0
     counts = read_image(photo).x.double() * 255
     assert float((counts - counts.round()).abs().max()) < 1e-4
+    one_error(capsys, ["degrade", "--operator", "denoising", "--noise", "poisson", "--noise-arg", "rate=100", "--input", str(camera),
+                       "--output", str(tmp_path / "c100.png")],
+              "Poisson counts at rate 100 are not whole steps of a 8-bit image", "write a .safetensors file")
+    assert not (tmp_path / "c100.png").exists()
     one_error(capsys, [*base, "--operator", "denoising", "--noise", "poisson", "--input", str(photo), "--resize", "8"],
               "--resize interpolates measurement counts.png", "use --pad or --crop")
     one_error(capsys, [*base, "--input", str(camera), "--operator", "denoising", "--noise", "laplace"], "--noise 'laplace' is not a noise model")

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..forward import Operator
 from ..io import MEASUREMENT_SUFFIX, Measurement, read_image, write_image, write_measurement
-from ..noise import GaussianNoise, NoiseModel
+from ..noise import GaussianNoise, NoiseModel, PoissonNoise
 from ..registry import Registry, get_registry
 from .errors import RestoreError
 from .files import check_output, output_bits
@@ -127,6 +127,8 @@ def degrade(opts: DegradeOptions, *, registry: Registry | None = None) -> Degrad
     if not lossless and (len(op.out_shape) != 3 or op.out_shape[0] not in (1, 3)):
         raise RestoreError(f"operator '{opts.operator}' makes a compact measurement of shape {op.out_shape}; write it to a {MEASUREMENT_SUFFIX} file")
     bits = None if lossless else output_bits(opts.bits, image.bits, opts.output, op.out_shape[0])
+    if bits is not None and isinstance(noise, PoissonNoise):
+        _check_counts_fit(noise.rate, bits)
     y = simulate_measurement(op, image.x, noise, opts.seed, opts.operator)
     if bits is None:
         meta = Measurement(y=y, operator=opts.operator, params=_portable(op.config), in_shape=op.in_shape, noise=noise)
@@ -134,6 +136,18 @@ def degrade(opts: DegradeOptions, *, registry: Registry | None = None) -> Degrad
         return Degraded(opts.output, "lossless measurement", op, noise)
     write_image(opts.output, y, bits=bits)
     return Degraded(opts.output, f"{bits}-bit image (clipped to [0, 1] and rounded)", op, noise)
+
+
+def _check_counts_fit(rate: float, bits: int) -> None:
+    """Refuse Poisson counts that an image of ``bits`` cannot hold exactly: ``y = k / rate`` is a
+    whole step of the ``2^bits − 1`` levels for every count ``k`` only when ``rate`` divides them."""
+    levels = 2**bits - 1
+    steps = levels / rate
+    if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
+        raise RestoreError(
+            f"Poisson counts at rate {rate:g} are not whole steps of a {bits}-bit image (they would be rounded and the photon "
+            f"counts lost); write a {MEASUREMENT_SUFFIX} file, or use a rate that divides {levels} (e.g. 255)"
+        )
 
 
 def _portable(config: dict[str, Any]) -> dict[str, Any]:

@@ -21,8 +21,9 @@ Kinds (see :func:`kernel_from_params`, whose parameters :data:`KERNEL_PARAMS` de
   ``angle + 180`` give the same kernel. At 0° an odd integer length gives exactly ``length``
   equal taps in one row; an even length gives ``length - 1`` full taps and two half taps.
 * ``trajectory``: camera shake, a seeded random trajectory rasterised into a ``size × size`` kernel
-  (default 61, DPS's motion-deblurring setting with ``intensity = 0.5``; see
-  :func:`trajectory_kernel`).
+  (default 61 and ``intensity = 0.5``, the numbers of DPS's motion-deblurring setting; the
+  generator is our own parametrisation of Boracchi & Foi's trajectories, so ``intensity = 0.5``
+  here is not the official code's kernel at 0.5; see :func:`trajectory_kernel`).
 * ``disk``: the area of each pixel covered by a disk of ``radius`` pixels centred on the anchor
   (16 × 16 sub-samples on the boundary pixels), normalised to sum 1.
 * ``file``: a kernel read from ``.npy`` (2-D numeric array) or ``.png`` (8- or 16-bit grayscale,
@@ -422,7 +423,7 @@ def kernel_from_params(
 
     Its signature declares :data:`KERNEL_PARAMS` (all but ``owner``, the name used in error
     messages). Parameters that do not belong to the chosen kind are ignored, except ``size``
-    (gaussian and box only) and ``kernel_file`` (file only), which raise when given to another
+    (gaussian, box and trajectory only) and ``kernel_file`` (file only), which raise when given to another
     kind. A direct call takes values as given (the operators pass values validated by the schema).
 
     Raises:
