@@ -109,7 +109,8 @@ def std_map(samples: Tensor) -> Tensor:
 
 
 def sample_residuals(op: ForwardModel, y: Tensor, samples: Tensor) -> list[float]:
-    """``‖y − A(x_i)‖`` for each sample ``x_i`` (Euclidean, float64, on the CPU, one sample at a time).
+    """``‖y − A(x_i)‖`` for each sample ``x_i`` as it is written: clipped to [0, 1] (Euclidean,
+    float64, on the CPU, one sample at a time), so ``--select residual`` ranks the files it writes.
 
     Args:
         op: The forward model the samples were drawn for.
@@ -123,7 +124,7 @@ def sample_residuals(op: ForwardModel, y: Tensor, samples: Tensor) -> list[float
     out = []
     with torch.no_grad():
         for i in range(samples.shape[0]):
-            fit = op.forward(samples[i : i + 1].to("cpu", torch.float64))
+            fit = op.forward(samples[i : i + 1].to("cpu", torch.float64).clamp(0.0, 1.0))
             out.append(float((target - fit).norm()))
     return out
 
