@@ -25,7 +25,9 @@ def _prior() -> GaussianPrior:
     return GaussianPrior.power_law(0.5, 0.03, 1.0, 1.0 / 8.0)
 
 
-def reference_dps(problem: invkit.Problem, prior: GaussianPrior, sigmas: list[float], zeta: float, seed: int, official: bool = False) -> torch.Tensor:
+def reference_dps(
+    problem: invkit.Problem, prior: GaussianPrior, sigmas: list[float], zeta: float, seed: int, official: bool = False, clip: bool = False
+) -> torch.Tensor:
     """Algorithm 1 (Λ = I) / Algorithm 2 (Λ = 1/(2 max(y, 1/rate))) in the paper's VP symbols, float64.
 
     The state is x_vp in [-1, 1] data units; ᾱ_i = 1/(1 + 4 σ_i²) for our levels σ_i; the DDPM
@@ -35,7 +37,8 @@ def reference_dps(problem: invkit.Problem, prior: GaussianPrior, sigmas: list[fl
 
     ``official=True`` is instead the official code's step for a linear ``A`` acting on [-1, 1]
     images: ``x_vp −= scale · ∇_{x_vp} ‖y_vp − A(x̂0_vp)‖`` (the norm, not its square) with
-    ``y_vp = A(2x − 1) = 2y − A(1)``, ``zeta`` read as ``scale``.
+    ``y_vp = A(2x − 1) = 2y − A(1)``, ``zeta`` read as ``scale``. ``clip=True`` clips ``x̂0_vp`` to
+    [−1, 1] before the step and the residual (the official ``clip_denoised``), differentiated through.
     """
     gen = torch.Generator().manual_seed(seed)
     op, y = problem.operator, problem.y
@@ -49,8 +52,10 @@ def reference_dps(problem: invkit.Problem, prior: GaussianPrior, sigmas: list[fl
         beta = 1.0 - alpha
         xv = x_vp.detach().requires_grad_(True)
         x_ours = 0.5 + xv / (2.0 * math.sqrt(ab_t))
-        x0 = prior.denoise(x_ours, sigmas[i])
-        x0_vp = 2.0 * (x0 - 0.5)
+        x0_vp = 2.0 * (prior.denoise(x_ours, sigmas[i]) - 0.5)
+        if clip:
+            x0_vp = x0_vp.clamp(-1.0, 1.0)
+        x0 = 0.5 + x0_vp / 2.0
         if official:
             y_vp = 2.0 * y - op.forward(torch.ones_like(x0))
             r_vp = y_vp - op.forward(x0_vp)
@@ -77,13 +82,20 @@ def test_dps_equals_the_papers_algorithm_in_vp_symbols(noise, op_name) -> None:
     problem = invkit.Problem.simulate(op, truth, noise, torch.Generator().manual_seed(4))
     prior = _prior()
     sigmas = [float(s) for s in prior.sigma_grid.flip(0)[::125]] + [0.0]  # 8 respaced levels and 0
-    ours = DPS(zeta=0.7).solve(problem, prior, sigmas=sigmas, generator=torch.Generator().manual_seed(5)).x
+    ours = DPS(zeta=0.7, clip_x0=False).solve(problem, prior, sigmas=sigmas, generator=torch.Generator().manual_seed(5)).x
     ref = reference_dps(problem, prior, sigmas, 0.7, seed=5)
     assert ours.dtype == F64
     torch.testing.assert_close(ours, ref, rtol=0, atol=1e-9)
     # the comparison can fail: a factor 2 in the guidance (the official scale's ∇‖r‖ read as ∇‖r‖²/‖r‖) is caught
-    doubled = DPS(zeta=1.4).solve(problem, prior, sigmas=sigmas, generator=torch.Generator().manual_seed(5)).x
+    doubled = DPS(zeta=1.4, clip_x0=False).solve(problem, prior, sigmas=sigmas, generator=torch.Generator().manual_seed(5)).x
     assert (doubled - ref).abs().max() > 1e-4
+    # clipping x̂0 (the official clip_denoised; DPS's default below 100 steps, as here): equal to the reference that clips,
+    # on a bright prior whose estimates leave [0, 1] so that the clip bites
+    bright = GaussianPrior.power_law(0.85, 0.05, 1.0, 1.0 / 8.0)
+    clipped = DPS(zeta=0.7).solve(problem, bright, sigmas=sigmas, generator=torch.Generator().manual_seed(5))
+    assert clipped.info["clip_x0"] is True
+    torch.testing.assert_close(clipped.x, reference_dps(problem, bright, sigmas, 0.7, seed=5, clip=True), rtol=0, atol=1e-9)
+    assert (clipped.x - reference_dps(problem, bright, sigmas, 0.7, seed=5)).abs().max() > 1e-4
 
 
 def test_zeta_equals_the_official_codes_scale_for_a_linear_operator() -> None:
@@ -94,11 +106,11 @@ def test_zeta_equals_the_official_codes_scale_for_a_linear_operator() -> None:
     problem = invkit.Problem.simulate(op, truth, GaussianNoise(0.05), torch.Generator().manual_seed(4))
     prior = _prior()
     sigmas = [float(s) for s in prior.sigma_grid.flip(0)[::125]] + [0.0]
-    ours = DPS(zeta=0.3).solve(problem, prior, sigmas=sigmas, generator=torch.Generator().manual_seed(5)).x
+    ours = DPS(zeta=0.3, clip_x0=False).solve(problem, prior, sigmas=sigmas, generator=torch.Generator().manual_seed(5)).x
     official = reference_dps(problem, prior, sigmas, 0.3, seed=5, official=True)
     torch.testing.assert_close(ours, official, rtol=0, atol=1e-9)
     # the paper's ζ′ written for [−1, 1] residuals is half of ours: reading scale as it would be off
-    half = DPS(zeta=0.15).solve(problem, prior, sigmas=sigmas, generator=torch.Generator().manual_seed(5)).x
+    half = DPS(zeta=0.15, clip_x0=False).solve(problem, prior, sigmas=sigmas, generator=torch.Generator().manual_seed(5)).x
     assert (half - official).abs().max() > 1e-4
 
 
@@ -196,6 +208,13 @@ def test_the_presets_are_chosen_by_the_operator_and_noise_and_scaled_to_the_step
     problem = invkit.Problem.simulate(op, torch.full((1, *shape), 0.5, dtype=F64), GaussianNoise(0.05), torch.Generator().manual_seed(0))
     out = DPS().solve(problem, _prior(), steps=5, generator=torch.Generator().manual_seed(0))
     assert out.info["zeta"] == pytest.approx(ZETA_PRESETS["gaussian_blur"] * PRESET_STEPS / 5)
+    # x̂0 is clipped by default only in runs of fewer than CLIP_BELOW_STEPS steps; clip_x0 decides when given
+    from invkit_solvers.dps import CLIP_BELOW_STEPS
+
+    assert out.info["clip_x0"] is True
+    for steps, given, expected in ((CLIP_BELOW_STEPS, None, False), (CLIP_BELOW_STEPS - 1, None, True), (5, False, False)):
+        run = DPS(zeta=0.1, clip_x0=given).solve(problem, _prior(), steps=steps, generator=torch.Generator().manual_seed(0))
+        assert run.info["clip_x0"] is expected
     assert DPS(zeta=0.25).solve(problem, _prior(), steps=5, generator=torch.Generator().manual_seed(0)).info["zeta"] == 0.25
     poisson = invkit.Problem.simulate(op, torch.full((1, *shape), 0.5, dtype=F64), PoissonNoise(255.0), torch.Generator().manual_seed(0))
     assert DPS().solve(poisson, _prior(), steps=4, generator=torch.Generator().manual_seed(0)).info["zeta"] == pytest.approx(

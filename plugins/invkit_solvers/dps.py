@@ -67,7 +67,7 @@ from invkit.schedules import check_schedule, respaced_sigmas
 from invkit.solver import Callback, Result, Solver, Step
 from invkit.vp import ddim_step
 
-__all__ = ["DPS", "ZETA_PRESETS", "PRESET_STEPS", "DATA_SCALE", "dps_guidance_scale", "dps_data_term", "dps_step", "zeta_preset"]
+__all__ = ["DPS", "ZETA_PRESETS", "PRESET_STEPS", "CLIP_BELOW_STEPS", "DATA_SCALE", "dps_guidance_scale", "dps_data_term", "dps_step", "zeta_preset"]
 
 #: ``d``: the paper's data live in [−1, 1], twice our [0, 1] range.
 DATA_SCALE = 2.0
@@ -75,6 +75,8 @@ _CENTER = 0.5
 
 #: The step count the presets are stated for: the paper's (and the official configs') 1000.
 PRESET_STEPS = 1000
+#: With ``clip_x0=None``, runs of fewer steps clip ``x̂_0`` to [0, 1] (module notes, "Step sizes").
+CLIP_BELOW_STEPS = 100
 
 #: ζ′ per operator family at :data:`PRESET_STEPS` steps (registered operator name; ``"poisson"``
 #: for Poisson noise), in the units of the module notes; :func:`zeta_preset` scales them to the
@@ -180,6 +182,9 @@ class DPS(Solver):
     Args:
         zeta: ζ′, the step size of the guidance, used as given at any step count; ``None``: the
             preset of the operator family scaled to the run's steps (:func:`zeta_preset`).
+        clip_x0: Clip ``x̂_0`` to [0, 1] before it enters the ancestral step and the residual
+            (the official code's ``clip_denoised``; the paper's algorithm does not). ``None``: clip
+            only in runs of fewer than :data:`CLIP_BELOW_STEPS` steps (module notes, "Step sizes").
 
     Example:
         >>> import torch, invkit
@@ -203,8 +208,13 @@ class DPS(Solver):
         self,
         *,
         zeta: Annotated[float | None, Arg("ζ′: guidance step size, used as given (default: the operator family's preset x 1000/steps)", min=0.0)] = None,
+        clip_x0: Annotated[
+            bool | None,
+            Arg("clip the denoiser's estimate x̂0 to [0, 1] (the official code's clip_denoised); default: only below 100 steps"),
+        ] = None,
     ) -> None:
         self.zeta = zeta
+        self.clip_x0 = clip_x0
 
     def solve(
         self,
@@ -229,7 +239,7 @@ class DPS(Solver):
             sigmas: Explicit descending schedule ``[σ_T, ..., σ_1]`` (a final 0 is appended if missing).
 
         Returns:
-            ``Result(x, info={"sigmas", "zeta", "residual"})``: ``residual`` is ``‖y − A(x)‖`` per
+            ``Result(x, info={"sigmas", "zeta", "clip_x0", "residual"})``: ``clip_x0`` whether x̂_0 was clipped, ``residual`` is ``‖y − A(x)‖`` per
             row of the returned images (unweighted).
         """
         self.check(problem, prior)
@@ -237,6 +247,7 @@ class DPS(Solver):
         schedule = check_schedule(sigmas) if sigmas is not None else respaced_sigmas(prior, 1000 if steps is None else steps)
         zeta = self.zeta if self.zeta is not None else zeta_preset(getattr(op, "name", ""), problem.noise, len(schedule) - 1)
         weights = problem.noise.shot_weights(y) if isinstance(problem.noise, PoissonNoise) else None
+        clip = self.clip_x0 if self.clip_x0 is not None else len(schedule) - 1 < CLIP_BELOW_STEPS
         generator = resolve_generator(generator, y.device)
         batch, shape = y.shape[0], (y.shape[0], *op.in_shape)
 
@@ -247,6 +258,8 @@ class DPS(Solver):
             with torch.enable_grad():
                 xr = x.detach().requires_grad_(True)
                 x0 = prior.denoise(xr, sigma)
+                if clip:  # the gradient flows through the clip (zero where it clips), as the official code's
+                    x0 = x0.clamp(0.0, 1.0)
                 x0d = x0.detach()
                 r, norm = dps_data_term(op, y, x0d, weights)
                 # d/dz of Σ_b (ζ′/‖r_b‖) Σ_j Λ_j (y_j − z_j)²: −2 Λ r ζ′/‖r_b‖ (0 for a row that fits exactly)
@@ -259,4 +272,4 @@ class DPS(Solver):
             if callback is not None:
                 callback(Step(index=i, total=total, sigma=sigma_next, x=x, x0_hat=x0d))
         residual = problem.residual_norms(x)
-        return Result(x=x, info={"sigmas": schedule, "zeta": zeta, "residual": residual.tolist(), "solver": "dps"})
+        return Result(x=x, info={"sigmas": schedule, "zeta": zeta, "clip_x0": clip, "residual": residual.tolist(), "solver": "dps"})
