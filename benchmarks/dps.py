@@ -228,8 +228,12 @@ def main() -> None:
     if parts != ["report"]:
         done = {_key(r) for r in _load(args.results)}
         tasks = set(args.tasks.split(",")) if args.tasks else None
-        todo = [j for part in parts for j in jobs_for(part, args.steps)
-                if _key(j) not in done and (tasks is None or j["task"] in tasks or f"{part}:{j['task']}" in tasks)]
+        todo = []
+        for part in parts:
+            for j in jobs_for(part, args.steps):
+                if _key(j) not in done and (tasks is None or j["task"] in tasks or f"{part}:{j['task']}" in tasks):
+                    todo.append(j)
+                    done.add(_key(j))  # a job two parts share (the steps curve's evaluation point) runs once
         # the longest first, so the workers finish together
         todo.sort(key=lambda j: -(j.get("steps") or 0) * j.get("samples", 1))
         with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:

@@ -44,7 +44,26 @@ evaluations with both ends (all 1000 levels by default, as the paper); for a con
 a geometric spacing from ``sigma_max`` to ``sigma_min``.
 
 **Step sizes.** ``zeta`` (ζ′) defaults per operator family (:data:`ZETA_PRESETS`, chosen by the
-operator's registered name and the noise model), overridable with ``--solver-arg zeta=...``.
+operator's registered name and the noise model), overridable with ``--solver-arg zeta=...``. The
+presets are stated for the paper's 1000 steps and multiplied by ``1000 / steps`` (one push per
+step: the same total guidance at any step count). How they were chosen (``benchmarks/dps.py
+--part tune``; numbers in docs/measurements.md): the official configs' ``scale`` (deblurring 0.3,
+×4 super-resolution 0.3, inpainting 0.5, phase retrieval 0.4, Poisson 0.3) times 1, 4, 8 and 16
+at 250 steps on one tuning image (KDE's ``Autumn`` wallpaper, 128², never an evaluation photo)
+with the default prior, best PSNR kept. 4× (the official value rescaled to 250 steps) beat 1× by
+2.5–5.5 dB in every family; blur and super-resolution kept improving up to 16× (the grid's edge,
+so presets 1.2), inpainting up to 8× (1.0), while Poisson deblurring and phase retrieval were best
+at 4× (0.3, 0.4, the official values). So for our prior at 128² the guidance wants to be up to 4×
+stronger than the official numbers; note that ``ζ′/‖r‖`` pushes each pixel by about ``ζ′/√n``, so
+the best ζ′ also grows with the image size (tuned at 128² only). Operators without a preset
+(colorization, denoising, compressed sensing) get the untuned ``"default"``.
+
+**Few steps.** The ancestral DDPM step with unclipped ``x̂_0`` breaks down at coarse schedules:
+at 20 steps the default prior's estimates at the first levels reach ±10 (data range [0, 1]) and
+the sample diverges (motion deblurring on the tuning image: 6.6 dB at every ζ′ from 1.2 to 15; the
+prior alone 4.4 dB). Clipping ``x̂_0`` to [0, 1] (``clip_x0``, the official code's
+``clip_denoised``) brings it to 20.2 dB, but at 100 steps it costs 1.1 dB (24.3 against 25.4), so
+by default runs of fewer than :data:`CLIP_BELOW_STEPS` = 100 steps clip and longer ones do not.
 """
 
 from __future__ import annotations
@@ -82,17 +101,18 @@ CLIP_BELOW_STEPS = 100
 #: for Poisson noise), in the units of the module notes; :func:`zeta_preset` scales them to the
 #: run's step count. Starting points were the official configs' ``scale`` (equal to our ζ′ for
 #: linear operators): deblurring 0.3 (gaussian_deblur/motion_deblur), ×4 super-resolution 0.3,
-#: random inpainting 0.5, phase retrieval 0.4; re-tuned as the module notes say ("Step sizes").
-#: Operators not listed get ``"default"``.
+#: random inpainting 0.5, phase retrieval 0.4; re-tuned as the module notes say ("Step sizes"):
+#: blurs and super-resolution 4×, inpainting 2×, Poisson and phase retrieval unchanged.
+#: Operators not listed get ``"default"`` (untuned).
 ZETA_PRESETS: dict[str, float] = {
-    "blur": 0.3,
-    "gaussian_blur": 0.3,
-    "anisotropic_blur": 0.3,
-    "uniform_blur": 0.3,
-    "saturated_blur": 0.3,
-    "super_resolution": 0.3,
-    "bicubic_super_resolution": 0.3,
-    "inpainting": 0.5,
+    "blur": 1.2,
+    "gaussian_blur": 1.2,
+    "anisotropic_blur": 1.2,
+    "uniform_blur": 1.2,
+    "saturated_blur": 1.2,
+    "super_resolution": 1.2,
+    "bicubic_super_resolution": 1.2,
+    "inpainting": 1.0,
     "phase_retrieval": 0.4,
     "poisson": 0.3,
     "default": 0.3,
@@ -105,8 +125,8 @@ def zeta_preset(operator_name: str, noise: object, steps: int = PRESET_STEPS) ->
 
     The guidance a run applies in all is about ``steps · ζ′`` (one push per step), so the presets,
     stated for 1000 steps, grow as the steps shrink: the same total push at any step count
-    (measured on the tuning image: at 250 steps 4× the 1000-step value beats 1× by 2.5 to 5.5 dB
-    in every family; docs/measurements.md).
+    (measured on the tuning image: at 250 steps 4× the official 1000-step value beats 1× by 2.5
+    to 5.5 dB in every family; at 100 steps 10× beats 4× by 1.9 dB; docs/measurements.md).
 
     Example:
         >>> zeta_preset("inpainting", None) == ZETA_PRESETS["inpainting"]
