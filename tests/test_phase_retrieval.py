@@ -304,7 +304,7 @@ def test_simulate_scores_phase_retrieval_up_to_its_ambiguities(tmp_path) -> None
     written = read_image(tmp_path / "out.png").x.double()
     aligned = align_to(written, clean.double())
     assert rec["psnr_restored"] == pytest.approx(psnr(aligned, clean.double()), abs=0.02)
-    assert rec["psnr_restored"] >= psnr(written, clean.double()) - 1e-6
+    assert rec["psnr_restored"] > psnr(written, clean.double()) + 1  # this fixture's restoration is not aligned as written
     samples = [read_image(Path(f)).x.double() for f in rec["files"]["samples"]]
     assert len(samples) == 3
     best = max(psnr(align_to(s, clean.double()), clean.double()) for s in samples)

@@ -213,3 +213,14 @@ def test_degrade_poisson_from_python(tmp_path):
     with pytest.raises(RestoreError, match="operator 'compressed_sensing' can make negative ones"):
         degrade(DegradeOptions(src, tmp_path / "z.safetensors", operator="compressed_sensing", noise="poisson"))
     assert not (tmp_path / "z.safetensors").exists()
+
+
+def test_sample_residuals_are_those_of_the_clipped_images_that_are_written():
+    from invkit.runner import sample_residuals
+
+    from invkit.registry import get_registry
+
+    op = get_registry().build_operator("denoising", (1, 2, 2))
+    y = torch.full((1, 1, 2, 2), 0.5)
+    samples = torch.tensor([[[[1.5, 0.5], [-0.5, 0.5]]], [[[0.5, 0.5], [0.5, 0.5]]]])
+    assert sample_residuals(op, y, samples) == pytest.approx([2**0.5 / 2, 0.0])  # |1 − 0.5| and |0 − 0.5|, not 1 and 1

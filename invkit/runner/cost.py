@@ -93,9 +93,14 @@ def cost_or_refuse(name: str, c: int, H: int, W: int, *, opts: RestoreOptions, t
     factor = timer.evaluations_per_step
     if pixels <= ESTIMATE_PIXELS and pixels <= limit:
         return
-    spp = timer.seconds_per_pixel(c)
+    spp = timer.seconds_per_pixel(c) if factor > 0 else None
     per_eval = spp * pixels if spp is not None else None
-    estimate = f"{_cost_text(per_eval, steps, opts.samples, opts.batch, factor)} on {timer.device.type}, extrapolated from a {timer.side}x{timer.side} timing" if per_eval else "no estimate (the prior failed on a small test image)"
+    if factor == 0:
+        estimate = "no estimate (the solver does not evaluate the prior)"
+    elif per_eval:
+        estimate = f"{_cost_text(per_eval, steps, opts.samples, opts.batch, factor)} on {timer.device.type}, extrapolated from a {timer.side}x{timer.side} timing"
+    else:
+        estimate = "no estimate (the prior failed on a small test image)"
     if pixels > limit:
         side = max(H, W) * math.sqrt(limit / pixels)
         m = max(prior_multiple(timer.prior), 1)

@@ -254,6 +254,7 @@ def _aligned(prep: Prepared, x: torch.Tensor, chosen: int | None) -> tuple[torch
     if not callable(align) or prep.clean_padded is None:
         return None, x
     ref = prep.clean_padded.to(x.dtype)
+    x = x.clamp(0.0, 1.0)  # as written and as scored
     full = x[chosen : chosen + 1] if chosen is not None else x.mean(dim=0, keepdim=True)
     return crop_back(align(full, ref), prep.geo), crop_back(align(x, ref), prep.geo)
 

@@ -93,7 +93,6 @@ class HIO(Solver):
     """
 
     name = "hio"
-    default_steps = 500
     evaluations_per_step = 0.0  # the prior is never evaluated
     requires = frozenset({Capability.DIFFERENTIABLE, Capability.FOURIER_MAGNITUDES, Capability.LEAST_SQUARES_NOISE})
     row_generators = True
@@ -113,6 +112,10 @@ class HIO(Solver):
         self.er_every = er_every
         self.final_er = final_er
         self.upper = upper
+
+    @property  # type: ignore[override]
+    def default_steps(self) -> int:  # the cost estimate reads it: this instance's iterations
+        return self.iterations
 
     def solve(
         self,
