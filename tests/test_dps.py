@@ -192,14 +192,15 @@ def test_every_builtin_linear_operator_works_with_dps(name: str, noise_name: str
 
 
 def test_the_presets_are_chosen_by_the_operator_and_noise_and_scaled_to_the_steps() -> None:
-    from invkit_solvers.dps import PRESET_STEPS, ZETA_PRESETS, zeta_preset
+    from invkit_solvers.dps import MAX_PRESET_SCALE, PRESET_STEPS, ZETA_PRESETS, zeta_preset
 
     registered = set(invkit.get_registry().names("operator"))
     assert set(ZETA_PRESETS) - {"default", "poisson"} <= registered  # every key names a registered operator
     assert {"blur", "gaussian_blur", "super_resolution", "inpainting", "phase_retrieval"} <= set(ZETA_PRESETS)
     assert zeta_preset("inpainting", GaussianNoise(0.1)) == ZETA_PRESETS["inpainting"]
     assert zeta_preset("inpainting", PoissonNoise(255.0)) == ZETA_PRESETS["poisson"]  # the noise model decides first
-    assert zeta_preset("no_such_operator", GaussianNoise(0.1), 100) == ZETA_PRESETS["default"] * PRESET_STEPS / 100
+    assert zeta_preset("no_such_operator", GaussianNoise(0.1), 250) == ZETA_PRESETS["default"] * PRESET_STEPS / 250
+    assert zeta_preset("blur", None, 20) == zeta_preset("blur", None, 100) == ZETA_PRESETS["blur"] * MAX_PRESET_SCALE  # capped
     with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         zeta_preset("blur", None, 0)
     # the solver reports the ζ′ it used: the preset at its step count, or the given value as is
@@ -207,7 +208,7 @@ def test_the_presets_are_chosen_by_the_operator_and_noise_and_scaled_to_the_step
     op = GaussianBlur(shape, sigma=1.0)
     problem = invkit.Problem.simulate(op, torch.full((1, *shape), 0.5, dtype=F64), GaussianNoise(0.05), torch.Generator().manual_seed(0))
     out = DPS().solve(problem, _prior(), steps=5, generator=torch.Generator().manual_seed(0))
-    assert out.info["zeta"] == pytest.approx(ZETA_PRESETS["gaussian_blur"] * PRESET_STEPS / 5)
+    assert out.info["zeta"] == pytest.approx(ZETA_PRESETS["gaussian_blur"] * MAX_PRESET_SCALE)
     # x̂0 is clipped by default only in runs of fewer than CLIP_BELOW_STEPS steps; clip_x0 decides when given
     from invkit_solvers.dps import CLIP_BELOW_STEPS
 
@@ -217,6 +218,6 @@ def test_the_presets_are_chosen_by_the_operator_and_noise_and_scaled_to_the_step
         assert run.info["clip_x0"] is expected
     assert DPS(zeta=0.25).solve(problem, _prior(), steps=5, generator=torch.Generator().manual_seed(0)).info["zeta"] == 0.25
     poisson = invkit.Problem.simulate(op, torch.full((1, *shape), 0.5, dtype=F64), PoissonNoise(255.0), torch.Generator().manual_seed(0))
-    assert DPS().solve(poisson, _prior(), steps=4, generator=torch.Generator().manual_seed(0)).info["zeta"] == pytest.approx(
-        ZETA_PRESETS["poisson"] * PRESET_STEPS / 4
+    assert DPS().solve(poisson, _prior(), steps=400, generator=torch.Generator().manual_seed(0)).info["zeta"] == pytest.approx(
+        ZETA_PRESETS["poisson"] * PRESET_STEPS / 400
     )

@@ -47,7 +47,7 @@ a geometric spacing from ``sigma_max`` to ``sigma_min``.
 **Step sizes.** ``zeta`` (ζ′) defaults per operator family (:data:`ZETA_PRESETS`, chosen by the
 operator's registered name and the noise model), overridable with ``--solver-arg zeta=...``. The
 presets are stated for the paper's 1000 steps and multiplied by ``1000 / steps`` (one push per
-step: the same total guidance at any step count). How they were chosen (``benchmarks/dps.py
+step: the same total guidance at any step count), at most by 10 (below 100 steps). How they were chosen (``benchmarks/dps.py
 --part tune``; numbers in docs/measurements.md): the official configs' ``scale`` (deblurring 0.3,
 ×4 super-resolution 0.3, inpainting 0.5, phase retrieval 0.4, Poisson 0.3) times 1, 4, 8 and 16
 at 250 steps on one tuning image (KDE's ``Autumn`` wallpaper, 128², never an evaluation photo)
@@ -92,7 +92,7 @@ from invkit.schedules import check_schedule, respaced_sigmas
 from invkit.solver import Callback, Result, Solver, Step
 from invkit.vp import ddim_step
 
-__all__ = ["DPS", "ZETA_PRESETS", "PRESET_STEPS", "CLIP_BELOW_STEPS", "DATA_SCALE", "dps_guidance_scale", "dps_data_term", "dps_step", "zeta_preset"]
+__all__ = ["DPS", "ZETA_PRESETS", "PRESET_STEPS", "MAX_PRESET_SCALE", "CLIP_BELOW_STEPS", "DATA_SCALE", "dps_guidance_scale", "dps_data_term", "dps_step", "zeta_preset"]
 
 #: ``d``: the paper's data live in [−1, 1], twice our [0, 1] range.
 DATA_SCALE = 2.0
@@ -100,6 +100,8 @@ _CENTER = 0.5
 
 #: The step count the presets are stated for: the paper's (and the official configs') 1000.
 PRESET_STEPS = 1000
+#: The largest factor :func:`zeta_preset` scales a preset by (reached at 100 steps; fewer steps keep it).
+MAX_PRESET_SCALE = 10.0
 #: With ``clip_x0=None``, runs of fewer steps clip ``x̂_0`` to [0, 1] (module notes, "Few steps").
 CLIP_BELOW_STEPS = 100
 
@@ -127,7 +129,9 @@ ZETA_PRESETS: dict[str, float] = {
 
 def zeta_preset(operator_name: str, noise: object, steps: int = PRESET_STEPS) -> float:
     """ζ′ for an operator family and noise model at ``steps`` steps: the family's preset (``"poisson"``
-    under Poisson noise, else the operator's, else ``"default"``) times ``PRESET_STEPS / steps``.
+    under Poisson noise, else the operator's, else ``"default"``) times ``PRESET_STEPS / steps``,
+    at most :data:`MAX_PRESET_SCALE` times (the rule was measured down to 100 steps, where the
+    factor is 10; fewer steps keep 10 rather than extrapolate).
 
     The guidance a run applies in all is about ``steps · ζ′`` (one push per step), so the presets,
     stated for 1000 steps, grow as the steps shrink: the same total push at any step count
@@ -143,7 +147,7 @@ def zeta_preset(operator_name: str, noise: object, steps: int = PRESET_STEPS) ->
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     key = "poisson" if isinstance(noise, PoissonNoise) else operator_name if operator_name in ZETA_PRESETS else "default"
-    return ZETA_PRESETS[key] * PRESET_STEPS / steps
+    return ZETA_PRESETS[key] * min(PRESET_STEPS / steps, MAX_PRESET_SCALE)
 
 
 def dps_guidance_scale(sigma: float, sigma_next: float, data_scale: float = DATA_SCALE) -> float:
