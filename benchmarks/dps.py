@@ -74,6 +74,8 @@ EVAL = {"motion": ("coffee", "rocket"), "poisson": ("astronaut", "motorcycle_lef
 STEPS_IMAGE, STEPS_CURVE = "coffee", (100, 250, 1000)
 #: Few steps (``--part fewsteps``): motion deblurring on the tuning image, multiples of the official ζ′ per step count.
 FEW_STEPS = {20: (4.0, 10.0, 20.0, 50.0), 100: (4.0, 10.0)}
+#: The same with x̂0 clipped (``clip_x0=true``), and the prior alone (ζ′ = 0) at 20 steps.
+FEW_STEPS_CLIPPED = {20: (0.0, 10.0, 50.0), 100: (10.0,)}
 
 
 def _peak_mb() -> float:
@@ -119,7 +121,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         start, cpu = time.perf_counter(), time.process_time()
         out = solver.solve(problem, prior, generator=gens)
     else:
-        solver = reg.build("solver", "dps", [] if job.get("zeta") is None else [f"zeta={job['zeta']}"])
+        args = [] if job.get("zeta") is None else [f"zeta={job['zeta']}"]
+        if job.get("clip") is not None:
+            args.append(f"clip_x0={str(job['clip']).lower()}")
+        solver = reg.build("solver", "dps", args)
         start, cpu = time.perf_counter(), time.process_time()
         out = solver.solve(problem, prior, steps=job["steps"], generator=gens)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
@@ -159,7 +164,13 @@ def jobs_for(part: str, steps: int) -> list[dict[str, Any]]:
         for n, mults in FEW_STEPS.items():
             for m in mults:
                 jobs.append({"part": "fewsteps", "task": "motion", "image": TUNE_IMAGE, "seed_op": 100, "solver": "dps",
-                             "zeta": round(OFFICIAL["motion"] * m, 4), "steps": n})
+                             "zeta": round(OFFICIAL["motion"] * m, 4), "steps": n, "clip": False})
+        for n, mults in FEW_STEPS_CLIPPED.items():
+            for m in mults:
+                jobs.append({"part": "fewsteps", "task": "motion", "image": TUNE_IMAGE, "seed_op": 100, "solver": "dps",
+                             "zeta": round(OFFICIAL["motion"] * m, 4), "steps": n, "clip": True})
+        jobs.append({"part": "fewsteps", "task": "motion", "image": TUNE_IMAGE, "seed_op": 100, "solver": "dps", "zeta": 0.0,
+                     "steps": 20, "clip": False})
     elif part == "steps":
         for n in STEPS_CURVE:
             jobs.append({"part": "eval" if n == steps else "steps", "task": "motion", "image": STEPS_IMAGE, "seed_op": 0,
@@ -168,7 +179,10 @@ def jobs_for(part: str, steps: int) -> list[dict[str, Any]]:
 
 
 def _key(job: dict[str, Any]) -> str:
-    return json.dumps({k: job.get(k) for k in ("part", "task", "image", "seed_op", "solver", "zeta", "steps", "samples")}, sort_keys=True)
+    key = {k: job.get(k) for k in ("part", "task", "image", "seed_op", "solver", "zeta", "steps", "samples")}
+    if job.get("part") == "fewsteps":  # rows run before clip_x0 existed were unclipped
+        key["clip"] = bool(job.get("clip"))
+    return json.dumps(key, sort_keys=True)
 
 
 def _load(path: Path) -> list[dict[str, Any]]:
@@ -189,9 +203,10 @@ def report(rows: list[dict[str, Any]]) -> None:
     few = [r for r in rows if r["part"] == "fewsteps"]
     if few:
         print(f"\n### Few steps: motion deblurring, {TUNE_IMAGE}, {SIZE}², ζ′ as multiples of the official 0.3\n")
-        print("| steps | ζ′ | × official | PSNR | SSIM |\n| --- | --- | --- | --- | --- |")
-        for r in sorted(few, key=lambda r: (r["steps"], r["zeta"])):
-            print(f"| {r['steps']} | {r['zeta']} | {r['zeta'] / OFFICIAL['motion']:.0f} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
+        print("| steps | ζ′ | × official | x̂0 clipped | PSNR | SSIM |\n| --- | --- | --- | --- | --- | --- |")
+        for r in sorted(few, key=lambda r: (r["steps"], bool(r.get("clip")), r["zeta"])):
+            clip = "yes" if r.get("clip") else "no"  # rows without the key ran before clip_x0 existed: unclipped
+            print(f"| {r['steps']} | {r['zeta']} | {r['zeta'] / OFFICIAL['motion']:.0f} | {clip} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
     ev = [r for r in rows if r["part"] == "eval"]
     if ev:
         print(f"\n### Evaluation photos, {SIZE}², default prior, 1 thread per job\n")

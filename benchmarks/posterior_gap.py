@@ -340,6 +340,11 @@ def main() -> None:
         f"S = {args.samples} samples per method; DDRM eta = {DDRM().eta}, eta_b = {DDRM().eta_b}, {str(args.dtype).removeprefix('torch.')}, "
         f"steps {args.steps}; DPS steps {args.dps or 'none'}; SW2 over {args.directions} directions"
     )
+    if args.dps:
+        from invkit_solvers.dps import zeta_preset
+
+        print("DPS ζ′ (presets at these steps): " + "; ".join(
+            f"{p}: " + ", ".join(f"{zeta_preset(PROBLEMS[p][0], None, st):g} at {st}" for st in args.dps) for p in problems))
     results = []
     t_all = time.perf_counter()
     for pname in problems:
