@@ -144,22 +144,8 @@ def exact_samples(problem: Problem, prior: invkit.Prior, count: int, seed: int) 
     return out.reshape(count, -1).to(F64), time.perf_counter() - t0
 
 
-def ddrm_samples(problem: Problem, prior: invkit.Prior, count: int, steps: int, seed: int, batch: int, dtype: torch.dtype) -> tuple[Tensor, float]:
-    solver = DDRM()
-    gen = torch.Generator().manual_seed(seed)
-    y = problem.y.to(dtype)
-    chunks = []
-    t0 = time.perf_counter()
-    for start in range(0, count, batch):
-        b = min(batch, count - start)
-        sub = Problem(problem.operator, y.expand(b, *y.shape[1:]).contiguous(), problem.noise)
-        chunks.append(solver.solve(sub, prior, steps=steps, generator=gen).x.reshape(b, -1))
-    elapsed = time.perf_counter() - t0
-    return torch.cat(chunks).to(F64), elapsed
-
-
-def dps_samples(problem: Problem, prior: invkit.Prior, count: int, steps: int, seed: int, batch: int, dtype: torch.dtype) -> tuple[Tensor, float]:
-    solver = DPS()
+def solver_samples(solver: invkit.Solver, problem: Problem, prior: invkit.Prior, count: int, steps: int, seed: int, batch: int, dtype: torch.dtype) -> tuple[Tensor, float]:
+    """``count`` samples of ``solver`` (DDRM or DPS) in batches of ``batch``, one seeded generator, and the wall time."""
     gen = torch.Generator().manual_seed(seed)
     y = problem.y.to(dtype)
     chunks = []
@@ -190,10 +176,10 @@ def run_case(problem_name: str, prior_name: str, sigma_y: float, shape: tuple[in
     floor, t_exact = exact_samples(problem, prior, s, FLOOR_SEED + case_index)
     rows.append({"method": "exact", "time": t_exact, **metrics(floor, mean, cov, ref, dirs)})
     for steps in args.steps:
-        smp, t = ddrm_samples(problem, prior, s, steps, DDRM_SEED + 100_000 * steps + case_index, args.batch or s, args.dtype)
+        smp, t = solver_samples(DDRM(), problem, prior, s, steps, DDRM_SEED + 100_000 * steps + case_index, args.batch or s, args.dtype)
         rows.append({"method": f"ddrm-{steps}", "time": t, **metrics(smp, mean, cov, ref, dirs)})
     for steps in args.dps:
-        smp, t = dps_samples(problem, prior, s, steps, DPS_SEED + 100_000 * steps + case_index, args.batch or s, args.dtype)
+        smp, t = solver_samples(DPS(), problem, prior, s, steps, DPS_SEED + 100_000 * steps + case_index, args.batch or s, args.dtype)
         rows.append({"method": f"dps-{steps}", "time": t, **metrics(smp, mean, cov, ref, dirs)})
     return case, rows
 
