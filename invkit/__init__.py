@@ -42,10 +42,10 @@ from .registry import (
     use_registry,
 )
 from .requirements import Capability, RequirementError, capabilities, check_requirements, missing_capabilities
-from .schedules import check_schedule, ddrm_schedule, respaced_sigmas, respaced_timesteps
+from .schedules import check_schedule, ddrm_schedule, jump_schedule, respaced_sigmas, respaced_timesteps
 from .solver import Callback, Result, Solver, Step
 from .spectral import SpectralSetup, spectral_setup
-from .vp import alpha_bar_from_sigma, ddim_noise_scale, ddim_step, eps_from_x0, from_vp, sigma_from_alpha_bar, to_vp, x0_from_eps
+from .vp import alpha_bar_from_sigma, ddim_noise_scale, ddim_step, eps_from_x0, from_vp, sigma_from_alpha_bar, to_vp, vp_start_std, x0_from_eps
 
 __version__ = "0.1.0"
 
@@ -129,6 +129,8 @@ __all__ = [
     "check_schedule",
     "ddrm_schedule",
     "respaced_sigmas",
+    "jump_schedule",
+    "vp_start_std",
     "respaced_timesteps",
     "alpha_bar_from_sigma",
     "sigma_from_alpha_bar",

@@ -48,6 +48,8 @@ class Capability(str, Enum):
     DIFFERENTIABLE = "differentiable"
     #: Gaussian measurement noise (:class:`~invkit.GaussianNoise`).
     GAUSSIAN_NOISE = "gaussian_noise"
+    #: Noiseless measurements: Gaussian noise with σ = 0 (``--noise gaussian:sigma=0``).
+    NOISELESS = "noiseless"
     #: Noise whose likelihood is a (weighted) least squares: Gaussian, or Poisson through its
     #: shot-noise approximation (:class:`~invkit.GaussianNoise`, :class:`~invkit.PoissonNoise`).
     LEAST_SQUARES_NOISE = "least_squares_noise"
@@ -103,6 +105,8 @@ def capabilities(problem: "Problem", prior: "Prior | None" = None, *, max_dense:
         have.add(Capability.GAUSSIAN_NOISE)
     if isinstance(problem.noise, (GaussianNoise, PoissonNoise)):
         have.add(Capability.LEAST_SQUARES_NOISE)
+    if isinstance(problem.noise, GaussianNoise) and float(problem.noise.sigma) == 0.0:
+        have.add(Capability.NOISELESS)
     if prior is not None:
         if getattr(prior, "differentiable", False):
             have.add(Capability.PRIOR_GRADIENTS)
@@ -134,6 +138,7 @@ _NEEDS = {
     Capability.LINEAR: "a linear operator",
     Capability.DIFFERENTIABLE: "a differentiable forward model",
     Capability.GAUSSIAN_NOISE: "Gaussian measurement noise",
+    Capability.NOISELESS: "noiseless measurements (sigma_y = 0)",
     Capability.LEAST_SQUARES_NOISE: "Gaussian or Poisson measurement noise",
     Capability.PRIOR_GRADIENTS: "gradients through the prior",
     Capability.GAUSSIAN_PRIOR: "a prior with a known Gaussian (mixture) form",
@@ -162,6 +167,10 @@ def describe_missing(cap: Capability, problem: "Problem", prior: "Prior | None",
         return f"a differentiable forward model (an invkit.ForwardModel), got {type(op).__name__}"
     if cap is Capability.GAUSSIAN_NOISE:
         return f"Gaussian measurement noise, got {type(problem.noise).__name__}"
+    if cap is Capability.NOISELESS:
+        sigma = getattr(problem.noise, "sigma", None)
+        got = f"sigma_y = {float(sigma):g}" if isinstance(sigma, (int, float)) else type(problem.noise).__name__
+        return f"noiseless measurements (sigma_y = 0), got {got}"
     if cap is Capability.LEAST_SQUARES_NOISE:
         return f"Gaussian or Poisson measurement noise, got {type(problem.noise).__name__}"
     if cap is Capability.PRIOR_GRADIENTS:

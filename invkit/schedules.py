@@ -10,6 +10,8 @@ lands (the clean estimate).
 * :func:`respaced_sigmas` — ``steps`` timesteps spread evenly over the whole trained grid, both
   ends included, for any ``1 <= steps <= L`` (the indices: :func:`respaced_timesteps`).
 * :func:`check_schedule` — validates and normalises a user-given schedule.
+* :func:`jump_schedule` — the order in which a time-travelling sampler (DDNM⁺, RePaint) visits
+  the levels of a schedule: forward (denoising) moves with periodic jumps back.
 
 For a continuous-sigma prior (``sigma_grid is None``) the first two share one rule: ``steps``
 levels spaced geometrically from ``sigma_max`` down to ``sigma_min``.
@@ -33,7 +35,7 @@ from collections.abc import Iterable
 
 from .prior import Prior
 
-__all__ = ["ddrm_schedule", "respaced_timesteps", "respaced_sigmas", "check_schedule"]
+__all__ = ["ddrm_schedule", "respaced_timesteps", "respaced_sigmas", "check_schedule", "jump_schedule"]
 
 
 def _geometric(hi: float, lo: float, steps: int) -> list[float]:
@@ -182,3 +184,55 @@ def check_schedule(sigmas: Iterable[float]) -> list[float]:
     if len(sched) < 2 or any(not math.isfinite(v) for v in sched) or any(a <= b for a, b in zip(sched, sched[1:])):
         raise ValueError(f"sigmas must be finite and strictly decreasing to 0, got {sigmas}")
     return sched
+
+
+def jump_schedule(steps: int, travel_length: int = 1, travel_repeat: int = 1, travel_interval: int | None = None) -> list[int]:
+    """Positions in a schedule ``[σ_T, ..., σ_1, 0]`` visited by a time-travelling sampler.
+
+    Positions index the schedule: ``0`` is σ_T (where sampling starts) and ``steps`` is the final
+    0. Consecutive entries differ by ±1: ``p -> p + 1`` is a reverse (denoising) step that
+    evaluates the prior at level ``p``; ``p -> p - 1`` is a forward (noising) step
+    ``q(x_{t+1} | x_t)``, no prior evaluation. The jumps are those of DDNM⁺ (Wang et al. 2023,
+    time travel: travel length ``l``, repeat count ``r``, interval ``s``) and of RePaint
+    (Lugmayr et al. 2022, "resampling": jump length and jump count). Counting the timesteps
+    ``k = steps - 1 - p`` from the clean end as those papers do: when the reverse walk reaches a
+    ``k`` in ``range(0, steps - l, s)`` it goes back ``l`` levels and comes down again, ``r - 1``
+    times in all per such ``k``. With ``s = l`` (the default) this is the official codes'
+    ``get_schedule_jump(T_sampling, travel_length, travel_repeat)``; ``r = 1`` is plain sampling
+    (``0, 1, ..., steps``).
+
+    Args:
+        steps: Number of levels with a prior evaluation (``len(schedule) - 1``), >= 1.
+        travel_length: ``l``, how many levels a jump goes back, >= 1.
+        travel_repeat: ``r``, how many times each jump's stretch is walked down in all, >= 1
+            (1: no time travel).
+        travel_interval: ``s``, the spacing of the jump points in levels, >= 1 (default ``l``).
+
+    Returns:
+        The positions visited, starting at 0 and ending at ``steps``.
+
+    Raises:
+        ValueError: A count below 1.
+
+    Example:
+        >>> jump_schedule(4)
+        [0, 1, 2, 3, 4]
+        >>> jump_schedule(5, travel_length=2, travel_repeat=2)  # jumps at k = 0 and k = 2
+        [0, 1, 2, 1, 0, 1, 2, 3, 4, 3, 2, 3, 4, 5]
+    """
+    interval = travel_length if travel_interval is None else travel_interval
+    for name, value in (("steps", steps), ("travel_length", travel_length), ("travel_repeat", travel_repeat), ("travel_interval", interval)):
+        if operator.index(value) < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}; use {name} >= 1")
+    jumps = {k: travel_repeat - 1 for k in range(0, steps - travel_length, interval)}
+    k = steps
+    ks: list[int] = []
+    while k >= 1:
+        k -= 1
+        ks.append(k)
+        if jumps.get(k, 0) > 0:
+            jumps[k] -= 1
+            for _ in range(travel_length):
+                k += 1
+                ks.append(k)
+    return [steps - 1 - k for k in ks] + [steps]

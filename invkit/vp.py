@@ -55,6 +55,7 @@ __all__ = [
     "x0_from_eps",
     "ddim_noise_scale",
     "ddim_step",
+    "vp_start_std",
 ]
 
 Level = Union[float, Tensor]
@@ -292,3 +293,17 @@ def ddim_step(
     if eta > 0.0:
         out = out + _rows(c, x) * noise
     return out
+
+
+def vp_start_std(sigma: float, data_scale: float = 2.0) -> float:
+    """Std of the VP samplers' start ``x_T ~ N(0, I)`` seen in our units at level σ_T: ``√(1/d² + σ_T²)``.
+
+    ``x_T = d √ᾱ_T (x − 1/2)`` with ``x_T ~ N(0, I)`` gives ``x = 1/2 + n / (d √ᾱ_T)``, and
+    ``1/(d² ᾱ_T) = (1 + d²σ_T²)/d² = 1/d² + σ_T²``. So the start is ``1/2 + vp_start_std(σ_T) n``:
+    the prior's noisy law at σ_T if the data had variance ``1/d²`` around mid-grey.
+
+    Example:
+        >>> vp_start_std(0.0)  # ᾱ = 1: the data-scale std 1/d
+        0.5
+    """
+    return math.sqrt(1.0 / (data_scale * data_scale) + float(sigma) ** 2)

@@ -326,7 +326,7 @@ def test_progress_bar_only_on_a_terminal(photos, tmp_path):
     [
         (["--operator", "blurr"], "unknown operator 'blurr'; known operators: anisotropic_blur, "),
         (["--operator", "denoising", "--prior", "nope"], "unknown prior 'nope'; known priors: adm-ffhq256, adm-imagenet256-cond"),
-        (["--operator", "denoising", "--solver", "nope"], "unknown solver 'nope'; known solvers: ddrm"),
+        (["--operator", "denoising", "--solver", "nope"], "unknown solver 'nope'; known solvers: ddnm, ddnm_plus, ddrm, "),
         (["--operator", "denoising", "--prior", "missing.safetensors"], "prior checkpoint not found"),
         (["--operator", "denoising", "--samples", "0"], "--samples must be >= 1"),
         (["--operator", "denoising", "--sigma-y", "-1"], "--sigma-y must be a finite number >= 0"),

@@ -98,7 +98,7 @@ def test_quantised_image_sigma_y_is_never_below_rounding_noise(tmp_path):
         (["--operator", "gaussian_blur", "--arg", "sigma=-1"], "'sigma'"),
         # a solver's declared requirements, checked before any work: exact needs a Gaussian prior
         (["--operator", "denoising", "--solver", "exact", "--prior", "default"], "solver 'exact' cannot take this problem: it needs a prior with a known Gaussian"),
-        (["--operator", "denoising", "--solver", "exact", "--prior", "default"], "solvers that take it: ddrm"),
+        (["--operator", "denoising", "--solver", "exact", "--prior", "default"], "solvers that take it: ddnm"),
     ],
 )
 def test_solve_errors_are_one_line(photo, tmp_path, args, message):

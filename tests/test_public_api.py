@@ -30,11 +30,11 @@ PINNED: dict[str, list[str]] = {
         "as_shape", "autograd_vjp", "build_noise", "capabilities", "check_adjoint", "check_autograd_adjoint",
         "check_requirements", "check_schedule", "check_shapes", "check_svd", "check_vjp", "conformance_cases",
         "ddim_noise_scale", "ddim_step", "ddpm_sigma_grid", "ddrm_schedule", "eps_from_x0", "float_tuple", "from_vp",
-        "get_registry", "hookimpl", "hookspec", "int_tuple", "is_noise_sigma", "linear_betas", "matrix_of",
+        "get_registry", "hookimpl", "hookspec", "int_tuple", "is_noise_sigma", "jump_schedule", "linear_betas", "matrix_of",
         "missing_capabilities", "noise_spec", "parse_bool", "parse_params", "quantization_sigma", "randn_rows",
         "reset_registry", "resolve_generator", "respaced_sigmas", "respaced_timesteps", "row_generators",
         "run_checks", "sample_generators", "sample_seed", "schema_of", "sigma_from_alpha_bar", "sigma_rows",
-        "signature_params", "spectral_setup", "to_vp", "use_registry", "validated", "vp_sigma_grid", "x0_from_eps",
+        "signature_params", "spectral_setup", "to_vp", "use_registry", "validated", "vp_sigma_grid", "vp_start_std", "x0_from_eps",
     ],
     # The runner: what the CLI drives and Python callers embed (README: from invkit.runner import ...).
     "invkit.runner": [
@@ -47,7 +47,7 @@ PINNED: dict[str, list[str]] = {
         "resolve_device", "restore", "restore_prepared", "sample_residuals", "score", "select_restoration",
         "simulate_measurement", "std_map", "terminal_size",
     ],
-    "invkit_solvers": ["DDRM", "DPS", "ExactSolver", "HIO"],
+    "invkit_solvers": ["DDNM", "DDNMPlus", "DDRM", "DPS", "DiffPIR", "ExactSolver", "HIO", "PiGDM"],
     "invkit_priors.analytic": [
         "DCTBasis", "GaussianMixturePrior", "GaussianPrior", "IdentityBasis", "MatrixBasis", "OrthogonalBasis",
         "PowerLawSpectrum", "gaussian", "gaussian_mixture",

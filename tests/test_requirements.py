@@ -27,11 +27,12 @@ def Counting() -> CountingPrior:
 def test_capabilities_of_each_rung_and_noise():
     op = REG.build_operator("denoising", (1, 4, 4))
     have = capabilities(Problem(op, torch.zeros(1, 1, 4, 4), GaussianNoise(0.1)), _gaussian())
-    assert have == frozenset(Capability) - {Capability.FOURIER_MAGNITUDES}
+    assert have == frozenset(Capability) - {Capability.FOURIER_MAGNITUDES, Capability.NOISELESS}
+    assert Capability.NOISELESS in capabilities(Problem(op, torch.zeros(1, 1, 4, 4), GaussianNoise(0.0)))
     nonlinear = capabilities(Problem(Square((1, 4, 4)), torch.zeros(1, 1, 4, 4)), Counting())
-    assert nonlinear == {Capability.DIFFERENTIABLE, Capability.GAUSSIAN_NOISE, Capability.LEAST_SQUARES_NOISE, Capability.PRIOR_GRADIENTS}
+    assert nonlinear == {Capability.DIFFERENTIABLE, Capability.GAUSSIAN_NOISE, Capability.NOISELESS, Capability.LEAST_SQUARES_NOISE, Capability.PRIOR_GRADIENTS}
     big = capabilities(Problem(Doubling((1, 65, 64)), torch.zeros(1, 1, 65, 64)))
-    assert big == {Capability.DIFFERENTIABLE, Capability.LINEAR, Capability.GAUSSIAN_NOISE, Capability.LEAST_SQUARES_NOISE}
+    assert big == {Capability.DIFFERENTIABLE, Capability.LINEAR, Capability.GAUSSIAN_NOISE, Capability.NOISELESS, Capability.LEAST_SQUARES_NOISE}
     poisson = capabilities(Problem(Square((1, 4, 4)), torch.zeros(1, 1, 4, 4), PoissonNoise(255.0)))
     assert poisson == {Capability.DIFFERENTIABLE, Capability.LEAST_SQUARES_NOISE}
     assert Capability.SVD in capabilities(Problem(Doubling((1, 4, 4)), torch.zeros(1, 1, 4, 4)))  # dense fallback

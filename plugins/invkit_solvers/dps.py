@@ -90,7 +90,7 @@ from invkit.random import Generators, randn_rows, resolve_generator
 from invkit.requirements import Capability
 from invkit.schedules import check_schedule, respaced_sigmas
 from invkit.solver import Callback, Result, Solver, Step
-from invkit.vp import ddim_step
+from invkit.vp import ddim_step, vp_start_std
 
 __all__ = ["DPS", "ZETA_PRESETS", "PRESET_STEPS", "MAX_PRESET_SCALE", "CLIP_BELOW_STEPS", "DATA_SCALE", "dps_guidance_scale", "dps_data_term", "dps_step", "zeta_preset"]
 
@@ -281,7 +281,7 @@ class DPS(Solver):
         generator = resolve_generator(generator, y.device)
         batch, shape = y.shape[0], (y.shape[0], *op.in_shape)
 
-        x = _CENTER + math.sqrt(1.0 / DATA_SCALE**2 + schedule[0] ** 2) * randn_rows(generator, shape, dtype=y.dtype, device=y.device)
+        x = _CENTER + vp_start_std(schedule[0], DATA_SCALE) * randn_rows(generator, shape, dtype=y.dtype, device=y.device)
         total = len(schedule) - 1
         for i in range(total):
             sigma, sigma_next = schedule[i], schedule[i + 1]
