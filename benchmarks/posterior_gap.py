@@ -12,6 +12,10 @@ the exact posterior moments (:func:`invkit_solvers.exact.posterior_moments`):
   its operator family's ζ′ preset (:data:`invkit_solvers.dps.ZETA_PRESETS`), tuned for photos and
   the default prior, not for these priors: DPS approximates ``p(y | x_t)`` by ``p(y | x̂_0(x_t))``
   and is not a posterior sampler in general, which this row measures.
+* ``ddnm_plus-100``, ``pigdm-100``, ``diffpir-100`` (``--others``, ``name:steps`` pairs; empty
+  to skip): the other SVD-based samplers at their defaults (DDNM⁺ is DDNM when ``σ_y = 0``;
+  ΠGDM's default η = 0 makes it deterministic after its start; DiffPIR at its operator family's
+  λ, ζ preset).
 
 Metrics (``C`` the exact posterior covariance, ``m`` its mean, ``m̂``/``v̂`` the sample
 mean / per-pixel variance):
@@ -90,6 +94,7 @@ REF_SEED = 1_000_000  # exact reference set for SW2
 FLOOR_SEED = 2_000_000  # exact set whose statistics are the Monte-Carlo floor
 DDRM_SEED = 3_000_000
 DPS_SEED = 4_000_000
+OTHER_SEED = 5_000_000
 DIR_SEED = 11
 
 
@@ -145,7 +150,7 @@ def exact_samples(problem: Problem, prior: invkit.Prior, count: int, seed: int) 
 
 
 def solver_samples(solver: invkit.Solver, problem: Problem, prior: invkit.Prior, count: int, steps: int, seed: int, batch: int, dtype: torch.dtype) -> tuple[Tensor, float]:
-    """``count`` samples of ``solver`` (DDRM or DPS) in batches of ``batch``, one seeded generator, and the wall time."""
+    """``count`` samples of ``solver`` in batches of ``batch``, one seeded generator, and the wall time."""
     gen = torch.Generator().manual_seed(seed)
     y = problem.y.to(dtype)
     chunks = []
@@ -181,6 +186,11 @@ def run_case(problem_name: str, prior_name: str, sigma_y: float, shape: tuple[in
     for steps in args.dps:
         smp, t = solver_samples(DPS(), problem, prior, s, steps, DPS_SEED + 100_000 * steps + case_index, args.batch or s, args.dtype)
         rows.append({"method": f"dps-{steps}", "time": t, **metrics(smp, mean, cov, ref, dirs)})
+    for name, steps in args.others:
+        seed = OTHER_SEED + zlib.crc32(name.encode()) % 1000 * 1000 + 100_000 * steps + case_index
+        solver = invkit.get_registry().build("solver", name)
+        smp, t = solver_samples(solver, problem, prior, s, steps, seed, args.batch or s, args.dtype)
+        rows.append({"method": f"{name}-{steps}", "time": t, **metrics(smp, mean, cov, ref, dirs)})
     return case, rows
 
 
@@ -189,7 +199,7 @@ COLUMNS = (
     ("prior", 9, "{}"),
     ("σ_y", 4, "{:g}"),
     ("π1", 5, "{}"),
-    ("method", 9, "{}"),
+    ("method", 14, "{}"),
     ("mean err", 8, "{:.3f}"),
     ("z max", 6, "{:.2f}"),
     ("var ratio", 9, "{:.3f}"),
@@ -261,7 +271,7 @@ def reading(results: list[tuple[Case, list[dict[str, object]]]], steps: list[int
             f"(range [{min(vr):.2f}, {max(vr):.2f}]: {'under' if _med(vr) < 1 else 'over'}-dispersed); SW2 median {_med(sw):.3f}; "
             f"mean error / variance ratio / SW2 medians {by_prior}; {over} of {len(me)} cases exceed twice the floor in mean error or SW2."
         )
-    for m in sorted(k for k in by if k.startswith("dps-")):
+    for m in sorted(k for k in by if k != "exact" and not k.startswith("ddrm-")):
         me, vr, sw = col(m, "mean_err"), col(m, "var_ratio"), col(m, "sw2")
         parts.append(
             f"{m.upper()}: mean error median {_med(me):.3f} posterior spreads (range [{min(me):.3f}, {max(me):.3f}]), "
@@ -290,6 +300,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--steps", default="20,100", help="comma-separated DDRM step counts")
     parser.add_argument("--dps", default="250", help="comma-separated DPS step counts (empty: no DPS rows)")
+    parser.add_argument("--others", default="ddnm_plus:100,pigdm:100,diffpir:100", help="comma-separated solver:steps rows (empty: none)")
     parser.add_argument("--shape", default="1,16,16", help="image shape C,H,W (n <= 4096; H, W even for x2 SR)")
     parser.add_argument("--only", default=None, help=f"comma-separated problems among {', '.join(PROBLEMS)}")
     parser.add_argument("--priors", default=None, help=f"comma-separated priors among {', '.join(PRIORS)}")
@@ -303,6 +314,10 @@ def main() -> None:
     args.samples = args.samples or (500 if args.quick else 2000)
     args.steps = [int(v) for v in args.steps.split(",")]
     args.dps = [int(v) for v in args.dps.split(",") if v.strip()]
+    try:
+        args.others = [(v.split(":")[0].strip(), int(v.split(":")[1])) for v in args.others.split(",") if v.strip()]
+    except (IndexError, ValueError):
+        parser.error("--others: give solver:steps pairs, e.g. ddnm_plus:100,pigdm:100")
     args.dtype = getattr(torch, args.dtype)
     try:
         shape = as_shape(args.shape)
@@ -324,7 +339,7 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); image {'x'.join(map(str, shape))} (n = {n}); "
         f"S = {args.samples} samples per method; DDRM eta = {DDRM().eta}, eta_b = {DDRM().eta_b}, {str(args.dtype).removeprefix('torch.')}, "
-        f"steps {args.steps}; DPS steps {args.dps or 'none'}; SW2 over {args.directions} directions"
+        f"steps {args.steps}; DPS steps {args.dps or 'none'}; others {args.others or 'none'}; SW2 over {args.directions} directions"
     )
     if args.dps:
         from invkit_solvers.dps import zeta_preset
