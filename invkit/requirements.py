@@ -48,7 +48,7 @@ class Capability(str, Enum):
     DIFFERENTIABLE = "differentiable"
     #: Gaussian measurement noise (:class:`~invkit.GaussianNoise`).
     GAUSSIAN_NOISE = "gaussian_noise"
-    #: Noiseless measurements: Gaussian noise with σ = 0 (``--noise gaussian:sigma=0``).
+    #: Noiseless measurements: Gaussian noise with σ = 0 (``--sigma-y 0`` on the command line).
     NOISELESS = "noiseless"
     #: Noise whose likelihood is a (weighted) least squares: Gaussian, or Poisson through its
     #: shot-noise approximation (:class:`~invkit.GaussianNoise`, :class:`~invkit.PoissonNoise`).
@@ -170,7 +170,7 @@ def describe_missing(cap: Capability, problem: "Problem", prior: "Prior | None",
     if cap is Capability.NOISELESS:
         sigma = getattr(problem.noise, "sigma", None)
         got = f"sigma_y = {float(sigma):g}" if isinstance(sigma, (int, float)) else type(problem.noise).__name__
-        return f"noiseless measurements (sigma_y = 0), got {got}"
+        return f"noiseless measurements (sigma_y = 0), got {got} (if the measurement has no noise, say so: --sigma-y 0)"
     if cap is Capability.LEAST_SQUARES_NOISE:
         return f"Gaussian or Poisson measurement noise, got {type(problem.noise).__name__}"
     if cap is Capability.PRIOR_GRADIENTS:

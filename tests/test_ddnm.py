@@ -44,9 +44,10 @@ def _problem(op_key: str, sigma_y: float, batch: int = 2) -> Problem:
     return Problem.simulate(op, truth, GaussianNoise(sigma_y), torch.Generator().manual_seed(4))
 
 
-def official_jumps(t_sampling: int, travel_length: int, travel_repeat: int) -> list[int]:
-    """The official ``get_schedule_jump`` (timestep indices, ``-1`` = clean), re-derived."""
-    jumps = {j: travel_repeat - 1 for j in range(0, t_sampling - travel_length, travel_length)}
+def official_jumps(t_sampling: int, travel_length: int, travel_repeat: int, interval: int | None = None) -> list[int]:
+    """The official ``get_schedule_jump`` (timestep indices, ``-1`` = clean), re-derived; ``interval`` the
+    paper's spacing ``s`` of the jump points (the code's is the travel length)."""
+    jumps = {j: travel_repeat - 1 for j in range(0, t_sampling - travel_length, interval or travel_length)}
     t, ts = t_sampling, []
     while t >= 1:
         t -= 1
@@ -59,7 +60,7 @@ def official_jumps(t_sampling: int, travel_length: int, travel_repeat: int) -> l
     return ts + [-1]
 
 
-def reference_ddnm(problem: Problem, prior, steps: int, eta: float, seed: int, plus: bool, travel=(1, 1)) -> torch.Tensor:
+def reference_ddnm(problem: Problem, prior, steps: int, eta: float, seed: int, plus: bool, travel=(1, 1, None)) -> torch.Tensor:
     """DDNM (``plus=False``) or DDNM⁺ in VP symbols, float64 (module docstring)."""
     op, y = problem.operator, problem.y
     batch, n = y.shape[0], op.in_numel
@@ -147,9 +148,15 @@ def test_ddnm_plus_equals_the_vp_algorithm(op_key: str, sigma_y: float) -> None:
 def test_time_travel_equals_the_vp_algorithm(op_key: str) -> None:
     problem, prior = _problem(op_key, 0.05), _prior()
     ours = DDNMPlus(eta=0.85, travel_length=2, travel_repeat=3).solve(problem, prior, steps=10, generator=torch.Generator().manual_seed(6))
-    ref = reference_ddnm(problem, prior, steps=10, eta=0.85, seed=6, plus=True, travel=(2, 3))
+    ref = reference_ddnm(problem, prior, steps=10, eta=0.85, seed=6, plus=True, travel=(2, 3, None))
     torch.testing.assert_close(ours.x, ref, rtol=0, atol=1e-10)
     assert ours.info["evaluations"] == sum(1 for i, j in zip(official_jumps(10, 2, 3), official_jumps(10, 2, 3)[1:]) if j < i) == 10 + 4 * 2 * 2
+    assert ours.info["travelled"] == 4 * 2 * 2
+    # the paper's interval s = 1 (a jump point at every level), passed through the solver
+    every = DDNMPlus(eta=0.85, travel_length=2, travel_repeat=2, travel_interval=1).solve(problem, prior, steps=6, generator=torch.Generator().manual_seed(7))
+    ref_every = reference_ddnm(problem, prior, steps=6, eta=0.85, seed=7, plus=True, travel=(2, 2, 1))
+    torch.testing.assert_close(every.x, ref_every, rtol=0, atol=1e-10)
+    assert every.info["travelled"] == 4 * 2
     plain = DDNMPlus(eta=0.85).solve(problem, prior, steps=10, generator=torch.Generator().manual_seed(6)).x
     assert (plain - ref).abs().max() > 1e-4
 
@@ -193,12 +200,20 @@ def test_ddnm_blur_fits_the_observed_directions_only() -> None:
     torch.testing.assert_close(xbar[:, setup.observed], setup.ybar[:, setup.observed], rtol=0, atol=1e-12)
 
 
+def test_one_step_is_refused_and_short_schedules_do_not_travel() -> None:
+    problem, prior = _problem("inpainting", 0.0), _prior()
+    with pytest.raises(ValueError, match="needs steps >= 2"):
+        DDNM().solve(problem, prior, steps=1)
+    out = DDNMPlus(travel_length=5, travel_repeat=3).solve(problem, prior, steps=4, generator=torch.Generator().manual_seed(0))
+    assert out.info["travelled"] == 0 and out.info["evaluations"] == 4
+
+
 def test_ddnm_refuses_noise_naming_ddnm_plus_before_any_work() -> None:
     from _parts import CountingPrior
 
     problem = _problem("inpainting", 0.05)
     prior = CountingPrior(_prior())
-    with pytest.raises(RequirementError, match=r"^solver 'ddnm' cannot take this problem: it needs noiseless measurements \(sigma_y = 0\), got sigma_y = 0.05; solvers that take it: .*ddnm_plus"):
+    with pytest.raises(RequirementError, match=r"^solver 'ddnm' cannot take this problem: it needs noiseless measurements \(sigma_y = 0\), got sigma_y = 0.05 \(if the measurement has no noise, say so: --sigma-y 0\); solvers that take it: .*ddnm_plus"):
         DDNM().solve(problem, prior, steps=5)
     assert prior.calls == 0
 

@@ -230,7 +230,7 @@ def test_noiseless_limit(name) -> None:
     np.testing.assert_allclose(exact.reshape(2, -1).numpy(), dense_data_step(h, problem.y.reshape(2, -1).numpy(), z.reshape(2, -1).numpy(), 0.0), atol=1e-10)
 
 
-def test_without_an_svd_conjugate_gradients_and_noiseless_refused() -> None:
+def test_without_an_svd_conjugate_gradients() -> None:
     """A plain matrix operator with the dense fallback switched off (max_dense = 1): CG converges to the SVD path."""
     rng = np.random.default_rng(0)
     op = MatrixOperator((1, 4, 4), rng.standard_normal((10, 16)) / 4)
@@ -242,8 +242,17 @@ def test_without_an_svd_conjugate_gradients_and_noiseless_refused() -> None:
     svd = DiffPIR(lam=1.0, zeta=0.3, svd_rtol=1e-9).solve(problem, prior, steps=6, generator=torch.Generator().manual_seed(2))
     assert cg.info["data_step"] == "cg" and svd.info["data_step"] == "svd"
     torch.testing.assert_close(cg.x, svd.x, rtol=0, atol=1e-7)
-    with pytest.raises(RequirementError, match="noiseless measurements need an SVD"):
-        DiffPIR(max_dense=1).solve(_problem(op, 0.0), prior, steps=4)
+    # noiseless (ρ = 0): CG on the normal equations from z converges to the exact noiseless step z + H⁺(y − Hz)
+    clean = _problem(op, 0.0)
+    torch.testing.assert_close(diffpir_cg(op, clean.y, z, 0.0, 60), _svd_step(clean, z, 0.0, svd_rtol=0.0), rtol=0, atol=1e-8)
+    out = DiffPIR(max_dense=1, cg_iters=60).solve(clean, prior, steps=4, generator=torch.Generator().manual_seed(2))
+    assert out.info["data_step"] == "cg" and float((op.forward(out.x) - clean.y).abs().max()) < 1e-8
+    # a row's CG does not see the other rows, even far from convergence (3 iterations)
+    few = DiffPIR(lam=1.0, zeta=0.3, max_dense=1, cg_iters=3)
+    gens = [torch.Generator().manual_seed(s) for s in (4, 5)]
+    both = few.solve(problem, prior, steps=4, generator=gens).x
+    alone = few.solve(invkit.Problem(op, problem.y[1:], problem.noise), prior, steps=4, generator=[torch.Generator().manual_seed(5)]).x
+    torch.testing.assert_close(both[1:], alone, rtol=0, atol=1e-12)
 
 
 def test_official_skip_schedules() -> None:

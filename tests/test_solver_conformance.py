@@ -131,13 +131,15 @@ class Scenario:
 
 SCENARIOS = [
     Scenario("inpainting-1x8x8-mixture", "inpainting", (("fraction", 0.5), ("seed", 0)), _mixture),
-    # noiseless measurements, for solvers that require them (ddnm) and the σ_y = 0 paths of the others
-    Scenario("inpainting-1x8x8-mixture-noiseless", "inpainting", (("fraction", 0.5), ("seed", 0)), _mixture, sigma_y=0.0),
     Scenario("gaussian_blur-1x8x8-isotropic", "gaussian_blur", (("sigma", 1.0),), _isotropic),
     # a nonlinear problem, for solvers that need no more than a differentiable forward model
     Scenario("saturate-1x8x8-isotropic", Saturate, (), _isotropic),
     # Fourier magnitudes, the one problem of the phase-retrieval baseline (hio)
     Scenario("phase_retrieval-1x8x8-isotropic", "phase_retrieval", (), _isotropic),
+    # noiseless measurements, for solvers that require them (ddnm) and the σ_y = 0 paths of the others
+    Scenario("inpainting-1x8x8-mixture-noiseless", "inpainting", (("fraction", 0.5), ("seed", 0)), _mixture, sigma_y=0.0),
+    # a linear model without an SVD, too large for the dense fallback (diffpir's conjugate-gradient path)
+    Scenario("doubling-1x8x513-isotropic", Doubling, (), _isotropic, shape=(1, 8, DEFAULT_MAX_SIZE // 8 + 1)),
 ]
 
 

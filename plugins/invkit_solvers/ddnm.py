@@ -33,8 +33,8 @@ and ``ȳ_i = (Uᵀy)_i / s_i``, ``ν_i = σ_y / s_i`` (:func:`invkit.spectral.sp
             σ′ ≥ ν_i     x̄′_i = ȳ_i + √(σ′² − ν_i²) z_i
             σ′ < ν_i     x̄′_i = x̂̄_i + √(1−η²) σ′ (ȳ_i − x̂̄_i)/ν_i + η σ′ z_i
 
-since ``σ_t/(d a) = σ′``, ``d σ_y^vp = σ_y`` ([−1, 1] noise is twice ours) and hence
-``a σ_y^vp / s_i ↔ ν_i``, ``λ_i = √(1−η²) σ′/ν_i``. (These are DDRM's eq. 8 cases with
+since ``σ_t/(d a) = σ′`` and ``σ_y^vp = d σ_y`` ([−1, 1] noise is twice ours), so that
+``σ_t < a σ_y^vp / s_i`` is ``σ′ < ν_i`` and ``λ_i = √(1−η²) σ′/ν_i``. (These are DDRM's eq. 8 cases with
 ``η_b = 1``: DDNM⁺'s SVD form and DDRM take the same transition; they differ in the start,
 the schedule's time travel and, in DDNM, the observed coefficients' noise.)
 
@@ -43,12 +43,18 @@ sampler goes back ``l`` levels by the forward process ``q(x_t+L | x_t)`` and com
 ``r`` times in all, at every ``s``-th level (:func:`invkit.schedules.jump_schedule`, shared with
 RePaint). In our units ``q(x_{σ_big} | x_σ)`` is ``x + √(σ_big² − σ²) z``, one level at a time.
 
-**Deviations, stated.** (1) Time travel renoises the current state by ``q(x_t+1 | x_t)`` as the
-paper's Algorithm 2 writes; the official code instead renoises its last clean estimate
-(``√ᾱ x_0|t + √(1−ᾱ) z``). (2) A coefficient counts as observed when ``s_i > svd_rtol · max(s)``
-(DDRM's rule; the official code zeroes singular values below 1e-3 for its dense operators, and
-exact ones for the others). (3) The start is the VP prior ``x_T ~ N(0, I)`` mapped to our units,
-``x_T = 1/2 + √(1/d² + σ_T²) n``. Defaults trace to the official code: η = 0.85 (``main.py``),
+**Start.** The paper's and the code's ``x_T ~ N(0, I)`` in VP units, which in ours is
+``x_T = c + √(1/d² + σ_T²) n`` (:func:`invkit.vp.vp_start_std`) with ``c`` the prior's data centre
+(1/2 for the VP priors, as everywhere in :mod:`invkit.vp`).
+
+**Deviations, stated.** (1) Time travel renoises the current state by ``q(x_t+1 | x_t)``, one
+level at a time, as the paper's Algorithm 2 writes; the official code instead renoises its last
+clean estimate **before** the range-space correction, ``√ᾱ x_0|t + √(1−ᾱ) z``, to the travel's
+top level (one draw per jump). (2) A coefficient counts as observed when ``s_i > svd_rtol ·
+max(s)`` (DDRM's rule; the official code zeroes singular values below 1e-3 for its dense
+operators, and exact zeros for the others). (3) ``steps = 1`` is refused: the official schedule
+rule (``skip = 1000 // steps``) makes a single step start at the lowest level (σ ≈ 0.005), where a
+start from pure noise cannot be denoised. Defaults trace to the official code: η = 0.85 (``main.py``),
 100 steps (``T_sampling: 100`` in every config), the schedule ``skip = 1000 // steps``
 (:func:`invkit.schedules.ddrm_schedule`), time travel off (``travel_length: 1``,
 ``travel_repeat: 1``).
@@ -225,9 +231,16 @@ class DDNM(Solver):
             sigmas: Explicit descending schedule ``[σ_T, ..., σ_1]`` (a final 0 is appended if missing).
 
         Returns:
-            ``Result(x, info={"sigmas", "observed", "evaluations", "solver"})``.
+            ``Result(x, info={"sigmas", "observed", "evaluations", "travelled", "solver"})``:
+            ``travelled`` counts the levels walked back by time travel (0 when it is off, or when
+            the schedule is not longer than the travel length).
+
+        Raises:
+            ValueError: ``steps = 1`` (see the module notes).
         """
         self.check(problem, prior)
+        if sigmas is None and steps == 1:
+            raise ValueError(f"solver '{self.name}' needs steps >= 2: a single step of the official schedule starts at the lowest noise level")
         schedule = check_schedule(sigmas) if sigmas is not None else ddrm_schedule(prior, self.default_steps if steps is None else steps)
         positions = self._positions(len(schedule) - 1)
         setup = spectral_setup(problem, svd_rtol=self.svd_rtol, max_dense=self.max_dense)
@@ -238,15 +251,16 @@ class DDNM(Solver):
         def draw() -> Tensor:
             return randn_rows(generator, (batch, n), dtype=y.dtype, device=y.device)
 
-        # x_T ~ N(0, I) in VP units; V is orthogonal, so the spectral start is the same law around V^T(1/2)
-        center = op.Vt(torch.full((1, *op.in_shape), 0.5, dtype=y.dtype, device=y.device))
+        # x_T ~ N(0, I) in VP units; V is orthogonal, so the spectral start is the same law around Vᵀc
+        center = op.Vt(torch.full((1, *op.in_shape), float(prior.data_center), dtype=y.dtype, device=y.device))
         xbar = center + vp_start_std(schedule[0]) * draw()
         x0 = torch.full((batch, *op.in_shape), 0.5, dtype=y.dtype, device=y.device)
         total = sum(1 for p, q in zip(positions, positions[1:]) if q > p)
-        done = 0
+        done = travelled = 0
         for p, q in zip(positions, positions[1:]):
             if q < p:  # time travel: q(x_{t+1} | x_t)
                 xbar = ddnm_travel(xbar, schedule[p], schedule[q], draw())
+                travelled += 1
                 continue
             sigma, sigma_next = schedule[p], schedule[q]
             x0 = prior.denoise(op.V(xbar), sigma)
@@ -254,7 +268,8 @@ class DDNM(Solver):
             if callback is not None:
                 callback(Step(index=done, total=total, sigma=sigma_next, x=op.V(xbar), x0_hat=x0))
             done += 1
-        return Result(x=op.V(xbar), info={"sigmas": schedule, "observed": int(setup.observed.sum()), "evaluations": done, "solver": self.name})
+        info = {"sigmas": schedule, "observed": int(setup.observed.sum()), "evaluations": done, "travelled": travelled, "solver": self.name}
+        return Result(x=op.V(xbar), info=info)
 
 
 class DDNMPlus(DDNM):

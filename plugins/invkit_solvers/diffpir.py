@@ -52,9 +52,12 @@ super-resolution, colorization, compressed sensing — not only the FFT blurs of
 
 **Forward models without an SVD** (linear, too large for the dense fallback): the data step is
 ``cg_iters`` conjugate-gradient iterations on ``(HᵀH + ρ I) x = Hᵀy + ρ x̂_0`` from ``x = x̂_0``
-(per row, a fixed count: a row's result does not depend on the batch). Noiseless problems are
-then refused in one line: ρ = 0 leaves only the normal equations, whose solution CG cannot
-threshold as the SVD path does. Nonlinear models are refused by the requirements (LINEAR).
+(per row, a fixed count: a row's result does not depend on the batch). Noiseless problems
+(ρ = 0) run the same iterations on the normal equations ``HᵀH x = Hᵀy`` from ``x̂_0``: the iterates
+stay in ``x̂_0 + range(Hᵀ)`` and converge to ``x̂_0 + H⁺(y − H x̂_0)``, the exact noiseless step
+(null space kept, observed part replaced); directions of small singular value converge last, so
+the fixed iteration count regularises them as the SVD path's threshold does. Nonlinear models are
+refused by the requirements (LINEAR).
 
 **Schedule** (:func:`diffpir_timesteps`), the official scripts' rule for ``iter_num = steps``
 over the prior's ``L`` trained levels: ``skip_type="quad"`` takes ``seq = int(√linspace(0, L²,
@@ -126,10 +129,11 @@ from invkit.params import Arg
 from invkit.prior import Prior, ddpm_sigma_grid
 from invkit.problem import Problem
 from invkit.random import Generators, randn_rows, resolve_generator
-from invkit.requirements import Capability, RequirementError, capabilities
+from invkit.requirements import Capability, capabilities
 from invkit.schedules import check_schedule
 from invkit.solver import Callback, Result, Solver, Step
 from invkit.spectral import spectral_setup
+from invkit.vp import vp_start_std
 
 __all__ = [
     "DiffPIR",
@@ -211,7 +215,7 @@ def diffpir_timesteps(steps: int, skip_type: str = "quad", levels: int = 1000, t
         raise ValueError(f"steps = {steps!r} is outside 1..{levels} (the prior's trained noise levels); use 1 <= steps <= {levels}")
     if skip_type == "quad":
         if steps < 2:
-            raise ValueError("the quad skip schedule needs steps >= 2 (the official rule indexes past the grid at 1); use skip_type='uniform'")
+            raise ValueError("the quad skip schedule needs steps >= 2 (the official rule indexes past the grid at 1); use steps >= 2 or skip_type=uniform (--solver-arg skip_type=uniform)")
         step = float(levels * levels) / (steps - 1)  # numpy.linspace(0, L², steps): i · step, the last entry exactly L²
         seq = [int(math.sqrt(i * step)) for i in range(steps - 1)] + [levels]
         seq[-1] -= 1
@@ -293,10 +297,14 @@ def diffpir_cg(op: ForwardModel, y: Tensor, z: Tensor, rho: float, iters: int) -
         op: A linear forward model (``forward`` and ``adjoint``).
         y: Measurements ``(B, *out_shape)``.
         z: The prior's estimates ``(B, *in_shape)``.
-        rho: ρ > 0.
+        rho: ρ >= 0 (0: the noiseless step, CG on the normal equations).
         iters: Number of iterations (>= 1).
     """
     tiny = torch.finfo(z.dtype).tiny
+    # a row stops once its residual is at rounding level (10² eps relative to the start): iterating
+    # further divides rounding by rounding (with ρ = 0 and fewer measurements than unknowns the
+    # normal equations are singular and CG would blow up)
+    stop = (1e2 * torch.finfo(z.dtype).eps) ** 2
 
     def normal(v: Tensor) -> Tensor:
         return op.adjoint(op.forward(v)) + rho * v
@@ -305,16 +313,18 @@ def diffpir_cg(op: ForwardModel, y: Tensor, z: Tensor, rho: float, iters: int) -
     r = op.adjoint(y - op.forward(z))  # b − A z with b = Hᵀy + ρ z
     p = r.clone()
     rs = _rows_dot(r, r)
+    floor = stop * rs
     for _ in range(iters):
         ap = normal(p)
         pap = _rows_dot(p, ap)
-        alpha = torch.where(pap > 0, rs / pap.clamp_min(tiny), torch.zeros_like(pap))
+        live = (rs > floor) & (pap > 0)
+        alpha = torch.where(live, rs / pap.clamp_min(tiny), torch.zeros_like(pap))
         x = x + alpha * p
         r = r - alpha * ap
         rs_new = _rows_dot(r, r)
-        beta = torch.where(rs > 0, rs_new / rs.clamp_min(tiny), torch.zeros_like(rs))
+        beta = torch.where(live, rs_new / rs.clamp_min(tiny), torch.zeros_like(rs))
         p = r + beta * p
-        rs = rs_new
+        rs = torch.where(live, rs_new, rs)
     return x
 
 
@@ -447,7 +457,6 @@ class DiffPIR(Solver):
             coefficients (None on the CG path), ``timesteps`` None for explicit ``sigmas``.
 
         Raises:
-            RequirementError: Noiseless measurements and no SVD (see the module notes).
             ValueError: ``sigmas`` together with ``t_start``, or a schedule out of range.
         """
         self.check(problem, prior)
@@ -475,11 +484,6 @@ class DiffPIR(Solver):
                 return lambda z: sop.V(diffpir_data_step(sop.Vt(z), ybar, s, observed, rho))
 
         else:
-            if sigma_y == 0.0:
-                raise RequirementError(
-                    f"solver 'diffpir' cannot take this problem: noiseless measurements need an SVD for the exact data step, "
-                    f"but {op.label} has none and max(m, n) = {max(op.in_numel, op.out_numel)} > max_dense = {self.max_dense}"
-                )
             observed_count, path = None, "cg"
 
             def prox(rho: float) -> Callable[[Tensor], Tensor]:
@@ -488,8 +492,7 @@ class DiffPIR(Solver):
         center = float(prior.data_center)
         start = schedule[0]
         if self.t_start is None:
-            std = math.sqrt(1.0 / DATA_SCALE**2 + start * start)
-            x = center + std * randn_rows(generator, shape, dtype=y.dtype, device=y.device)
+            x = center + vp_start_std(start, DATA_SCALE) * randn_rows(generator, shape, dtype=y.dtype, device=y.device)
         else:
             flat = torch.full(shape, center, dtype=y.dtype, device=y.device)
             x_init = prox(diffpir_rho(lam, sigma_y, start))(flat)

@@ -61,8 +61,7 @@ step (``σ_{t−1} = 0``) returns ``x̂0 + w G``.
 
 * ``g`` is the paper's noisy form times ``r_t²`` (above): the form that reduces to the official
   noiseless ``g`` at ``σ_y = 0``. Without the ``r_t²`` the same weights would make the guidance
-  ``1/r_t² = 1/(1 − ᾱ_t)`` times stronger (10⁴ at the last DDPM level, ``ᾱ = 0.9999``) and the
-  sampler would diverge.
+  ``1/r_t² = 1/(1 − ᾱ_t)`` times stronger (10⁴ at the last DDPM level, ``ᾱ = 0.9999``; not run).
 * The weight ``√ᾱ_{t−1} √ᾱ_t`` (official code, ``awd: True``) rather than the ``√ᾱ_t`` that the
   paper's Algorithm 1 is reported to use (its text could not be retrieved here; the official code
   is what ran). In our units the official weight is exactly ``w`` (above).
@@ -78,6 +77,8 @@ step (``σ_{t−1} = 0``) returns ``x̂0 + w G``.
   units is ``x_T = H⁺y + (I − H⁺H) c + σ_T n`` (``H⁺`` thresholded as above). The official
   null-space value is 0 in [−1, 1] units, ``c = 1/2``; we use the prior's ``data_center``, as DDRM
   does (the same for a prior centred on mid-grey).
+* ``steps = 1`` is refused: the official schedule rule makes a single step start at the lowest
+  level (σ ≈ 0.005), where the start's ``H⁺y`` keeps its noise.
 * Only the official defaults: no ``mcg``, ``cond_awd`` (classifier guidance) or ``awd: False``
   (``ε_θ`` recomputed from the guided estimate) branches. ``x̂0`` is not clipped (nor is it in the
   official code).
@@ -91,8 +92,8 @@ config (mandt-lab/c-pigdm) sets ``eta: 1.0``, and η = 0 makes every step after 
 deterministic, so the spread of the samples comes from the start alone. None of the defaults were
 re-tuned (no image runs were made for this solver).
 
-Cost per step: one prior evaluation with its vector-Jacobian product (about 3 plain evaluations,
-as DPS), one ``Vᵀ`` of ``x̂0`` and one ``V`` of the guidance vector.
+Cost per step: one prior evaluation with its vector-Jacobian product (DPS's step, the same work,
+measured 2.7 plain evaluations at 128²; ΠGDM's own in benchmarks/svd_solvers.py), one ``Vᵀ`` of ``x̂0`` and one ``V`` of the guidance vector.
 """
 
 from __future__ import annotations
@@ -271,6 +272,8 @@ class PiGDM(Solver):
             coefficients, ``residual`` ``‖y − H x‖`` per row of the returned images.
         """
         self.check(problem, prior)
+        if sigmas is None and steps == 1:
+            raise ValueError("solver 'pigdm' needs steps >= 2: a single step of the official schedule starts at the lowest noise level")
         schedule = check_schedule(sigmas) if sigmas is not None else ddrm_schedule(prior, self.default_steps if steps is None else steps)
         spec = spectral_setup(problem, svd_rtol=self.svd_rtol, max_dense=self.max_dense)
         op, y = spec.op, problem.y
