@@ -33,6 +33,25 @@ from .solve_help import SOLVE_DESCRIPTION, SOLVE_EPILOG
 __all__ = ["add_solve_command", "setup_solve", "run_solve", "to_options"]
 
 
+def _steps_help(registry: Registry) -> str:
+    """``--steps`` help with each registered solver's default, read from the solvers (cannot drift)."""
+    defaults: dict[str, list[str]] = {}
+    try:
+        for entry in registry.entries("solver"):
+            steps = getattr(entry.factory, "default_steps", None)
+            if isinstance(steps, int):
+                defaults.setdefault(str(steps), []).append(entry.name)
+    except Exception:  # a broken plugin is reported by the command itself, not by --help
+        defaults = {}
+    listed = "; ".join(f"{', '.join(names)} {steps}" for steps, names in defaults.items())
+    return (
+        "steps per sample: one prior evaluation each for most solvers (solver default if omitted"
+        + (f": {listed}" if listed else "")
+        + "); dps and pigdm differentiate through the prior (about 3 evaluations' cost a step), ddnm_plus's time travel "
+        "walks levels again, hio counts its iterations (default 500)"
+    )
+
+
 def add_solve_command(sub: Any, registry: Registry) -> None:
     """Add ``solve`` to the ``invkit`` subcommand parser ``sub``."""
     p = sub.add_parser(
@@ -42,7 +61,7 @@ def add_solve_command(sub: Any, registry: Registry) -> None:
         epilog=SOLVE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    setup_solve(p)
+    setup_solve(p, registry)
     p.set_defaults(handler=lambda a: run_solve(a, registry))
 
 
@@ -57,8 +76,8 @@ def _sigma_arg(text: str) -> float | str:
     return value
 
 
-def setup_solve(p: argparse.ArgumentParser) -> None:
-    """Add ``solve``'s options to ``p``."""
+def setup_solve(p: argparse.ArgumentParser, registry: Registry | None = None) -> None:
+    """Add ``solve``'s options to ``p`` (``registry``: whose solvers' default steps ``--steps`` lists)."""
     g = p.add_argument_group("what to run")
     g.add_argument("--solver", default="ddrm", help="solver name (default ddrm; see `invkit plugins`)")
     g.add_argument("--solver-arg", action="append", default=[], metavar="K=V", help="solver parameter (repeatable), e.g. eta=0.85")
@@ -81,7 +100,7 @@ def setup_solve(p: argparse.ArgumentParser) -> None:
                    help="measurement noise model (default: the one a .safetensors measurement recorded, else gaussian; see 'noise' below)")
     g.add_argument("--noise-arg", action="append", default=[], metavar="K=V", help="noise model parameter (repeatable), e.g. rate=255 for poisson")
     g.add_argument("--sigma-y", type=_sigma_arg, default=None, metavar="SIGMA|auto", help="Gaussian measurement noise std in [0, 1] units (see 'noise' below)")
-    g.add_argument("--steps", type=int, default=None, help="prior evaluations per sample (solver default if omitted: ddrm 20, dps 1000, hio 500 iterations)")
+    g.add_argument("--steps", type=int, default=None, help=_steps_help(registry) if registry is not None else "steps per sample (solver default if omitted)")
     g.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0); sample i uses its own generator seeded from (seed, i), see 'reproducibility' below")
     g.add_argument("--samples", type=int, default=1, metavar="N", help="posterior samples per image (default 1); N > 1 writes the mean (or see --select), a std map and the samples")
     g.add_argument("--select", default=None, metavar="|".join(SELECT_CHOICES),
