@@ -300,7 +300,7 @@ def run_checks(
     and autograd's VJP of ``forward`` = ``adjoint``. SVD operators also: the SVD against the dense
     matrix. (A linear operator without an SVD still works with DDRM through
     :class:`~invkit.dense.DenseSVD` at small sizes.) ``tol`` holds every exact identity;
-    ``vjp_tol`` the finite-difference comparison, whose own error is ~1e-10 (see :data:`VJP_TOL`).
+    ``vjp_tol`` the finite-difference comparison, whose own error is ~1e-10 (see :data:`~invkit.checks.VJP_TOL`).
     """
     report = CheckReport(op.name or type(op).__name__, tuple(op.in_shape), tuple(op.out_shape))
     shapes = check_shapes(op, generator=generator)

@@ -22,9 +22,12 @@ import pluggy
 
 __all__ = ["PROJECT", "hookimpl", "hookspec", "Register", "CommandRegistry", "CommandSetup", "CommandRun"]
 
+#: The pluggy project name, and the entry-point group plugins are found in.
 PROJECT = "invkit"
 
+#: Marks a hook specification (the functions of this module).
 hookspec = pluggy.HookspecMarker(PROJECT)
+#: Marks a plugin's hook implementation: ``@invkit.hookimpl`` above ``def invkit_register_operators(register): ...``.
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 #: The callback a registration hook receives: ``register(name, factory)``.
@@ -38,7 +41,7 @@ CommandRun = Callable[[argparse.Namespace], "int | None"]
 
 
 class CommandRegistry(Protocol):
-    """What :func:`invkit_register_commands` receives: the one method a plugin calls on it.
+    """What :func:`~invkit.hookspecs.invkit_register_commands` receives: the one method a plugin calls on it.
 
     The command line (:mod:`invkit.cli`) implements it; it is declared here so that the hook
     specification, and the plugins typed against it, do not depend on the command line.

@@ -144,6 +144,7 @@ class Registry:
     ) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
+        #: Messages about plugins that failed to load or were skipped (also issued as warnings).
         self.warnings: list[str] = []
         self.blocked: set[str] = set(blocked) | _blocked_from_env()
         self.skipped: list[str] = []

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up (or refresh) the project's virtual environment in .venv: invkit in editable mode with its
-# `dev` extra (the test tools) and its `diffusers` extra (so the diffusers-folder tests run rather
-# than skip; it pulls no torch of its own: ~10 s and ~95 MB on top of the rest).
+# `dev` extra (the test tools), its `diffusers` extra (so the diffusers-folder tests run rather
+# than skip; it pulls no torch of its own: ~10 s and ~95 MB on top of the rest) and its `docs`
+# extra (Sphinx and the theme and extensions the documentation build uses; tests/test_docs.py
+# builds it).
 #
 # torch is installed as torch==2.13.0, the CPU build that lies on this workplace's disk (fast,
 # small); a bare `torch` requirement would pull a ~5 GB CUDA build. Elsewhere, choose your own
@@ -13,6 +15,6 @@ TORCH_SPEC="${INVKIT_TORCH:-torch==2.13.0}"
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check "$TORCH_SPEC" -e '.[dev,diffusers]' 2>&1 \
+.venv/bin/python -m pip install --quiet --disable-pip-version-check "$TORCH_SPEC" -e '.[dev,diffusers,docs]' 2>&1 \
   | { grep -v "^WARNING: Location 'file:" || true; }
 .venv/bin/python -c "import invkit, torch; print(f'invkit {invkit.__version__} with torch {torch.__version__} ready in .venv')"

@@ -81,7 +81,7 @@ def _cost_text(per_eval: float, steps: int, samples: int, batch: int, factor: fl
 def cost_or_refuse(name: str, c: int, H: int, W: int, *, opts: RestoreOptions, timer: Timer, say_note: Callable[[str], None] | None = None) -> None:
     """Refuse an image over ``opts.max_megapixels`` (with the estimate and a ``--resize`` that fits); announce a large one.
 
-    Images up to :data:`ESTIMATE_PIXELS` within the limit cost nothing to check. Larger ones
+    Images up to :data:`~invkit.runner.cost.ESTIMATE_PIXELS` within the limit cost nothing to check. Larger ones
     get an estimate from ``timer``, passed to ``say_note``.
 
     Raises:

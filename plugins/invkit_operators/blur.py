@@ -154,7 +154,7 @@ def _fold_axis(z: Tensor, dim: int, left: int, right: int, boundary: str) -> Ten
 class SeparableConvolution(SeparableOperator):
     """Base of the separable blurs: true convolution with ``k_h ⊗ k_w`` under a named boundary.
 
-    Subclasses call :meth:`_setup` from ``__init__`` with their two 1-D kernels.
+    Subclasses call ``_setup`` from ``__init__`` with their two 1-D kernels.
 
     Boundary (:data:`BOUNDARIES`, see the module docstring): ``reflect`` (edge pixel repeated,
     scipy ``reflect``; the default of every blur), ``zero`` (scipy ``constant``) or ``mirror``

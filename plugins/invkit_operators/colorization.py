@@ -22,6 +22,7 @@ from invkit.params import Arg, float_tuple
 
 __all__ = ["Colorization", "color_weights", "resolve_weights", "NAMED_WEIGHTS", "OPERATORS"]
 
+#: The named ``weights``: channel weights ``(a, b, c)`` of ``gray = a R + b G + c B``.
 NAMED_WEIGHTS: dict[str, tuple[float, float, float]] = {
     "average": (1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0),
     "rec601": (0.299, 0.587, 0.114),

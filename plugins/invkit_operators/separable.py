@@ -107,7 +107,7 @@ def _core_permutation(c: int, rows: int, cols: int, k_rows: int, k_cols: int) ->
 class SeparableOperator(SVDOperator):
     """Base class: ``Y_c = A_h X_c A_wᵀ`` for every channel ``c``, with an efficient SVD.
 
-    Subclasses implement :meth:`_out_hw` (``(m_h, m_w)``) and :meth:`_build_factors` (the two
+    Subclasses implement ``_out_hw`` (``(m_h, m_w)``) and ``_build_factors`` (the two
     float64 numpy matrices), and may override :attr:`svd_threshold` (1-D singular values below it
     are zeroed, and the operator *is* the thresholded matrix). ``forward``/``adjoint`` default to
     the two matrix products with the effective (thresholded) 1-D matrices, which equals the SVD

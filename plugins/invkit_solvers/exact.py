@@ -118,7 +118,7 @@ def simulate_problem(
     sigma_y: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> Problem:
-    """Measure clean images: ``Problem(operator, operator(x) + sigma_y n, GaussianNoise(sigma_y))`` (:meth:`Problem.simulate`)."""
+    """Measure clean images: ``Problem(operator, operator(x) + sigma_y n, GaussianNoise(sigma_y))`` (:meth:`invkit.Problem.simulate`)."""
     return Problem.simulate(operator, x, GaussianNoise(float(sigma_y)), generator)
 
 

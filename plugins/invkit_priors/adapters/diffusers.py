@@ -23,5 +23,6 @@ class DiffusersUNet(nn.Module):
         size = cfg.sample_size
         self.image_size = tuple(size) if isinstance(size, (list, tuple)) else size
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        """The UNet's output for inputs ``x``, timesteps ``t`` and class labels ``y``."""
         return self.unet(x, t, class_labels=y, return_dict=False)[0]

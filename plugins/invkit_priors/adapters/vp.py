@@ -15,7 +15,7 @@ A VP network was trained on ``x_t = sqrt(ab_t) x0' + sqrt(1 - ab_t) eps`` with d
     x0    = x0' / data_scale + 0.5
 
 **Timestep from sigma.** The trained grid is ``s'_t = sqrt((1 - ab_t) / ab_t)``, ascending in
-``t``; in [0, 1] units it is :attr:`VPDiffusionPrior.sigma_grid`
+``t``; in [0, 1] units it is :attr:`~invkit.Prior.sigma_grid`
 (:func:`invkit.prior.vp_sigma_grid`). For a sigma between ``sigma_grid[i]`` and
 ``sigma_grid[i + 1]`` the model receives the continuous timestep ``t = i + f`` with ``f``
 interpolated linearly in ``log sigma``; sigmas below the grid get ``t = 0`` and above it

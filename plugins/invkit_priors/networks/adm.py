@@ -338,7 +338,8 @@ def timestep_embedding(timesteps: Tensor, dim: int, max_period: float = 10000.0)
 class GroupNorm32(nn.GroupNorm):
     """GroupNorm that computes in at least float32 (float64 stays float64) and returns the input's dtype."""
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
+        """Group-normalise ``x`` in at least float32, returning its dtype."""
         ct = torch.promote_types(torch.promote_types(x.dtype, self.weight.dtype), torch.float32)
         out = F.group_norm(x.to(ct), self.num_groups, self.weight.to(ct), self.bias.to(ct), self.eps)
         return out.to(x.dtype)
