@@ -248,6 +248,12 @@ def _process_signature(app, what, name, obj, options, signature, return_annotati
     return stringify_signature(sig, show_return_annotation=False, unqualified_typehints=True), return_annotation
 
 
+def _is_type_doc(obj, lines: list[str]) -> bool:
+    """Whether ``lines`` are just the docstring ``obj`` has from its type (``tuple``, ``str``...)."""
+    doc = getattr(obj, "__doc__", None)
+    return bool(doc) and "\n".join(lines).strip() == inspect.cleandoc(doc).strip()
+
+
 def _no_inline_attribute_type(app, what, name, obj, options, lines):
     """Keep napoleon from reading ``Phrase: explanation`` as ``type: description``.
 
@@ -258,7 +264,12 @@ def _no_inline_attribute_type(app, what, name, obj, options, lines):
     given an empty reST comment (``..`` and a blank line) as its first line: napoleon reads that
     line as "no inline type" and docutils renders nothing for it. Runs before napoleon, which
     does nothing else to these docstrings.
+
+    A constant without a doc-comment would show the docstring of its value's type (``tuple``'s
+    for ``OPERATORS``); it shows nothing instead.
     """
+    if what in ("attribute", "data") and not inspect.isclass(obj) and lines and _is_type_doc(obj, lines):
+        lines.clear()  # a constant without doc-comment: not the docstring of its value's type
     if what in ("attribute", "data", "property") and any(line.strip() for line in lines):
         while lines and not lines[0].strip():
             lines.pop(0)

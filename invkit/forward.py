@@ -74,6 +74,7 @@ from .params import Param, declare_from_init, int_tuple, parse_params
 
 __all__ = ["ForwardModel", "LinearOperator", "Operator", "SVDOperator", "IdentityUOperator", "Shape", "as_shape"]
 
+#: An image shape ``(C, H, W)``: channels, height, width, without the batch dimension.
 Shape = tuple[int, int, int]
 
 

@@ -59,6 +59,7 @@ class Step:
     x0_hat: Tensor
 
 
+#: A solver's ``callback``: called with a :class:`Step` after every iteration.
 Callback = Callable[[Step], None]
 
 
