@@ -24,6 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE / "_ext"))
 
 import api_members  # noqa: E402  (docs/api_members.py: which object is documented where)
 
@@ -41,7 +42,9 @@ extensions = [
     "sphinx-mathjax-offline",
     "sphinx.ext.viewcode",
     "myst_parser",
-    # part B: docs/_ext (per-plugin pages, CLI reference, hooks page) goes here
+    # docs/_ext/invkit_pages.py: a page per registered solver and operator, the CLI reference and
+    # the plugin hooks page, generated from the code into docs/generated/ at every build
+    "invkit_pages",
     # part C: sphinx_gallery.gen_gallery (docs/examples) goes here
 ]
 
@@ -52,7 +55,6 @@ exclude_patterns = [
     ".DS_Store",
     # part B/C: parts still being written, included by the lead when integrated
     "examples",
-    "generated",
     "guide",
     "concepts",
 ]

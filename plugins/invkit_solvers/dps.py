@@ -29,7 +29,7 @@ The residual norm in ``ζ_i`` is taken **per sample** (the official code takes o
 whole batch, which couples the samples of a batch; here a row's trajectory does not depend on
 the other rows).
 
-**ζ′ against the official code's ``scale``.** The official code steps ``x −= scale · ∇‖r‖``
+**ζ′ against the official code's scale.** The official code steps ``x −= scale · ∇‖r‖``
 (not ``∇‖r‖²/‖r‖ = 2 ∇‖r‖``: the factor 2) with ``r`` in [−1, 1] units. For a linear ``A`` the
 residual in [−1, 1] units is ``d r``, so ``scale · d ∇_{x_vp}‖r‖ = 2 ζ′ ∇_{x_vp}‖r‖`` gives
 ``ζ′ = scale · d / 2 = scale``: the official configs' numbers carry over unchanged for linear
