@@ -17,6 +17,7 @@ import importlib
 import inspect
 import operator
 import re
+import os
 import sys
 import types
 import typing
@@ -45,7 +46,9 @@ extensions = [
     # docs/_ext/invkit_pages.py: a page per registered solver and operator, the CLI reference and
     # the plugin hooks page, generated from the code into docs/generated/ at every build
     "invkit_pages",
-    # part C: sphinx_gallery.gen_gallery (docs/examples) goes here
+    # the gallery: docs/examples/plot_*.py, executed by the build (INVKIT_DOCS_RUN_GALLERY=0 skips
+    # the execution: tests/test_docs.py does, since tests/test_examples.py runs every script)
+    "sphinx_gallery.gen_gallery",
 ]
 
 templates_path = ["_templates"]
@@ -53,11 +56,27 @@ exclude_patterns = [
     "_build",
     "Thumbs.db",
     ".DS_Store",
-    # part B/C: parts still being written, included by the lead when integrated
+    # read by sphinx-gallery, not as pages (its GALLERY_HEADER.rst would be a duplicate page)
     "examples",
-    "guide",
-    "concepts",
+    # left by builds with computation times on (their pages load jQuery/DataTables from CDNs)
+    "sg_execution_times.rst",
+    "auto_examples/sg_execution_times.rst",
 ]
+sphinx_gallery_conf = {
+    "examples_dirs": "examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "within_subsection_order": "FileNameSortKey",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "abort_on_example_error": True,
+    "min_reported_time": 0,
+    "show_memory": False,
+    # its computation-times pages load jQuery and DataTables from CDNs (caught by tests/test_docs.py)
+    "write_computation_times": False,
+    "plot_gallery": os.environ.get("INVKIT_DOCS_RUN_GALLERY", "1") != "0",
+}
+
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 
