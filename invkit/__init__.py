@@ -42,7 +42,7 @@ from .registry import (
     use_registry,
 )
 from .requirements import Capability, RequirementError, capabilities, check_requirements, missing_capabilities
-from .schedules import check_schedule, ddrm_schedule, jump_schedule, respaced_sigmas, respaced_timesteps
+from .schedules import check_schedule, ddrm_schedule, jump_schedule, respaced_sigmas, respaced_timesteps, sampler_schedule
 from .solver import Callback, Result, Solver, Step
 from .spectral import SpectralSetup, spectral_setup
 from .vp import alpha_bar_from_sigma, ddim_noise_scale, ddim_step, eps_from_x0, from_vp, sigma_from_alpha_bar, to_vp, vp_start_std, x0_from_eps
@@ -130,6 +130,7 @@ __all__ = [
     "ddrm_schedule",
     "respaced_sigmas",
     "jump_schedule",
+    "sampler_schedule",
     "vp_start_std",
     "respaced_timesteps",
     "alpha_bar_from_sigma",

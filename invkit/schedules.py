@@ -35,7 +35,7 @@ from collections.abc import Iterable
 
 from .prior import Prior
 
-__all__ = ["ddrm_schedule", "respaced_timesteps", "respaced_sigmas", "check_schedule", "jump_schedule"]
+__all__ = ["ddrm_schedule", "sampler_schedule", "respaced_timesteps", "respaced_sigmas", "check_schedule", "jump_schedule"]
 
 
 def _geometric(hi: float, lo: float, steps: int) -> list[float]:
@@ -85,6 +85,23 @@ def ddrm_schedule(prior: Prior, steps: int = 20) -> list[float]:
     else:
         sigmas = _geometric(float(prior.sigma_max), float(prior.sigma_min), steps)
     return sigmas + [0.0]
+
+
+def sampler_schedule(prior: Prior, steps: int | None, sigmas: Iterable[float] | None, *, default_steps: int, solver: str) -> list[float]:
+    """The schedule of a sampler that starts from pure noise on the official DDRM rule (DDNM, ΠGDM).
+
+    ``sigmas`` given: :func:`check_schedule`. Otherwise :func:`ddrm_schedule` with ``steps``
+    (``default_steps`` when None) — except ``steps = 1``, refused: that rule puts a single step at
+    the lowest trained level (σ ≈ 0.005 for DDPM), where a start from pure noise cannot be denoised.
+
+    Raises:
+        ValueError: ``steps = 1`` (naming ``solver``), or what the two rules raise.
+    """
+    if sigmas is not None:
+        return check_schedule(sigmas)
+    if steps == 1:
+        raise ValueError(f"solver '{solver}' needs steps >= 2: a single step of the official schedule starts at the lowest noise level")
+    return ddrm_schedule(prior, default_steps if steps is None else steps)
 
 
 def respaced_timesteps(levels: int, steps: int) -> list[int]:

@@ -33,7 +33,7 @@ PINNED: dict[str, list[str]] = {
         "get_registry", "hookimpl", "hookspec", "int_tuple", "is_noise_sigma", "jump_schedule", "linear_betas", "matrix_of",
         "missing_capabilities", "noise_spec", "parse_bool", "parse_params", "quantization_sigma", "randn_rows",
         "reset_registry", "resolve_generator", "respaced_sigmas", "respaced_timesteps", "row_generators",
-        "run_checks", "sample_generators", "sample_seed", "schema_of", "sigma_from_alpha_bar", "sigma_rows",
+        "run_checks", "sample_generators", "sample_seed", "sampler_schedule", "schema_of", "sigma_from_alpha_bar", "sigma_rows",
         "signature_params", "spectral_setup", "to_vp", "use_registry", "validated", "vp_sigma_grid", "vp_start_std", "x0_from_eps",
     ],
     # The runner: what the CLI drives and Python callers embed (README: from invkit.runner import ...).

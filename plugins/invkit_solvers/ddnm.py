@@ -77,7 +77,7 @@ from invkit.prior import Prior
 from invkit.problem import Problem
 from invkit.random import Generators, randn_rows, resolve_generator
 from invkit.requirements import Capability
-from invkit.schedules import check_schedule, ddrm_schedule, jump_schedule
+from invkit.schedules import jump_schedule, sampler_schedule
 from invkit.solver import Callback, Result, Solver, Step
 from invkit.spectral import SpectralSetup, spectral_setup
 from invkit.vp import vp_start_std
@@ -239,9 +239,7 @@ class DDNM(Solver):
             ValueError: ``steps = 1`` (see the module notes).
         """
         self.check(problem, prior)
-        if sigmas is None and steps == 1:
-            raise ValueError(f"solver '{self.name}' needs steps >= 2: a single step of the official schedule starts at the lowest noise level")
-        schedule = check_schedule(sigmas) if sigmas is not None else ddrm_schedule(prior, self.default_steps if steps is None else steps)
+        schedule = sampler_schedule(prior, steps, sigmas, default_steps=self.default_steps, solver=self.name)
         positions = self._positions(len(schedule) - 1)
         setup = spectral_setup(problem, svd_rtol=self.svd_rtol, max_dense=self.max_dense)
         op, y = setup.op, problem.y

@@ -109,7 +109,7 @@ from invkit.prior import Prior
 from invkit.problem import Problem
 from invkit.random import Generators, randn_rows, resolve_generator
 from invkit.requirements import Capability
-from invkit.schedules import check_schedule, ddrm_schedule
+from invkit.schedules import sampler_schedule
 from invkit.solver import Callback, Result, Solver, Step
 from invkit.spectral import spectral_setup
 from invkit.vp import ddim_step
@@ -272,9 +272,7 @@ class PiGDM(Solver):
             coefficients, ``residual`` ``‖y − H x‖`` per row of the returned images.
         """
         self.check(problem, prior)
-        if sigmas is None and steps == 1:
-            raise ValueError("solver 'pigdm' needs steps >= 2: a single step of the official schedule starts at the lowest noise level")
-        schedule = check_schedule(sigmas) if sigmas is not None else ddrm_schedule(prior, self.default_steps if steps is None else steps)
+        schedule = sampler_schedule(prior, steps, sigmas, default_steps=self.default_steps, solver="pigdm")
         spec = spectral_setup(problem, svd_rtol=self.svd_rtol, max_dense=self.max_dense)
         op, y = spec.op, problem.y
         observed, ybar, nstd = spec.observed, spec.ybar, spec.nstd
