@@ -29,6 +29,7 @@ to ``--results`` (JSON lines) and a job already there is not run again. The full
 
 Usage:
     python benchmarks/svd_solvers.py --workers 2
+    python benchmarks/svd_solvers.py --workers 1 --steps 20 --task deblur   # a part of the grid
     python benchmarks/svd_solvers.py --report
 """
 
@@ -140,12 +141,17 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--size", type=int, default=128, help="crop side in pixels")
     p.add_argument("--report", action="store_true", help="print the tables of the results so far, run nothing")
+    p.add_argument("--steps", type=int, action="append", choices=STEPS, default=None,
+                   help="run only the grid's jobs at this step count (repeatable; default: all)")
+    p.add_argument("--task", action="append", choices=list(TASKS), default=None,
+                   help="run only this task's jobs (repeatable; default: all)")
     p.add_argument("--results", type=Path, default=Path.home() / ".cache" / "invkit" / "bench_svd_solvers.jsonl")
     args = p.parse_args()
     args.results.parent.mkdir(parents=True, exist_ok=True)
     if not args.report:
         done = {_key(r) for r in _load(args.results)}
-        todo = [j for j in jobs(args.size) if _key(j) not in done]
+        todo = [j for j in jobs(args.size) if _key(j) not in done
+                and (args.steps is None or j["steps"] in args.steps) and (args.task is None or j["task"] in args.task)]
         cost = {"pigdm": 3, "dps": 3}
         todo.sort(key=lambda j: -j["steps"] * cost.get(j["solver"], 1))  # the longest first
         with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:

@@ -19,6 +19,8 @@ import time
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 _REMOTE = re.compile(r"^\s*(?:https?:)?//", re.IGNORECASE)
@@ -110,8 +112,10 @@ def test_scanner_catches_remote_loads():
     assert remote_loads('<a href="https://example.org">x</a><script src="_static/x.js"></script>') == []
 
 
-def test_docs_build_without_warnings_and_offline(tmp_path):
-    out = tmp_path / "html"
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The site built once for this module's tests; the build must succeed with no warning."""
+    out = tmp_path_factory.mktemp("docs") / "html"
     cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-b", "html", str(ROOT / "docs"), str(out)]
     start = time.perf_counter()
     # the gallery's scripts are run by tests/test_examples.py; here their pages are built without executing them
@@ -120,7 +124,11 @@ def test_docs_build_without_warnings_and_offline(tmp_path):
     seconds = time.perf_counter() - start
     print(f"docs build: {seconds:.1f} s")
     assert result.returncode == 0, f"sphinx-build failed ({result.returncode}) in {seconds:.0f} s:\n{result.stderr[-20000:]}"
+    return out
 
+
+def test_docs_build_without_warnings_and_offline(site):
+    out = site
     pages = sorted(out.rglob("*.html"))
     assert (out / "index.html") in pages and (out / "api" / "_generated" / "invkit.html") in pages
     assert (out / "auto_examples" / "index.html") in pages and (out / "guide" / "plugins.html") in pages
@@ -135,3 +143,24 @@ def test_docs_build_without_warnings_and_offline(tmp_path):
     index = (out / "index.html").read_text(encoding="utf-8")
     assert 'src="_static/mathjax/tex-chtml.js' in index
     assert (out / "_static" / "mathjax" / "tex-chtml.js").is_file()
+
+
+def _browser():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import docs_browser
+    finally:
+        sys.path.pop(0)
+    return docs_browser
+
+
+@pytest.mark.skipif(_browser().find_chromium() is None, reason="no Chromium on PATH (Debian: apt-get install chromium)")
+def test_math_typesets_in_a_real_browser_offline(site):
+    """Headless Chromium, in an empty network namespace where it can be made, typesets the math of
+    the front page and of a solver page (DDRM's eqs. 7-8) from the site's own MathJax."""
+    browser = _browser()
+    for page, least in (("index.html", 2), ("generated/solvers/ddrm.html", 2)):
+        dom = browser.open_page(site / page)
+        assert dom.count("<mjx-container") >= least, f"{page}: MathJax did not typeset its math"
+        assert "<mjx-merror" not in dom, f"{page}: MathJax reported a TeX error"
+        assert "\\(" not in dom and "\\[" not in dom, f"{page}: TeX source left untypeset"

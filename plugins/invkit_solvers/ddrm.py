@@ -1,4 +1,4 @@
-"""DDRM: Denoising Diffusion Restoration Models (Kawar, Elad, Ermon, Song, 2022).
+r"""DDRM: Denoising Diffusion Restoration Models (Kawar, Elad, Ermon, Song, 2022).
 
 Diffusion in the spectral space of ``H = U Σ Vᵀ``, with the measurement noise tied to the
 diffusion noise (paper, Sec. 3.2, eqs. 7-8). Everything is in [0, 1] image units, and
@@ -6,15 +6,31 @@ diffusion noise (paper, Sec. 3.2, eqs. 7-8). Everything is in [0, 1] image units
 and doubles it; we never do).
 
 With ``x̄ = Vᵀx``, ``ȳ_i = (Uᵀy)_i / s_i`` for observed coefficients, a schedule
-``σ_T > ... > σ_1 > σ_0 = 0`` and ``x̂ = Vᵀ denoise(V x̄_{t+1}, σ_{t+1})``:
+``σ_T > ... > σ_1 > σ_0 = 0`` and ``x̂ = Vᵀ denoise(V x̄_{t+1}, σ_{t+1})``.
 
-* start: ``x̄_T,i ~ N(ȳ_i, σ_T² − σ_y²/s_i²)`` where ``i`` is observed and ``σ_T ≥ σ_y/s_i``,
-  else ``N(c̄_i, σ_T²)`` with ``c̄ = Vᵀc`` and ``c`` the prior's data centre (0.5 grey);
-* unobserved (``s_i = 0``, thresholded, or beyond ``min(m, n)``):
-  ``x̄_t,i = x̂_i + √(1−η²) σ_t (x̄_{t+1,i} − x̂_i)/σ_{t+1} + η σ_t ε``;
-* ``σ_t < σ_y/s_i``: ``x̄_t,i = x̂_i + √(1−η²) σ_t (ȳ_i − x̂_i)/(σ_y/s_i) + η σ_t ε``;
-* ``σ_t ≥ σ_y/s_i``: ``x̄_t,i = (1−η_b) x̂_i + η_b ȳ_i + √(σ_t² − σ_y² η_b²/s_i²) ε``;
-* output ``V x̄_0``.
+The start (eq. 7), where ``i`` is observed and ``σ_T ≥ σ_y/s_i``, else from ``N(c̄_i, σ_T²)``
+with ``c̄ = Vᵀc`` and ``c`` the prior's data centre (0.5 grey):
+
+.. math::
+
+   \bar x_{T,i} \sim \mathcal N\!\left(\bar y_i,\; \sigma_T^2 - \sigma_y^2 / s_i^2\right),
+
+and each step (eq. 8), with ``ε ~ N(0, 1)`` drawn per coefficient and "unobserved" meaning
+``s_i = 0``, thresholded (below), or ``i`` beyond ``min(m, n)``:
+
+.. math::
+
+   \bar x_{t,i} =
+   \begin{cases}
+   \hat x_i + \sqrt{1-\eta^2}\,\sigma_t \dfrac{\bar x_{t+1,i} - \hat x_i}{\sigma_{t+1}} + \eta\,\sigma_t\,\varepsilon
+     & i \text{ unobserved},\\[1ex]
+   \hat x_i + \sqrt{1-\eta^2}\,\sigma_t \dfrac{\bar y_i - \hat x_i}{\sigma_y / s_i} + \eta\,\sigma_t\,\varepsilon
+     & \sigma_t < \sigma_y / s_i,\\[1ex]
+   (1-\eta_b)\,\hat x_i + \eta_b\,\bar y_i + \sqrt{\sigma_t^2 - \eta_b^2\,\sigma_y^2 / s_i^2}\;\varepsilon
+     & \sigma_t \ge \sigma_y / s_i;
+   \end{cases}
+
+the output is ``V x̄_0``.
 
 A coefficient counts as observed when ``s_i > svd_rtol · max(s)``. An exact blur has singular
 values near 1e-7 whose ``ȳ_i`` would magnify float32 rounding of ``y`` by 1e7; below the
