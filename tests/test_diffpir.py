@@ -21,8 +21,10 @@ from invkit_solvers.diffpir import (
     DiffPIR,
     diffpir_cg,
     diffpir_data_step,
+    diffpir_lambda,
     diffpir_preset,
     diffpir_rho,
+    diffpir_sigmas,
     diffpir_timesteps,
 )
 
@@ -136,12 +138,12 @@ def test_diffpir_equals_algorithm_1_in_vp_symbols(name, sigma_y) -> None:
     problem, prior = _problem(op, sigma_y), _prior()
     lam_official, zeta = 7.0, 0.3
     ts = official_timesteps(8, "quad")
-    out = DiffPIR(lam=lam_official / 4, zeta=zeta).solve(problem, prior, steps=8, generator=torch.Generator().manual_seed(5))
+    out = DiffPIR(lam=lam_official / 4, zeta=zeta, kappa=0.0).solve(problem, prior, steps=8, generator=torch.Generator().manual_seed(5))
     assert out.info["timesteps"] == ts and out.x.dtype == F64
     ref = reference_diffpir(problem, prior, ts, lam_official, zeta, seed=5)
     torch.testing.assert_close(out.x, ref, rtol=0, atol=1e-10)
     # the comparison can fail: another ζ moves the sample
-    other = DiffPIR(lam=lam_official / 4, zeta=0.6).solve(problem, prior, steps=8, generator=torch.Generator().manual_seed(5))
+    other = DiffPIR(lam=lam_official / 4, zeta=0.6, kappa=0.0).solve(problem, prior, steps=8, generator=torch.Generator().manual_seed(5))
     assert (other.x - ref).abs().max() > 1e-4
 
 
@@ -151,7 +153,7 @@ def test_start_from_the_measurement_at_t_start() -> None:
     problem, prior = _problem(op, 0.05), _prior()
     ts = official_timesteps(10, "uniform", t_start=500)
     assert ts[0] == 499 and len(ts) == 6
-    out = DiffPIR(lam=0.5, zeta=0.2, skip_type="uniform", t_start=500).solve(problem, prior, steps=10, generator=torch.Generator().manual_seed(6))
+    out = DiffPIR(lam=0.5, zeta=0.2, skip_type="uniform", t_start=500, kappa=0.0).solve(problem, prior, steps=10, generator=torch.Generator().manual_seed(6))
     assert out.info["timesteps"] == ts
     ref = reference_diffpir(problem, prior, ts, 2.0, 0.2, seed=6, from_measurement=True)
     torch.testing.assert_close(out.x, ref, rtol=0, atol=1e-10)
@@ -172,13 +174,37 @@ def test_lambda_is_the_official_lambda_over_four() -> None:
     problem, prior = _problem(op, 0.05), _prior()
     ts = official_timesteps(8, "quad")
     ref = reference_diffpir(problem, prior, ts, 7.0, 0.3, seed=5)
-    right = DiffPIR(lam=7.0 / 4, zeta=0.3).solve(problem, prior, steps=8, generator=torch.Generator().manual_seed(5)).x
-    wrong = DiffPIR(lam=7.0, zeta=0.3).solve(problem, prior, steps=8, generator=torch.Generator().manual_seed(5)).x
+    right = DiffPIR(lam=7.0 / 4, zeta=0.3, kappa=0.0).solve(problem, prior, steps=8, generator=torch.Generator().manual_seed(5)).x
+    wrong = DiffPIR(lam=7.0, zeta=0.3, kappa=0.0).solve(problem, prior, steps=8, generator=torch.Generator().manual_seed(5)).x
     torch.testing.assert_close(right, ref, rtol=0, atol=1e-10)
     assert (wrong - ref).abs().max() > 1e-3
     # the preset is what a run without lam uses
-    preset = DiffPIR(zeta=0.3).solve(problem, prior, steps=8, generator=torch.Generator().manual_seed(5))
+    preset = DiffPIR(zeta=0.3, kappa=0.0).solve(problem, prior, steps=8, generator=torch.Generator().manual_seed(5))
     assert preset.info["lam"] == 1.75 and torch.equal(preset.x, right)
+
+
+def test_lambda_floor_keeps_the_data_steps_noise_below_the_next_level() -> None:
+    """λ_used = max(λ, max over non-final steps of (σ_t/(2κσ′))²): the data step's added noise,
+    at most σ_t/(2√λ), stays within κ σ′; the papers' 100 steps keep the preset, few steps raise it."""
+    for steps, raised in ((100, False), (20, True), (8, True)):
+        sig, _ = diffpir_sigmas(_prior(), steps)
+        ratio = max(a / b for a, b in zip(sig, sig[1:]) if b > 0)
+        lam = diffpir_lambda(1.75, sig, 1.25)
+        assert lam == pytest.approx(max(1.75, (ratio / 2.5) ** 2), rel=1e-12)
+        assert (lam > 1.75) == raised
+        # the bound it enforces: σ_t/(2√λ) <= κ σ′ on every non-final step
+        assert all(a / (2 * math.sqrt(lam)) <= 1.25 * b * (1 + 1e-12) for a, b in zip(sig, sig[1:]) if b > 0)
+    assert diffpir_lambda(1.75, [0.049, 0.005, 0.0], 0.0) == 1.75  # κ = 0: the paper's fixed λ
+    assert diffpir_lambda(1.75, [0.2, 0.15, 0.0], 1.25) == 1.75
+    # a noisy run uses it (reported), a noiseless one does not need it
+    op = _op("gaussian_blur")
+    noisy = DiffPIR(zeta=0.3).solve(_problem(op, 0.05), _prior(), steps=8, generator=torch.Generator().manual_seed(5))
+    sig = noisy.info["sigmas"]
+    assert noisy.info["lam"] == pytest.approx(diffpir_lambda(1.75, sig, 1.25)) and noisy.info["lam"] > 1.75
+    paper = DiffPIR(zeta=0.3, lam=noisy.info["lam"], kappa=0.0).solve(_problem(op, 0.05), _prior(), steps=8, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(noisy.x, paper.x)  # the floor only changes λ
+    clean = DiffPIR(zeta=0.3).solve(_problem(op, 0.0), _prior(), steps=8, generator=torch.Generator().manual_seed(5))
+    assert clean.info["lam"] == 1.75
 
 
 def _svd_step(problem, z: torch.Tensor, rho: float, svd_rtol: float = RTOL) -> torch.Tensor:
