@@ -46,6 +46,7 @@ __all__ = [
     "write_figure",
     "Measurement",
     "read_image",
+    "image_size",
     "write_image",
     "read_measurement",
     "write_measurement",
@@ -146,6 +147,48 @@ def _new_file_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+    """``(C, H, W)`` of an image file as :func:`read_image` would return it, from its header only.
+
+    Nothing is decoded (no pixel memory is allocated), whatever the image's size: the size checks
+    of a run use it before reading. ``C`` is 1 for grayscale modes, else 3; ``H`` and ``W`` follow
+    the EXIF orientation that :func:`read_image` applies to 8-bit images (tags 5-8 swap them; of a
+    PNG, only an eXIf chunk before the pixel data is seen here, so the pixel count is exact and
+    the sides may come out swapped).
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: The file is not a readable image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file {path} does not exist" if not path.is_dir() else f"{path} is a folder, not an image file")
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None  # the header of any size; read_image keeps Pillow's bomb check
+        with Image.open(path) as img:
+            w, h = img.size
+            mode = img.mode
+            wide = _rawmode16(img) is not None or mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+            if wide:
+                orientation = 1
+            elif img.format == "PNG":  # Pillow's PNG getexif() decodes the image: read a header eXIf chunk only
+                exif = Image.Exif()
+                if raw := img.info.get("exif"):
+                    exif.load(raw)
+                orientation = int(exif.get(0x0112, 1) or 1)
+            else:
+                orientation = int(img.getexif().get(0x0112, 1) or 1)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"cannot read image {path}: {exc}; use a PNG, JPEG or TIFF file") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    c = 1 if mode in ("1", "L", "LA", "La", "I;16", "I;16B", "I;16L", "I;16N", "I", "F") else 3
+    return (c, w, h) if orientation in (5, 6, 7, 8) else (c, h, w)
+
+
 def read_image(path: str | os.PathLike[str]) -> ImageData:
     """Read an image file into ``(1, C, H, W)`` float32 in [0, 1].
 
@@ -185,6 +228,8 @@ def read_image(path: str | os.PathLike[str]) -> ImageData:
                 arr = np.asarray(img, dtype=np.float64) / 255.0
                 bits = 8
                 arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"cannot read image {path}: {exc} Downscale it with an image editor first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"cannot read image {path}: {exc}; use a PNG, JPEG or TIFF file") from None
     if arr.shape[1] == 0 or arr.shape[2] == 0:

@@ -196,11 +196,22 @@ def test_lambda_floor_keeps_the_data_steps_noise_below_the_next_level() -> None:
         assert all(a / (2 * math.sqrt(lam)) <= 1.25 * b * (1 + 1e-12) for a, b in zip(sig, sig[1:]) if b > 0)
     assert diffpir_lambda(1.75, [0.049, 0.005, 0.0], 0.0) == 1.75  # κ = 0: the paper's fixed λ
     assert diffpir_lambda(1.75, [0.2, 0.15, 0.0], 1.25) == 1.75
-    # a noisy run uses it (reported), a noiseless one does not need it
+    # with the operator's singular values: the smallest λ >= the paper's with a_t = σ_y max_i s_i/(s_i² + ρ_t) <= κσ′
     op = _op("gaussian_blur")
+    spec = spectral_setup(_problem(op, 0.05), svd_rtol=RTOL)
+    s_obs = spec.s[spec.observed]
+    sig, _ = diffpir_sigmas(_prior(), 8)
+    exact = diffpir_lambda(1.75, sig, 1.25, 0.05, s_obs)
+
+    def worst(lam: float) -> float:  # max over non-final steps of a_t / (κσ′)
+        return max(0.05 * float((s_obs / (s_obs**2 + lam * 0.05**2 / a**2)).max()) / (1.25 * b) for a, b in zip(sig, sig[1:]) if b > 0)
+
+    assert 1.75 < exact < diffpir_lambda(1.75, sig, 1.25)  # raised, below the s-free bound
+    assert worst(exact) <= 1.0 + 1e-9 and worst(exact * 0.99) > 1.0  # it holds, and a smaller λ breaks it
+    assert 1.75 <= diffpir_lambda(1.75, sig, 1.25, 0.05, torch.ones(3)) < exact  # s_i = 1: further from √ρ_t, less to raise
+    # a noisy run uses it (reported), a noiseless one does not need it
     noisy = DiffPIR(zeta=0.3).solve(_problem(op, 0.05), _prior(), steps=8, generator=torch.Generator().manual_seed(5))
-    sig = noisy.info["sigmas"]
-    assert noisy.info["lam"] == pytest.approx(diffpir_lambda(1.75, sig, 1.25)) and noisy.info["lam"] > 1.75
+    assert noisy.info["sigmas"] == sig and noisy.info["lam"] == pytest.approx(exact, rel=1e-12)
     paper = DiffPIR(zeta=0.3, lam=noisy.info["lam"], kappa=0.0).solve(_problem(op, 0.05), _prior(), steps=8, generator=torch.Generator().manual_seed(5))
     assert torch.equal(noisy.x, paper.x)  # the floor only changes λ
     clean = DiffPIR(zeta=0.3).solve(_problem(op, 0.0), _prior(), steps=8, generator=torch.Generator().manual_seed(5))
@@ -264,8 +275,9 @@ def test_without_an_svd_conjugate_gradients() -> None:
     z = torch.rand((2, *op.in_shape), generator=torch.Generator().manual_seed(9), dtype=F64)
     torch.testing.assert_close(diffpir_cg(op, problem.y, z, 0.3, 40), _svd_step(problem, z, 0.3, svd_rtol=0.0), rtol=0, atol=1e-9)
     assert (diffpir_cg(op, problem.y, z, 0.3, 2) - _svd_step(problem, z, 0.3, svd_rtol=0.0)).abs().max() > 1e-6  # few iterations: not yet
-    cg = DiffPIR(lam=1.0, zeta=0.3, max_dense=1, cg_iters=40, svd_rtol=1e-9).solve(problem, prior, steps=6, generator=torch.Generator().manual_seed(2))
-    svd = DiffPIR(lam=1.0, zeta=0.3, svd_rtol=1e-9).solve(problem, prior, steps=6, generator=torch.Generator().manual_seed(2))
+    # (κ = 0: the λ floor differs between the paths, the bound without an SVD)
+    cg = DiffPIR(lam=1.0, zeta=0.3, max_dense=1, cg_iters=40, svd_rtol=1e-9, kappa=0.0).solve(problem, prior, steps=6, generator=torch.Generator().manual_seed(2))
+    svd = DiffPIR(lam=1.0, zeta=0.3, svd_rtol=1e-9, kappa=0.0).solve(problem, prior, steps=6, generator=torch.Generator().manual_seed(2))
     assert cg.info["data_step"] == "cg" and svd.info["data_step"] == "svd"
     torch.testing.assert_close(cg.x, svd.x, rtol=0, atol=1e-7)
     # noiseless (ρ = 0): CG on the normal equations from z converges to the exact noiseless step z + H⁺(y − Hz)

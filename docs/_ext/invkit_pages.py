@@ -272,13 +272,17 @@ def _names_module(section: MeasurementSection, module: str) -> bool:
 
 
 def _table_names(section: MeasurementSection, column: str, name: str) -> bool:
-    """Whether a Markdown table of the section has a ``column`` column with a cell equal to ``name``."""
+    """Whether a Markdown table of the section has a ``column`` column with a cell naming ``name``:
+    equal to it, or it followed by its settings (``diffpir (λ 1.75, ζ 0.3)``, ``dps (ζ′ 12)``)."""
     for table in _tables(section.body):
         header = [c.strip().lower() for c in table[0]]
         if column in header:
             j = header.index(column)
-            if any(j < len(row) and row[j].strip().strip("`") == name for row in table[1:]):
-                return True
+            for row in table[1:]:
+                cell = row[j].strip() if j < len(row) else ""
+                first = re.split(r"[\s(]", cell, maxsplit=1)[0].strip("`*")
+                if first == name:
+                    return True
     return False
 
 

@@ -78,11 +78,21 @@ def _cost_text(per_eval: float, steps: int, samples: int, batch: int, factor: fl
     return f"about {format_duration(per_eval)} per prior evaluation{per_step}, {format_duration(total)} for {what}"
 
 
-def cost_or_refuse(name: str, c: int, H: int, W: int, *, opts: RestoreOptions, timer: Timer, say_note: Callable[[str], None] | None = None) -> None:
+def cost_or_refuse(
+    name: str, c: int, H: int, W: int, *, opts: RestoreOptions, timer: Timer, say_note: Callable[[str], None] | None = None,
+    scale: int = 1, resizable: bool = True,
+) -> None:
     """Refuse an image over ``opts.max_megapixels`` (with the estimate and a ``--resize`` that fits); announce a large one.
 
     Images up to :data:`~invkit.runner.cost.ESTIMATE_PIXELS` within the limit cost nothing to check. Larger ones
     get an estimate from ``timer``, passed to ``say_note``.
+
+    Args:
+        name, c, H, W: The input's name and the size of the image the run restores.
+        scale: Restored pixels per input pixel along a side (a super-resolution factor): the
+            advised ``--resize`` is in input pixels, so following it restores within the limit.
+        resizable: Whether ``--resize``/``--crop`` apply to the input (not to a ``.safetensors``
+            measurement): otherwise the advice is to make the measurement smaller.
 
     Raises:
         RestoreError: Over the limit.
@@ -107,11 +117,17 @@ def cost_or_refuse(name: str, c: int, H: int, W: int, *, opts: RestoreOptions, t
         n = max(m, int(side // m * m))
         small = pixels * (n / max(H, W)) ** 2
         small_cost = f", {_cost_text(spp * small, steps, opts.samples, opts.batch, factor)}" if spp else ""
-        raise RestoreError(
-            f"{name} is {W}x{H} pixels ({pixels / 1e6:.3g} MP), over --max-megapixels {opts.max_megapixels:g}: {estimate}; "
-            f"pass --resize {n} (longest side, {small / 1e6:.3g} MP{small_cost}), crop a region with --crop Y,X,H,W, "
-            f"or --max-megapixels {math.ceil(pixels / 1e6 * 10) / 10:g} to run it anyway"
-        )
+        anyway = f"--max-megapixels {math.ceil(pixels / 1e6 * 10) / 10:g} to run it anyway"
+        if not resizable:
+            fix = f"make the measurement from an image of at most {n} pixels on its longest side ({small / 1e6:.3g} MP{small_cost}), or {anyway}"
+        elif scale > 1 and n // scale < 1:
+            fix = f"no --resize of the input fits (each input pixel restores {scale}x{scale}); {anyway}"
+        elif scale > 1:
+            fix = (f"pass --resize {n // scale} (the input's longest side; restored at {n // scale * scale}, "
+                   f"{small / 1e6:.3g} MP{small_cost}), crop a region with --crop Y,X,H,W, or {anyway}")
+        else:
+            fix = f"pass --resize {n} (longest side, {small / 1e6:.3g} MP{small_cost}), crop a region with --crop Y,X,H,W, or {anyway}"
+        raise RestoreError(f"{name} is {W}x{H} pixels ({pixels / 1e6:.3g} MP), over --max-megapixels {opts.max_megapixels:g}: {estimate}; {fix}")
     if say_note is not None:
         say_note(f"{name}: {W}x{H} pixels ({pixels / 1e6:.3g} MP): {estimate}")
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..forward import Operator
-from ..io import MEASUREMENT_SUFFIX, Measurement, read_image, read_measurement
+from ..io import MEASUREMENT_SUFFIX, Measurement, image_size, read_image, read_measurement
 from ..noise import GaussianNoise, NoiseModel, check_operator_nonnegative, nonnegative_clean
 from ..params import parse_kv, parse_params
 from ..registry import Registry
@@ -22,12 +22,14 @@ from .files import output_bits
 from .jobs import Job
 from .noise_level import measurement_noise, simulate_noise
 from .options import RestoreOptions
-from .sizing import Geometry, SizeRules, apply_geometry, crop_back, prior_multiple
+from .sizing import Geometry, SizeRules, apply_geometry, crop_back, planned_size, prior_multiple
 
 __all__ = ["Prepared", "prepare", "simulate_measurement", "check_noise_fits", "measurement_view", "operator_params", "check_finite"]
 
-#: ``too_big(name, C, H, W)``: called with an input's size before any size fix is checked.
-TooBig = Callable[[str, int, int, int], None]
+#: ``too_big(name, C, H, W, scale=1, resizable=True)``: called with the image size a run will restore (after ``--resize`` and
+#: ``--crop``, at the operator's input: ×factor for super-resolution), from the file's header,
+#: before its pixels are read; it raises to refuse.
+TooBig = Callable[..., None]
 
 
 @dataclass
@@ -148,6 +150,28 @@ def operator_params(cls: Any, name: str, given: list[str] | None, meas: Measurem
     return recorded
 
 
+def _refuse_planned(src: Path, opts: RestoreOptions, registry: Registry, too_big: TooBig) -> None:
+    """Before an image measurement is read: ``too_big`` with the image size the operator will
+    restore from it (its header's size after ``--resize``/``--crop``, through the operator's
+    ``infer_in_shape``: ×factor for super-resolution)."""
+    c, h0, w0 = image_size(src)
+    h, w = planned_size(h0, w0, opts)
+    name = str(opts.operator)
+    cls = registry.operator_class(name)
+    try:
+        shape = tuple(cls.infer_in_shape((c, h, w), parse_params(cls.params, opts.operator_args or [], owner=f"operator '{name}'")))
+    except (ValueError, TypeError, RestoreError):
+        shape = (c, h, w)  # a size this operator cannot take: the size rules say so after reading
+    if len(shape) == 3:
+        scale = shape[1] // h if shape[1] % h == 0 and shape[1] > h else 1
+        too_big(_planned_label(src, h0, w0, h, w), *shape, scale=scale)
+
+
+def _planned_label(src: Path, h0: int, w0: int, h: int, w: int) -> str:
+    """The input's name for a size refusal, with what ``--resize``/``--crop`` made of its size."""
+    return src.name if (h, w) == (h0, w0) else f"{src.name} ({h0}x{w0}, {h}x{w} after --resize/--crop)"
+
+
 def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_big: TooBig | None = None) -> Prepared:
     """Read one input, fix its size as asked, build the operator and the measurement, settle ``sigma_y``.
 
@@ -156,8 +180,9 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
         opts: The run's options.
         registry: Where the operators are registered.
         prior: The prior (for its size multiple).
-        too_big: Called with the image size before any size fix is checked (unless ``resize``
-            or ``crop`` may shrink it), so an oversized photo is refused for its size first.
+        too_big: Called with the image size the run will restore (``TooBig``) before the
+            input's pixels are read or any size is allocated, so an oversized photo, resize or
+            super-resolution output is refused for its size first.
 
     Raises:
         RestoreError: An input that does not fit the options (the message says how to fix it).
@@ -172,11 +197,13 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
         name = opts.operator
         cls = registry.operator_class(name)
         params = parse_params(cls.params, opts.operator_args or [], owner=f"operator '{name}'")
+        if too_big is not None:
+            c, h0, w0 = image_size(src)
+            h, w = planned_size(h0, w0, opts)
+            too_big(_planned_label(src, h0, w0, h, w), c, h, w)
         image = read_image(src)
         check_finite(image.x, f"image {src}")
         c = image.x.shape[1]
-        if too_big is not None and opts.resize is None and opts.crop is None:
-            too_big(job.src.name, c, *image.x.shape[-2:])
         rules = SizeRules(lambda h, w: (c, h, w), lambda s: cls(s, **params), multiple, prior_label, (1, 1))
         clean, geo, op = apply_geometry(image.x, rules, opts, True, f"image {src.name}", "")
         noise = simulate_noise(opts.noise, opts.noise_args, opts.sigma_y)
@@ -189,6 +216,8 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
         meas = read_measurement(src)
         from_image = False
     else:
+        if too_big is not None and opts.size is None and opts.operator is not None:
+            _refuse_planned(src, opts, registry, too_big)
         image = read_image(src)
         meas = Measurement(y=image.x, bits=image.bits)
         from_image = True
@@ -215,6 +244,8 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
             in_shape = meas.in_shape
         else:
             in_shape = cls.infer_in_shape(tuple(y0.shape[1:]), params)
+        if too_big is not None and len(in_shape) == 3:
+            too_big(src.name, *in_shape, resizable=False)
         op = registry.build_operator(name, in_shape, params)
         if tuple(y0.shape[1:]) != tuple(op.out_shape):
             raise RestoreError(f"measurement {src} has shape {tuple(y0.shape[1:])}, but operator '{name}' on images {op.in_shape} measures {op.out_shape}")
@@ -226,8 +257,6 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
         c, h, w = y0.shape[1:]
         shape0 = cls.infer_in_shape((c, h, w), params)
         scale = (shape0[1] // h, shape0[2] // w) if shape0[1] % h == 0 and shape0[2] % w == 0 else (1, 1)
-        if too_big is not None and opts.resize is None and opts.crop is None:
-            too_big(src.name, *shape0)
         rules = SizeRules(
             lambda hh, ww: cls.infer_in_shape((c, hh, ww), params),
             lambda s: cls(s, **params),

@@ -107,9 +107,9 @@ def restore(
     folder = opts.input.is_dir()
     first: Prepared | None = None
 
-    def too_big(name: str, c: int, h: int, w: int) -> None:
+    def too_big(name: str, c: int, h: int, w: int, scale: int = 1, resizable: bool = True) -> None:
         if h * w > opts.max_megapixels * 1e6:
-            cost_or_refuse(name, c, h, w, opts=opts, timer=timer)
+            cost_or_refuse(name, c, h, w, opts=opts, timer=timer, scale=scale, resizable=resizable)
 
     for job in jobs:
         prep = prepare(job, opts, registry, prior, too_big)

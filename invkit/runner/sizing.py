@@ -18,7 +18,7 @@ from ..params import int_tuple
 from .errors import RestoreError
 from .options import RestoreOptions
 
-__all__ = ["Geometry", "SizeRules", "apply_geometry", "crop_back", "prior_multiple", "parse_crop", "parse_resize", "parse_size"]
+__all__ = ["Geometry", "SizeRules", "apply_geometry", "crop_back", "planned_size", "prior_multiple", "parse_crop", "parse_resize", "parse_size"]
 
 
 @dataclass
@@ -155,6 +155,32 @@ class SizeRules:
             parts.append(f"--crop (centre {down[0]}x{down[1]}{unit})")
         parts.append("--resize H,W")
         return "fix the size with " + ", ".join(parts[:-1]) + f" or {parts[-1]}" if len(parts) > 1 else "resize it with --resize H,W"
+
+
+def planned_size(h: int, w: int, opts: RestoreOptions) -> tuple[int, int]:
+    """The size ``(h, w)`` an input of ``h × w`` will have after ``--resize`` and ``--crop``, computed
+    without touching its pixels, so a size can be refused before anything is allocated.
+
+    ``--resize N`` scales the longest side to N, ``H,W`` is exact; ``--crop T,L,H,W`` takes its
+    region (the automatic ``--crop`` only shrinks, so it is bounded by the input); ``--pad`` adds
+    less than one prior multiple per side and is left out. :func:`apply_geometry` may then move a
+    resize to the nearest size that works (a few pixels).
+
+    Example:
+        >>> from invkit.runner.options import RestoreOptions
+        >>> from pathlib import Path
+        >>> planned_size(64, 48, RestoreOptions(Path("in.png"), Path("out.png"), resize=20000))
+        (20000, 15000)
+    """
+    if opts.resize is not None:
+        if isinstance(opts.resize, tuple):
+            h, w = opts.resize
+        else:
+            s = opts.resize / max(h, w)
+            h, w = max(1, round(h * s)), max(1, round(w * s))
+    if isinstance(opts.crop, tuple):
+        h, w = opts.crop[2], opts.crop[3]
+    return h, w
 
 
 def apply_geometry(x: Tensor, rules: SizeRules, opts: RestoreOptions, clip: bool, what: str, unit: str) -> tuple[Tensor, Geometry, Operator]:

@@ -88,15 +88,17 @@ least-squares image closest to grey).
 * A quad schedule with repeated timesteps (``steps >= 502`` of 1000 levels) visits each once
   (the official loop would step from a level to itself).
 * **λ is raised for short noisy schedules** (``kappa``, :func:`diffpir_lambda`): a noisy data step
-  adds up to ``σ_t/(2√λ)`` of measurement noise to a state the next step tells the denoiser holds
-  ``σ′``; the run's λ is ``max(λ, max_t (σ_t/(2κσ′))²)`` with κ = 1.25, so that excess stays
-  within 1.25 σ′. At the papers' 100 steps (the only noisy step count the paper reports) the floor
-  is 1.44, below the deblurring/SR presets, and changes nothing there; with few steps the last
-  jumps are large and the paper's fixed λ falls off a cliff. Measured on two tuning wallpapers
-  (KDE ``Autumn``, ``Path``; 128², ``gaussian_blur sigma=1.5``, σ_y = 0.05, one sample, default
-  prior): the paper's λ = 1.75 gives 15.7 / 16.0 dB at 20 steps and 5.0 dB (``Path``) at 10, the
-  floor (λ 15.6 at 20, 63 at 10) 28.1 / 26.4 and 26.3 / 25.2 dB; at 30–50 steps it costs
-  0.07–0.5 dB (λ 7.8 / 3.5 against 1.75). κ = 0 restores the paper's fixed λ.
+  adds up to ``a_t = σ_y max_i s_i/(s_i² + ρ_t)`` of measurement noise to a state the next step
+  tells the denoiser holds ``σ′``; the run's λ is the smallest ``λ_used ≥ λ`` with ``a_t ≤ κσ′``
+  on every step but the last, κ = 1.25, over the operator's observed singular values (the
+  s-free bound ``a_t ≤ σ_t/(2√λ)`` on the CG path). At the papers' 100 steps (the only noisy
+  step count the paper reports) even the bound, 1.44, is below the deblurring/SR presets, so
+  nothing changes there; with few steps the last jumps are large and the paper's fixed λ falls
+  off a cliff. Measured on two tuning wallpapers (KDE ``Autumn``, ``Path``; 128²,
+  ``gaussian_blur sigma=1.5``, σ_y = 0.05, one sample, default prior): the paper's λ = 1.75 gives
+  15.7 / 16.0 dB at 20 quad steps and 5.0 dB (``Path``) at 10; the floor (λ 9.6 at 20, 44 at
+  10) 28.4 / 26.5 dB and 24.9 / 23.8 dB, against 29.8 / 27.3 dB at 100 steps. κ = 0 restores
+  the paper's fixed λ.
 * Not exposed, at their official defaults: ``eta = 0`` (the code's extra DDIM noise inside
   ``√(1 − ζ)``, not in the paper), ``iter_num_U = 1`` (repeats per step), ``guidance_scale = 1``.
 
@@ -270,33 +272,64 @@ def diffpir_rho(lam: float, sigma_y: float, sigma: float) -> float:
     return lam * sigma_y * sigma_y / (sigma * sigma)
 
 
-def diffpir_lambda(lam: float, sigmas: Sequence[float], kappa: float) -> float:
+def diffpir_lambda(
+    lam: float, sigmas: Sequence[float], kappa: float, sigma_y: float | None = None, singular_values: Tensor | None = None
+) -> float:
     """λ for a noisy schedule: the paper's λ, raised where its data steps would add more noise than the next level holds.
 
-    With noise, the data step adds ``w_i (σ_y/s_i) n_i`` to coefficient ``i`` (``w_i`` the Wiener
-    weight), at most ``σ_y/(2√ρ_t) = σ_t/(2√λ)`` (at ``s_i² = ρ_t``); the next state is told to hold
-    noise ``σ′``. Keeping that at most ``κ σ′`` on every step but the last (``σ′ = 0``) needs
-    ``λ ≥ (σ_t/(2κσ′))²``, so ``λ_used = max(λ, max_t (σ_t/(2κσ′))²)``, one value for the run.
+    With noise, the data step moves observed coefficient ``i`` by ``w_i (ȳ_i − z̄_i)``, adding
+    measurement noise of std up to ``a_t = σ_y max_i s_i/(s_i² + ρ_t)`` (``w_i = s_i²/(s_i² +
+    ρ_t)``, the noise of ``ȳ_i`` being ``σ_y/s_i``), to a state the next step tells the denoiser
+    holds noise ``σ′``. The run's λ is the smallest ``λ_used ≥ λ`` with ``a_t ≤ κσ′`` on every step
+    but the last (``σ′ = 0``); ``a_t`` falls as ρ (so λ) grows, so it is found by bisection over the
+    operator's observed singular values. Without them (no SVD) the bound ``a_t ≤ σ_y/(2√ρ_t) =
+    σ_t/(2√λ)`` (at ``s_i² = ρ_t``) gives ``λ_used = max(λ, max_t (σ_t/(2κσ′))²)``.
+
     At the papers' 100 quad steps the largest ratio ``σ_t/σ′`` (before the last step) is 3.0 and
-    the floor (1.44 at κ = 1.25) stays below the presets; with few steps the last jumps are
-    large (9.9 at 20 quad steps, 19.9 at 10) and the fixed λ lets the denoiser meet noise it is not
-    told about (docs/measurements.md).
+    even the bound (1.44 at κ = 1.25) stays below the blur and SR presets; with few steps the last
+    jumps are large (9.9 at 20 quad steps, 19.9 at 10) and the fixed λ lets the denoiser meet
+    noise it is not told about (docs/measurements.md). Operators whose singular values keep away
+    from ``√ρ_t`` need less than the bound.
 
     Args:
         lam: λ (ours).
         sigmas: The schedule ``[σ_T, ..., σ_1, 0]``.
         kappa: κ; 0 keeps λ (the paper).
+        sigma_y: The noise std (needed with ``singular_values``).
+        singular_values: The observed singular values ``s_i > 0`` (any shape); None: the bound.
 
     Example:
-        >>> round(diffpir_lambda(1.75, [0.2, 0.094, 0.049, 0.005, 0.0], 1.25), 4)  # the end of 20 quad steps
+        >>> sig = [0.2, 0.094, 0.049, 0.005, 0.0]  # the end of 20 quad steps
+        >>> round(diffpir_lambda(1.75, sig, 1.25), 4)
         15.3664
-        >>> diffpir_lambda(1.75, [0.2, 0.15, 0.0], 1.25), diffpir_lambda(1.75, [0.049, 0.005, 0.0], 0.0)
+        >>> diffpir_lambda(1.75, [0.2, 0.15, 0.0], 1.25), diffpir_lambda(1.75, sig, 0.0)
         (1.75, 1.75)
+        >>> import torch  # singular values far from √ρ_t need less than the bound
+        >>> exact = diffpir_lambda(1.75, sig, 1.25, 0.05, torch.tensor([1.0, 0.9]))
+        >>> 1.75 <= exact < 15.3664
+        True
     """
     if not kappa > 0.0:
         return lam
-    ratios = [a / b for a, b in zip(sigmas, sigmas[1:]) if b > 0.0]
-    return max([lam] + [(r / (2.0 * kappa)) ** 2 for r in ratios])
+    steps = [(a, b) for a, b in zip(sigmas, sigmas[1:]) if b > 0.0]
+    bound = max([lam] + [(a / (2.0 * kappa * b)) ** 2 for a, b in steps])
+    if singular_values is None or sigma_y is None or not sigma_y > 0.0 or bound == lam:
+        return bound
+    s = singular_values.detach().reshape(-1).double()
+    s = s[s > 0]
+    if s.numel() == 0:
+        return lam
+
+    def fits(lam_try: float) -> bool:
+        return all(sigma_y * float((s / (s * s + lam_try * sigma_y**2 / (a * a))).max()) <= kappa * b for a, b in steps)
+
+    if fits(lam):
+        return lam
+    lo, hi = math.log(lam), math.log(bound)  # fits(bound) holds: the bound is above every a_t
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if fits(math.exp(mid)) else (mid, hi)
+    return math.exp(hi)
 
 
 def diffpir_data_step(zbar: Tensor, ybar: Tensor, s: Tensor, observed: Tensor, rho: float) -> Tensor:
@@ -518,8 +551,6 @@ class DiffPIR(Solver):
         lam = preset_lam if self.lam is None else float(self.lam)
         zeta = preset_zeta if self.zeta is None else float(self.zeta)
         sigma_y = problem.sigma_y
-        if sigma_y > 0.0:
-            lam = diffpir_lambda(lam, schedule, self.kappa)
         generator = resolve_generator(generator, y.device)
         batch, shape = y.shape[0], (y.shape[0], *op.in_shape)
 
@@ -528,12 +559,16 @@ class DiffPIR(Solver):
             spec = spectral_setup(problem, svd_rtol=self.svd_rtol, max_dense=self.max_dense)
             sop, ybar, s, observed = spec.op, spec.ybar, spec.s, spec.observed
             observed_count, path = int(observed.sum()), "svd"
+            if sigma_y > 0.0:
+                lam = diffpir_lambda(lam, schedule, self.kappa, sigma_y, s[observed])
 
             def prox(rho: float) -> Callable[[Tensor], Tensor]:
                 return lambda z: sop.V(diffpir_data_step(sop.Vt(z), ybar, s, observed, rho))
 
         else:
             observed_count, path = None, "cg"
+            if sigma_y > 0.0:
+                lam = diffpir_lambda(lam, schedule, self.kappa)
 
             def prox(rho: float) -> Callable[[Tensor], Tensor]:
                 return lambda z: diffpir_cg(op, y, z, rho, self.cg_iters)
