@@ -447,20 +447,46 @@ def read_measurement(path: str | os.PathLike[str]) -> Measurement:
     version = meta.get("format")
     if version not in (_FORMAT, _FORMAT_V1):
         raise ValueError(f"{path} is not an invkit measurement file (format {version!r}); write it with `invkit degrade`")
+    fields = {name: _meta_field(path, meta, name) for name in ("operator", "params", "in_shape", "sigma_y", "bits")}
+    operator, params, in_shape, sigma_y, bits = (fields[k] for k in ("operator", "params", "in_shape", "sigma_y", "bits"))
+    if operator is not None and not (isinstance(operator, str) and operator):
+        _bad_field(path, "operator", operator, "an operator name (a string)")
+    if params is None:
+        params = {}
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        _bad_field(path, "params", params, 'an object of parameter values, like {"sigma": 2.0}')
+    if in_shape is not None and not (
+        isinstance(in_shape, list) and len(in_shape) == 3 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in in_shape)
+    ):
+        _bad_field(path, "in_shape", in_shape, "the image shape [C, H, W] (three positive integers) or null")
+    if sigma_y is not None and not is_noise_sigma(sigma_y):
+        _bad_field(path, "sigma_y", sigma_y, "a noise std in [0, 1] units (a number >= 0) or null")
+    if bits is not None and bits not in (8, 16, 32):
+        _bad_field(path, "bits", bits, "8, 16, 32 or null")
+    if not y.is_floating_point():
+        raise ValueError(f"measurement {path}: its tensor 'y' is {y.dtype}, not floating point; write it again with `invkit degrade`")
     try:
-        in_shape = json.loads(meta["in_shape"])
-        noise = _read_noise(json.loads(meta["noise"])) if version == _FORMAT else None
+        noise = _read_noise(json.loads(meta["noise"])) if version == _FORMAT and "noise" in meta else None
         return Measurement(
-            y=y,
-            operator=json.loads(meta["operator"]),
-            params=json.loads(meta["params"]),
-            in_shape=tuple(in_shape) if in_shape else None,
-            sigma_y=json.loads(meta["sigma_y"]),
-            bits=json.loads(meta["bits"]),
-            noise=noise,
+            y=y, operator=operator, params=params, in_shape=tuple(in_shape) if in_shape else None, sigma_y=sigma_y, bits=bits, noise=noise
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"measurement {path} has a broken record ({type(exc).__name__}: {exc}); write it again with `invkit degrade`") from None
+        raise ValueError(f"measurement {path}: field 'noise' is broken ({exc}); write it again with `invkit degrade`") from None
+
+
+def _meta_field(path: Path, meta: dict[str, str], name: str) -> Any:
+    """One JSON field of a measurement file's metadata (absent: None)."""
+    if name not in meta:
+        return None
+    try:
+        return json.loads(meta[name])
+    except ValueError:
+        raise ValueError(f"measurement {path}: field {name!r} is not JSON ({meta[name][:60]!r}); write it again with `invkit degrade`") from None
+
+
+def _bad_field(path: Path, name: str, value: Any, expected: str) -> None:
+    shown = json.dumps(value)
+    raise ValueError(f"measurement {path}: field {name!r} is {shown[:60]}, expected {expected}; write it again with `invkit degrade`")
 
 
 def _read_noise(spec: Any) -> NoiseModel | None:

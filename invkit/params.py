@@ -218,7 +218,13 @@ class Param:
 
 
 def parse_kv(items: Iterable[str]) -> dict[str, str]:
-    """Split ``["k=v", ...]`` into a dict; a malformed item raises :class:`ParamError`."""
+    """Split ``["k=v", ...]`` into a dict; a malformed item, or a key given twice (which would
+    otherwise silently keep the last value), raises :class:`ParamError`.
+
+    Example:
+        >>> parse_kv(["sigma=2", "kernel-size=5"])
+        {'sigma': '2', 'kernel_size': '5'}
+    """
     out: dict[str, str] = {}
     for item in items:
         if "=" not in item:
@@ -227,6 +233,8 @@ def parse_kv(items: Iterable[str]) -> dict[str, str]:
         key = key.strip().replace("-", "_")
         if not key:
             raise ParamError(f"argument {item!r} has an empty key")
+        if key in out and out[key] != value:
+            raise ParamError(f"argument {key!r} is given twice ({key}={out[key]} and {key}={value}); give it once")
         out[key] = value
     return out
 

@@ -8,9 +8,11 @@ advice in a refusal names an option that works when followed.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +128,195 @@ def test_decompression_bomb_is_a_bad_input(small_png, tmp_path, capsys, monkeypa
     err = capsys.readouterr().err
     assert code == 2 and "decompression bomb" in err.lower() and "Downscale it" in err, err
     assert Image.MAX_IMAGE_PIXELS == 1000  # image_size restores Pillow's limit
+
+
+# ------------------------------------------------------------------ files a run reads or writes
+@pytest.fixture
+def holes(tmp_path) -> Path:
+    path = tmp_path / "holes.png"
+    Image.fromarray(((torch.arange(64 * 64).reshape(64, 64) % 3 > 0).numpy() * 255).astype("uint8")).save(path)
+    return path
+
+
+@pytest.mark.parametrize("command", ["solve", "degrade"])
+def test_operator_input_files_are_never_overwritten(command, small_png, holes, capsys):
+    """--output equal to the mask_file (with --force) overwrote it; every file a run reads is an input."""
+    before = holes.read_bytes()
+    extra = [*GAUSS, "--sigma-y", "0"] if command == "solve" else []
+    code = main([command, "--operator", "inpainting", "--arg", "mask=file", "--arg", f"mask_file={holes}", *extra,
+                 "--input", str(small_png), "--output", str(holes), "--force"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a file the run reads (an operator argument)" in err, err
+    assert holes.read_bytes() == before
+    # the std map and figure of a solve are outputs too
+    code = main(["solve", "--operator", "inpainting", "--arg", "mask=file", "--arg", f"mask_file={holes}", *GAUSS, "--sigma-y", "0",
+                 "--input", str(small_png), "--output", str(holes.with_name("x.png")), "--figure", str(holes), "--force"])
+    assert code == 2 and holes.read_bytes() == before
+
+
+def test_an_unwritable_output_folder_is_found_before_any_work(small_png, tmp_path, capsys, monkeypatch):
+    """A folder that cannot be written was found only after the solve, naming the temp file.
+    The fault is injected where files are created (root ignores permissions here)."""
+    import invkit.runner.files as files
+
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(kwargs.get("dir"))
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", refuse)
+    started = []
+    restore_module = importlib.import_module("invkit.runner.restore")  # (invkit.runner.restore is also the function)
+    monkeypatch.setattr(restore_module, "prepare", lambda *a, **k: started.append(1))  # reading the input: the first work
+    out = tmp_path / "out" / "o.png"
+    out.parent.mkdir()
+    code = main(["solve", "--operator", "denoising", *GAUSS, "--sigma-y", "0.01", "--input", str(small_png), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"cannot write into folder {out.parent}: Permission denied" in err, err
+    assert calls == [out.parent] and not started
+
+
+@pytest.mark.skipif(subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0 if shutil.which("unshare") else True,
+                    reason="needs a private mount namespace (unshare -m)")
+def test_a_read_only_mount_is_refused_before_any_work(small_png, tmp_path):
+    """A real read-only tmpfs in a private mount namespace: exit 2 with one line, nothing computed."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    script = (f"mount -t tmpfs -o ro tmpfs {ro} && exec {sys.executable} -m invkit solve --operator denoising "
+              f"--prior gaussian --prior-arg kind=isotropic --sigma-y 0.01 --input {small_png} --output {ro}/o.png")
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == f"invkit: error: cannot write into folder {ro}: Read-only file system; choose another output folder"
+
+
+# ------------------------------------------------------------------ malformed measurement files
+def _measurement(tmp_path: Path, name: str = "m.safetensors") -> Path:
+    path = tmp_path / name
+    y = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    write_measurement(path, Measurement(y=y, operator="gaussian_blur", params={"sigma": 1.0}, in_shape=(1, 8, 8), sigma_y=0.05))
+    return path
+
+
+def _with_metadata(src: Path, dst: Path, change: dict[str, str | None]) -> Path:
+    """A copy of a measurement file with metadata fields replaced (None: removed)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        meta, y = dict(f.metadata()), f.get_tensor("y")
+    for key, value in change.items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value
+    save_file({"y": y}, str(dst), metadata=meta)
+    return dst
+
+
+@pytest.mark.parametrize(
+    "field,value,says",
+    [
+        ("params", "[1, 2]", "field 'params' is [1, 2], expected an object of parameter values"),
+        ("params", "{sigma: 2}", "field 'params' is not JSON"),
+        ("bits", '"x"', """field 'bits' is "x", expected 8, 16, 32 or null"""),
+        ("in_shape", "[1, 8]", "field 'in_shape' is [1, 8], expected the image shape [C, H, W]"),
+        ("operator", "5", "field 'operator' is 5, expected an operator name"),
+        ("sigma_y", "-1", "field 'sigma_y' is -1, expected a noise std"),
+        ("noise", '{"name": "gaussian", "sigma": -1}', "field 'noise' is broken"),
+    ],
+)
+def test_malformed_measurement_fields_are_named(field, value, says, tmp_path, capsys):
+    """Each was a KeyError/TypeError (exit 1), a message naming neither file nor field, or blamed --sigma-y."""
+    bad = _with_metadata(_measurement(tmp_path), tmp_path / "bad.safetensors", {field: value})
+    code = main(["solve", *GAUSS, "--steps", "1", "--input", str(bad), "--output", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"measurement {bad}: {says}" in err and "--sigma-y" not in err
+
+
+@pytest.mark.parametrize("field", ["operator", "in_shape", "params", "sigma_y", "bits"])
+def test_a_missing_field_is_not_an_internal_error(field, tmp_path, capsys):
+    """A missing operator or in_shape was a KeyError (exit 1); now the field counts as unknown."""
+    bad = _with_metadata(_measurement(tmp_path), tmp_path / "bad.safetensors", {field: None})
+    code = main(["solve", *GAUSS, "--steps", "1", "--input", str(bad), "--output", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err
+    assert code in (0, 2) and "Traceback" not in err and "internal error" not in err.lower(), err
+    if field == "operator":
+        assert code == 2 and "pass --operator NAME" in err
+
+
+def test_fuzzed_measurement_metadata_and_arguments_exit_0_or_2(tmp_path, capsys):
+    """Hypothesis (derandomized, bounded) mutates a valid file's metadata and the --arg strings:
+    every run ends with exit 0 or 2 and no traceback. Reports how many reached field validation."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+
+    good = _measurement(tmp_path, "good.safetensors")
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers(-3, 20) | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=6),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=2),
+        max_leaves=4,
+    )
+    raw = st.one_of(json_values.map(lambda v: __import__("json").dumps(v)), st.text(max_size=10))
+    fields = st.sampled_from(["operator", "params", "in_shape", "sigma_y", "bits", "noise", "format"])
+    keys = st.sampled_from(["sigma", "kernel", "size", "mask", "factor", "nonsense", ""])
+    arg = st.tuples(keys, st.text(alphabet="0123456789.-e=xa,", max_size=6)).map(lambda kv: f"{kv[0]}={kv[1]}")
+    outcomes: list[tuple[int, bool]] = []
+    counter = iter(range(10**6))
+
+    @hypothesis.settings(max_examples=60, derandomize=True, deadline=None, database=None,
+                         suppress_health_check=list(hypothesis.HealthCheck))
+    @hypothesis.given(change=st.dictionaries(fields, st.none() | raw, min_size=1, max_size=2), args=st.lists(arg, max_size=2))
+    def run(change, args):
+        i = next(counter)
+        bad = _with_metadata(good, tmp_path / f"f{i}.safetensors", change)
+        argv = ["solve", *GAUSS, "--steps", "1", "--input", str(bad), "--output", str(tmp_path / f"o{i}.png")]
+        for a in args:
+            argv += ["--arg", a]
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code in (0, 2), (change, args, err)
+        assert "Traceback" not in err and "internal error" not in err.lower(), (change, args, err)
+        outcomes.append((code, "field '" in err))
+
+    run()
+    reached = sum(1 for _, named in outcomes if named)
+    print(f"{len(outcomes)} examples: {sum(c == 0 for c, _ in outcomes)} ran, {reached} refused by a field check")
+    assert len(outcomes) >= 60 and reached > 0
+
+
+# ------------------------------------------------------------------ smaller ones (defect 10)
+@pytest.mark.parametrize(
+    "argv,says",
+    [
+        (["solve", "--operator", "gaussian_blur", "--arg", "sigma=1", "--arg", "sigma=2"], "argument 'sigma' is given twice (sigma=1 and sigma=2)"),
+        (["degrade", "--operator", "gaussian_blur", "--arg", "sigma=1", "--arg", "sigma=2"], "argument 'sigma' is given twice"),
+        (["solve", "--operator", "denoising", "--sigma-y", "1e6"], "--sigma-y 1e+06 is in [0, 1] pixel units"),
+        (["solve", "--operator", "denoising", "--sigma-y", "25"], "in 8-bit units 25 is --sigma-y 0.09804"),
+        (["degrade", "--operator", "denoising", "--sigma-y", "2"], "--sigma-y 2 is in [0, 1] pixel units"),
+    ],
+)
+def test_small_mistakes_are_refused_in_one_line(argv, says, small_png, tmp_path, capsys):
+    code = main([*argv, "--input", str(small_png), "--output", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_the_same_argument_twice_with_one_value_is_fine():
+    from invkit.params import parse_kv
+
+    assert parse_kv(["sigma=1", "sigma=1"]) == {"sigma": "1"}
+
+
+def test_version_and_a_negative_tolerance(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    import invkit
+
+    assert capsys.readouterr().out.startswith(f"invkit {invkit.__version__} (torch {torch.__version__}, Python ")
+    with pytest.raises(SystemExit) as exc:
+        main(["check-operator", "blur", "--tol", "-1"])
+    assert exc.value.code == 2 and "tolerance '-1' is not a positive number" in capsys.readouterr().err

@@ -139,7 +139,7 @@ def test_measurement_with_a_broken_noise_record_is_refused(tmp_path):
     meta = {"format": "invkit-measurement-v2", "operator": "null", "params": "{}", "in_shape": "null", "sigma_y": "null", "bits": "null",
             "noise": json.dumps({"name": "laplace", "b": 1.0})}
     save_file({"y": torch.zeros(1, 2)}, str(tmp_path / "b.safetensors"), metadata=meta)
-    with pytest.raises(ValueError, match="b.safetensors has a broken record .*unknown noise model 'laplace'"):
+    with pytest.raises(ValueError, match="b.safetensors: field 'noise' is broken .*unknown noise model 'laplace'"):
         read_measurement(tmp_path / "b.safetensors")
 
 

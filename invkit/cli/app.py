@@ -75,11 +75,23 @@ class CommandTable(CommandRegistry):
         self.commands[name] = _Command(name, help, setup, run, self._plugin, self._dist)
 
 
+def _version_text() -> str:
+    """``invkit X (torch Y, Python Z)``."""
+    import platform
+
+    import torch
+
+    from .. import __version__
+
+    return f"invkit {__version__} (torch {torch.__version__}, Python {platform.python_version()})"
+
+
 def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentParser, CommandTable]:
     """The argument parser, with plugin subcommands added from ``registry``."""
     registry = registry or get_registry()
     parser = argparse.ArgumentParser(prog="invkit", description="Image restoration with diffusion priors.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--version", action="version", version=_version_text(), help="print the versions of invkit, torch and Python, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     for add in (add_plugins_command, add_check_operator_command, add_degrade_command, add_solve_command):

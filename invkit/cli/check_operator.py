@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
 from ..checks import run_checks
@@ -29,7 +30,7 @@ def add_check_operator_command(sub: Any, registry: Registry) -> None:
     p.add_argument("name", help="operator name (see `invkit plugins`)")
     p.add_argument("--size", type=_shape_arg, default=None, metavar="C,H,W", help="image shape (default: the operator's check size)")
     p.add_argument("--arg", action="append", default=[], metavar="K=V", help="operator parameter (repeatable)")
-    p.add_argument("--tol", type=float, default=1e-9, help="tolerance for every exact identity (default 1e-9; the "
+    p.add_argument("--tol", type=_tol_arg, default=1e-9, help="tolerance for every exact identity (default 1e-9; the "
                    "finite-difference VJP check has its own, 1e-6)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--list-params", action="store_true", help="show the operator's parameters and exit")
@@ -61,3 +62,13 @@ def _shape_arg(text: str) -> tuple[int, ...]:
         return as_shape(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"size {text!r} is not three positive integers C,H,W (e.g. 3,16,24)") from None
+
+
+def _tol_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"tolerance {text!r} is not a positive number (e.g. 1e-9)")
+    return value

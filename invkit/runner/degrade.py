@@ -25,7 +25,7 @@ from ..io import MEASUREMENT_SUFFIX, Measurement, read_image, write_image, write
 from ..noise import GaussianNoise, NoiseModel, PoissonNoise
 from ..registry import Registry, get_registry
 from .errors import RestoreError
-from .files import check_output, output_bits
+from .files import check_output, file_arguments, output_bits, probe_writable
 from .inputs import check_finite, check_noise_fits, simulate_measurement
 from .noise_level import asked_noise, check_sigma
 
@@ -101,7 +101,8 @@ def degrade(opts: DegradeOptions, *, registry: Registry | None = None) -> Degrad
     registry = registry or get_registry()
     if not isinstance(opts.input, Path) or not isinstance(opts.output, Path):
         raise RestoreError(f"--input and --output must be paths, got {opts.input!r} and {opts.output!r}")
-    check_output(opts.output, [opts.input], opts.force)
+    check_output(opts.output, [opts.input, *file_arguments(opts.operator_args)], opts.force)
+    probe_writable(opts.output.parent)
     if not (isinstance(opts.noise_args, (list, tuple)) and all(isinstance(v, str) for v in opts.noise_args)):
         raise RestoreError(f'--noise-arg must be a list of "K=V" strings, got {opts.noise_args!r}')
     noise = asked_noise(opts.noise or GaussianNoise.name, opts.noise_args, opts.sigma_y)

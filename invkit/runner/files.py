@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from .errors import RestoreError
 
-__all__ = ["same_file", "is_input", "check_output", "output_bits"]
+__all__ = ["same_file", "is_input", "check_output", "output_bits", "file_arguments", "probe_writable"]
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -23,14 +24,61 @@ def is_input(output: Path, inputs: list[Path]) -> bool:
     return any(output.resolve() == src.resolve() or same_file(output, src) for src in inputs)
 
 
+def file_arguments(args: list[str] | tuple[str, ...] | None) -> list[Path]:
+    """The files named by ``K=V`` parameter strings (``--arg mask_file=holes.png``): every value
+    that is an existing file. A run reads them, so they are inputs that no output may overwrite,
+    whatever the parameter is called (plugins' parameters included).
+
+    Example:
+        >>> file_arguments(["sigma=2.0", "kernel=file"])
+        []
+    """
+    found = []
+    for item in args or ():
+        if not isinstance(item, str) or "=" not in item:
+            continue
+        value = item.split("=", 1)[1].strip()
+        try:
+            if value and Path(value).is_file():
+                found.append(Path(value))
+        except (OSError, ValueError):  # a value too long or odd to be a path
+            continue
+    return found
+
+
+def probe_writable(folder: Path) -> None:
+    """Check, before any work, that files can be created in ``folder`` (or, when it does not exist
+    yet, in its nearest existing parent, where it will be created): create and remove an empty
+    temporary file there. Permissions alone do not tell (root ignores them; a read-only mount or
+    a full quota does not show in them).
+
+    Raises:
+        RestoreError: The folder cannot be written; the message names it and the reason.
+    """
+    target = folder
+    while not target.exists() and target.parent != target:
+        target = target.parent
+    if not target.is_dir():
+        raise RestoreError(f"cannot write into {folder}: {target} is a file, not a folder; choose another output path")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".invkit-probe-", dir=target)
+    except OSError as exc:
+        raise RestoreError(f"cannot write into folder {target}: {exc.strerror or exc}; choose another output folder") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def check_output(output: Path, inputs: list[Path], force: bool) -> None:
     """Refuse an output file that is an input, a folder, or exists (unless ``force``).
+
+    ``inputs[0]`` is the run's input; the rest are further files it reads (:func:`~invkit.runner.files.file_arguments`).
 
     Raises:
         RestoreError: The output cannot be written; the message says why and what to do.
     """
     if is_input(output, inputs):
-        raise RestoreError(f"output {output} is the input file; choose another output path")
+        which = "the input file" if is_input(output, inputs[:1]) else "a file the run reads (an operator argument)"
+        raise RestoreError(f"output {output} is {which}; choose another output path")
     if output.is_dir():
         raise RestoreError(f"output {output} is a folder; give a file name (a folder output needs a folder --input)")
     if output.exists() and not force:

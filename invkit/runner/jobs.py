@@ -4,6 +4,7 @@ any work starts."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,19 +101,26 @@ def plan_jobs(opts: RestoreOptions) -> list[Job]:
     return [_make_job(src, out, opts, None)]
 
 
-def check_jobs(jobs: list[Job], force: bool) -> None:
+def check_jobs(jobs: list[Job], force: bool, other_inputs: Sequence[Path] = ()) -> None:
     """Refuse outputs that are inputs, folders, not images, written twice, or exist (unless ``force``).
+
+    Args:
+        jobs: The run's inputs and outputs.
+        force: Whether existing outputs may be overwritten.
+        other_inputs: Further files the run reads (an operator's ``mask_file``, ``kernel_file``:
+            :func:`~invkit.runner.files.file_arguments`); no output may be one of them.
 
     Raises:
         RestoreError: The first problem found, naming the file.
     """
-    inputs = [j.src for j in jobs]
+    inputs = [j.src for j in jobs] + list(other_inputs)
     seen: set[Path] = set()
     existing = []
     for job in jobs:
         for path in job.outputs():
             if is_input(path, inputs):
-                raise RestoreError(f"output {path} is the input file; choose another output path")
+                which = "the input file" if any(is_input(path, [j.src]) for j in jobs) else "a file the run reads (an operator argument)"
+                raise RestoreError(f"output {path} is {which}; choose another output path")
             if path.is_dir():
                 raise RestoreError(f"output {path} is a folder; choose another output path")
             if path.suffix.lower() not in IMAGE_SUFFIXES:

@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 __all__ = ["check_sigma", "simulate_sigma", "measurement_sigma", "asked_noise", "simulate_noise", "measurement_noise"]
 
 
+#: The largest ``--sigma-y`` accepted: the std of a uniform [0, 1] image is 0.29, so noise of std 1
+#: leaves nothing of the image; a larger value is taken for a unit mistake.
+MAX_SIGMA_Y = 1.0
+
+
 def check_sigma(sigma: Any, auto: bool = True) -> None:
     """Refuse anything but a finite number >= 0 (the check of ``--sigma-y`` in ``solve`` and ``degrade``).
 
@@ -41,10 +46,14 @@ def check_sigma(sigma: Any, auto: bool = True) -> None:
             ``degrade``: no). The value ``"auto"`` itself is refused here either way.
 
     Raises:
-        RestoreError: Not a finite number >= 0.
+        RestoreError: Not a finite number >= 0, or above :data:`MAX_SIGMA_Y` (a std larger than
+            the whole [0, 1] range is a unit mistake: 8-bit units are 255 times larger).
     """
     if not is_noise_sigma(sigma):
         raise RestoreError(f"--sigma-y must be a finite number >= 0{' (or auto)' if auto else ''}, got {sigma}")
+    if sigma > MAX_SIGMA_Y:
+        hint = f"; in 8-bit units {sigma:g} is --sigma-y {sigma / 255:.4g}" if sigma <= 255 else ""
+        raise RestoreError(f"--sigma-y {sigma:g} is in [0, 1] pixel units, where a std above {MAX_SIGMA_Y:g} swamps any image{hint}")
 
 
 def simulate_sigma(asked: float | Literal["auto"] | None) -> float:

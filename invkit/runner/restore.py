@@ -26,6 +26,7 @@ from .cost import Timer, cost_or_refuse
 from .devices import resolve_device
 from .errors import RestoreError
 from .inputs import Prepared, check_noise_fits, measurement_view, prepare
+from .files import file_arguments, probe_writable
 from .jobs import check_jobs, plan_jobs
 from .noise_level import asked_noise
 from .options import RestoreOptions, check_values
@@ -98,7 +99,9 @@ def restore(
     check_options(opts, registry)
     device = resolve_device(opts.device)
     jobs = plan_jobs(opts)
-    check_jobs(jobs, opts.force)
+    check_jobs(jobs, opts.force, file_arguments(opts.operator_args))
+    for folder in dict.fromkeys(path.parent for job in jobs for path in job.outputs()):
+        probe_writable(folder)
 
     # 2. the prior and solver, then every input checked before any work
     solver = registry.build("solver", opts.solver, opts.solver_args)
