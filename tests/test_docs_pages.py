@@ -206,6 +206,11 @@ def test_solver_pages_include_their_measurements(pages: dict[str, str]) -> None:
         "diffpir": ["DDNM⁺, ΠGDM and DiffPIR against exact posteriors"],
         "hio": ["DPS on the evaluation photos"],  # its rows in the table's solver column
     }
+    # the photo grid: solver cells with settings ("diffpir (λ 1.75, ζ 0.3)") count as naming the solver
+    for name in ("ddnm", "ddnm_plus", "pigdm", "diffpir", "dps"):
+        expected[name] = [*expected.get(name, []), "DDNM, ΠGDM and DiffPIR on the evaluation photos"]
+    for name in ("ddrm", "ddnm", "ddnm_plus", "pigdm", "diffpir"):  # the script's own 20-step table (a subsection)
+        expected[name].append("20 steps, 128², default prior")
     for name, titles in expected.items():
         page = pages[f"solvers/{name}.rst"]
         for t in titles:
