@@ -7,6 +7,7 @@ runs on this machine (shared, noisy: compare rows of one run, not runs of differ
     .venv/bin/python benchmarks/operators.py                 # 3x256x256
     .venv/bin/python benchmarks/operators.py --large         # also 3x1024x1024 where feasible
     .venv/bin/python benchmarks/operators.py --only gaussian_blur,blur --threads 2
+    .venv/bin/python benchmarks/operators.py --markdown      # the table in docs/measurements.md
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="comma-separated operator names")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table (what docs/measurements.md holds)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     names = args.only.split(",") if args.only else invkit.get_registry().names("operator")
@@ -108,6 +110,12 @@ def main() -> None:
     rows = [bench(name, shape, args.repeats if shape[1] <= 256 else 2) for shape in shapes for name in names]
     cols = ["operator", "shape", "setup", "forward", "Vt", "V", "held", "dense"]
     print(f"torch {torch.__version__}, {args.threads} thread(s); times per image (median of {args.repeats}); float32")
+    if args.markdown:
+        print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+        for r in rows:
+            cells = [r["operator"], r["shape"], *([r["note"]] + [""] * (len(cols) - 3) if "note" in r else [r.get(c, "") for c in cols[2:]])]
+            print("| " + " | ".join(cells) + " |")
+        return
     widths = {c: max(len(c), *(len(r.get(c, "")) for r in rows)) for c in cols}
     print("  ".join(c.ljust(widths[c]) for c in cols))
     print("  ".join("-" * widths[c] for c in cols))

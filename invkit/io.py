@@ -26,10 +26,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,7 @@ __all__ = [
     "read_measurement",
     "write_measurement",
     "atomic_write",
+    "output_transaction",
     "IMAGE_SUFFIXES",
     "MEASUREMENT_SUFFIX",
 ]
@@ -113,27 +116,145 @@ class Measurement:
             raise ValueError(f"measurement sigma_y={self.sigma_y!r} disagrees with its noise model {self.noise!r}; give one of them")
 
 
+#: The transaction :func:`atomic_write` stages into, when one is open (:func:`output_transaction`).
+_TRANSACTION: contextvars.ContextVar["_Transaction | None"] = contextvars.ContextVar("invkit_output_transaction", default=None)
+
+
+class _Transaction:
+    """Files written completely to temporaries, then put in place all together (or none)."""
+
+    def __init__(self, overwrite: bool) -> None:
+        self.overwrite = overwrite
+        self.staged: list[tuple[Path, Path]] = []  # (temporary, destination)
+
+    def discard(self) -> None:
+        for tmp, _ in self.staged:
+            tmp.unlink(missing_ok=True)
+        self.staged.clear()
+
+    def commit(self) -> None:
+        """Move every staged file onto its destination; on any failure undo the ones already moved
+        (restoring an overwritten file from its hard-linked backup) and remove the rest."""
+        done: list[tuple[Path, Path | None]] = []
+        try:
+            for tmp, path in self.staged:
+                backup = None
+                if self.overwrite:
+                    if path.exists():
+                        backup = tmp.with_name(tmp.name + ".old")
+                        try:
+                            os.link(path, backup)
+                        except OSError:  # no hard links here: overwrite without a way back
+                            backup = None
+                    os.replace(tmp, path)
+                else:
+                    _place_exclusive(tmp, path)
+                done.append((path, backup))
+        except BaseException as exc:
+            failed = self.staged[len(done)][1] if len(done) < len(self.staged) else None
+            for path, backup in reversed(done):
+                if backup is not None:
+                    os.replace(backup, path)
+                else:
+                    path.unlink(missing_ok=True)
+            self.discard()
+            if isinstance(exc, OSError) and not isinstance(exc, FileExistsError):
+                raise OSError(f"cannot write {failed or 'the outputs'}: {exc.strerror or exc}; none of the files written with it were kept") from None
+            raise
+        for _, backup in done:
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+        self.staged.clear()
+
+
+def _place_exclusive(tmp: Path, path: Path) -> None:
+    """Move ``tmp`` to ``path`` only if ``path`` does not exist, atomically (no check-then-write)."""
+    try:
+        os.link(tmp, path)  # fails if path exists, whoever created it and when
+    except FileExistsError:
+        raise FileExistsError(f"output {path} exists (another run wrote it meanwhile?); pass --force to overwrite it") from None
+    except OSError:  # a file system without hard links: reserve the name exclusively, then replace it
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            raise FileExistsError(f"output {path} exists (another run wrote it meanwhile?); pass --force to overwrite it") from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+@contextlib.contextmanager
+def output_transaction(overwrite: bool) -> Iterator[None]:
+    """Make the files written inside the block (by :func:`atomic_write`: images, figures,
+    measurements) appear all together when the block ends, or none of them.
+
+    Each file is written completely to a temporary in its folder first. When the block ends
+    normally they are moved into place: with ``overwrite`` replacing what is there (and put
+    back if a later move fails), otherwise created exclusively, so that a file that appeared
+    meanwhile (another run) is never clobbered. An exception in the block, or a failed move,
+    removes every temporary and every file this block created, and restores files it
+    overwrote. Blocks do not nest (the inner one would commit on its own).
+
+    Raises:
+        FileExistsError: Without ``overwrite``, a destination that exists at the end.
+        OSError: A file could not be written or moved (the message names it).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> with output_transaction(overwrite=False):
+        ...     _ = atomic_write(d / "a.txt", lambda tmp: tmp.write_text("a"))
+        ...     (d / "a.txt").exists()
+        False
+        >>> (d / "a.txt").read_text()
+        'a'
+    """
+    if _TRANSACTION.get() is not None:
+        raise RuntimeError("output_transaction blocks do not nest")
+    tx = _Transaction(overwrite)
+    token = _TRANSACTION.set(tx)
+    try:
+        yield
+    except BaseException:
+        tx.discard()
+        raise
+    finally:
+        _TRANSACTION.reset(token)
+    tx.commit()
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_path)`` then move the file onto ``path`` atomically.
 
     The temporary file lives in the destination folder (so the rename is atomic) and keeps the
     destination's suffix (so format detection by suffix works). On any error it is removed and
-    ``path`` is left untouched.
+    ``path`` is left untouched. Inside :func:`output_transaction` the move waits for the end of
+    the block (all the block's files, or none).
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"output folder {folder} does not exist; create it first")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=folder)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=folder)
+    except OSError as exc:
+        raise OSError(f"cannot write {path}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp = Path(tmp_name)
+    tx = _TRANSACTION.get()
     try:
         write(tmp)
         os.chmod(tmp, _new_file_mode(path))  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
+        if tx is None:
+            os.replace(tmp, path)
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and exc.errno is not None:
+            kept = "; none of the files written with it were kept" if tx is not None else ""
+            raise OSError(f"cannot write {path}: {exc.strerror or exc}{kept}") from None
         raise
+    if tx is not None:
+        tx.staged.append((tmp, path))
     return path
 
 

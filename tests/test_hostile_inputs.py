@@ -320,3 +320,69 @@ def test_version_and_a_negative_tolerance(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["check-operator", "blur", "--tol", "-1"])
     assert exc.value.code == 2 and "tolerance '-1' is not a positive number" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ all or nothing, no clobber (defect 7)
+def test_output_transaction_is_all_or_nothing(tmp_path, monkeypatch):
+    """The primitive, deterministically: a failed move undoes the moved files (an overwritten one
+    comes back), removes the temporaries and names the file; without overwrite a file that
+    appeared meanwhile is never clobbered."""
+    import errno
+
+    import invkit.io as io
+
+    a, b, c = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "c.txt"
+    b.write_text("old b")
+    real_replace = os.replace
+
+    def full_disk_on_c(src, dst):
+        if Path(dst) == c:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", full_disk_on_c)
+    with pytest.raises(OSError, match=f"cannot write {c}: No space left on device; none of the files written with it were kept"):
+        with io.output_transaction(overwrite=True):
+            for path in (a, b, c):
+                io.atomic_write(path, lambda tmp, p=path: tmp.write_text("new " + p.stem))
+    monkeypatch.setattr(io.os, "replace", real_replace)
+    assert not a.exists() and b.read_text() == "old b" and not c.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.txt"]  # no temporaries, no backups left
+
+    # an exception inside the block: nothing appears
+    with pytest.raises(KeyboardInterrupt):
+        with io.output_transaction(overwrite=False):
+            io.atomic_write(a, lambda tmp: tmp.write_text("a"))
+            raise KeyboardInterrupt
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.txt"]
+
+    # exclusive creation: the destination appears between the check and the write (another run)
+    with pytest.raises(FileExistsError, match="another run wrote it meanwhile"):
+        with io.output_transaction(overwrite=False):
+            io.atomic_write(a, lambda tmp: tmp.write_text("mine"))
+            a.write_text("theirs")
+    assert a.read_text() == "theirs" and sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
+
+
+def test_a_failing_sample_file_leaves_no_outputs(small_png, tmp_path, capsys, monkeypatch):
+    """Today's failure: a full disk while writing the samples left o.png and o_std.png and named no file."""
+    import errno
+
+    import invkit.io as io
+
+    out = tmp_path / "o.png"
+    from PIL import Image as PILImage
+
+    original_save = PILImage.Image.save
+
+    def save(self, fp, *args, **kwargs):
+        if "o_sample2.png" in Path(str(fp)).name:  # the second sample's temporary, after o.png and o_std.png
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(PILImage.Image, "save", save)
+    code = main(["solve", "--operator", "denoising", *GAUSS, "--sigma-y", "0.05", "--steps", "2", "--samples", "3",
+                 "--input", str(small_png), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "o_sample2.png: No space left on device; none of the files written with it were kept" in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -286,11 +286,13 @@ def _table_names(section: MeasurementSection, column: str, name: str) -> bool:
     return False
 
 
-def sections_naming(module: str, name: str | None = None, sections: Sequence[MeasurementSection] | None = None) -> list[MeasurementSection]:
-    """The measurement sections about ``module`` (see :func:`_names_module`), plus, given a solver
-    ``name``, those with a table whose ``solver`` column lists it."""
+def sections_naming(
+    module: str, name: str | None = None, sections: Sequence[MeasurementSection] | None = None, column: str = "solver"
+) -> list[MeasurementSection]:
+    """The measurement sections about ``module`` (see :func:`_names_module`), plus, given a
+    registered ``name``, those with a table whose ``column`` column (``solver``, ``operator``) lists it."""
     sections = measurement_sections() if sections is None else sections
-    return [s for s in sections if _names_module(s, module) or (name is not None and _table_names(s, "solver", name))]
+    return [s for s in sections if _names_module(s, module) or (name is not None and _table_names(s, column, name))]
 
 
 def _split_row(line: str) -> list[str]:
@@ -460,8 +462,10 @@ def markdown_to_rst(md: str, heading_char: str = "^") -> str:
     return "\n".join(blocks)
 
 
-def _benchmarks(module: str, name: str | None, extra_modules: Sequence[str] = (), sections: Sequence[MeasurementSection] | None = None) -> str:
-    found = sections_naming(module, name, sections)
+def _benchmarks(
+    module: str, name: str | None, extra_modules: Sequence[str] = (), sections: Sequence[MeasurementSection] | None = None, column: str = "solver"
+) -> str:
+    found = sections_naming(module, name, sections, column)
     for other in extra_modules:
         found += [s for s in sections_naming(other, None, sections) if s not in found]
     out = [title("Benchmarks", "-"), ""]
@@ -684,7 +688,7 @@ def operator_page(name: str, registry: Any = None, sections: Sequence[Measuremen
     out += [title(f"Class {cls.__name__}", "-"), "", _docstring_block(_own_doc(cls), module, "class"), ""]
     out += [title("Module notes", "-"), "", f"The docstring of module {lit(module)}.", "", _docstring_block(_module_doc(module), module, "module"), ""]
     extra = ["invkit.dense"] if svd == "dense" else []
-    out.append(_benchmarks(module, None, extra, sections=sections))
+    out.append(_benchmarks(module, name, extra, sections=sections, column="operator"))
     return "\n".join(out).rstrip() + "\n"
 
 

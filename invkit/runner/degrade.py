@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..forward import Operator
-from ..io import MEASUREMENT_SUFFIX, Measurement, read_image, write_image, write_measurement
+from ..io import MEASUREMENT_SUFFIX, Measurement, read_image, write_image, write_measurement, output_transaction
 from ..noise import GaussianNoise, NoiseModel, PoissonNoise
 from ..registry import Registry, get_registry
 from .errors import RestoreError
@@ -133,9 +133,11 @@ def degrade(opts: DegradeOptions, *, registry: Registry | None = None) -> Degrad
     y = simulate_measurement(op, image.x, noise, opts.seed, opts.operator)
     if bits is None:
         meta = Measurement(y=y, operator=opts.operator, params=_portable(op.config), in_shape=op.in_shape, noise=noise)
-        write_measurement(opts.output, meta)
+        with output_transaction(overwrite=opts.force):  # created exclusively unless --force
+            write_measurement(opts.output, meta)
         return Degraded(opts.output, "lossless measurement", op, noise)
-    write_image(opts.output, y, bits=bits)
+    with output_transaction(overwrite=opts.force):
+        write_image(opts.output, y, bits=bits)
     return Degraded(opts.output, f"{bits}-bit image (clipped to [0, 1] and rounded)", op, noise)
 
 

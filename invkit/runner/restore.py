@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..io import output_transaction
 from ..noise import noise_spec
 from ..problem import Problem
 from ..registry import Registry, get_registry
@@ -203,44 +204,46 @@ def restore_prepared(
     restored, chosen = select_restoration(samples, residuals, select)
     std = std_map(samples) if n > 1 else None
     label = "restoration" if n == 1 else f"posterior mean (N={n})" if chosen is None else f"least residual (sample {chosen + 1} of {n})"
-    files, std_max, std_mean = write_restoration(prep, samples, restored, std)
+    # every file of this image appears together, or none (created exclusively unless --force)
+    with output_transaction(overwrite=opts.force):
+        files, std_max, std_mean = write_restoration(prep, samples, restored, std)
 
-    view, view_kind = measurement_view(prep) if (prep.clean is not None or job.figure is not None) else (None, None)
-    record = new_record(
-        image=str(job.src),
-        output=str(job.out),
-        mode="simulate" if opts.simulate else "measurement",
-        operator=prep.name,
-        operator_params=dict(prep.op.config),
-        solver=opts.solver,
-        prior=opts.prior,
-        shape=list(restored.shape[1:]),
-        sigma_y=prep.sigma_y,
-        steps=drawn.steps,
-        samples=n,
-        seed=opts.seed,
-        device=str(device),
-        seconds=round(seconds, 3),
-        std_mean=std_mean,
-        std_max=std_max,
-        files=files,
-        noise=noise_spec(prep.noise),
-        select=select,
-        selected_sample=None if chosen is None else chosen + 1,
-        residuals=[r if math.isfinite(r) else None for r in residuals],
-    )
-    if prep.clean is not None:
-        scored, scored_samples = _aligned(prep, drawn.x, chosen)
-        if scored is None:
-            scored, scored_samples = restored, samples
-        else:
-            record["scored_up_to_ambiguities"] = True
-        record.update(score(scored, prep.clean, view, view_kind))
-        if n > 1:
-            record.update(oracle_best(scored_samples, prep.clean))
-    if job.figure is not None:
-        write_figure_for(prep, view, view_kind, restored, std, std_max, label)
-        files["figure"] = str(job.figure)
+        view, view_kind = measurement_view(prep) if (prep.clean is not None or job.figure is not None) else (None, None)
+        record = new_record(
+            image=str(job.src),
+            output=str(job.out),
+            mode="simulate" if opts.simulate else "measurement",
+            operator=prep.name,
+            operator_params=dict(prep.op.config),
+            solver=opts.solver,
+            prior=opts.prior,
+            shape=list(restored.shape[1:]),
+            sigma_y=prep.sigma_y,
+            steps=drawn.steps,
+            samples=n,
+            seed=opts.seed,
+            device=str(device),
+            seconds=round(seconds, 3),
+            std_mean=std_mean,
+            std_max=std_max,
+            files=files,
+            noise=noise_spec(prep.noise),
+            select=select,
+            selected_sample=None if chosen is None else chosen + 1,
+            residuals=[r if math.isfinite(r) else None for r in residuals],
+        )
+        if prep.clean is not None:
+            scored, scored_samples = _aligned(prep, drawn.x, chosen)
+            if scored is None:
+                scored, scored_samples = restored, samples
+            else:
+                record["scored_up_to_ambiguities"] = True
+            record.update(score(scored, prep.clean, view, view_kind))
+            if n > 1:
+                record.update(oracle_best(scored_samples, prep.clean))
+        if job.figure is not None:
+            write_figure_for(prep, view, view_kind, restored, std, std_max, label)
+            files["figure"] = str(job.figure)
     return record
 
 

@@ -325,7 +325,10 @@ def diffpir_lambda(
 
     if fits(lam):
         return lam
-    lo, hi = math.log(lam), math.log(bound)  # fits(bound) holds: the bound is above every a_t
+    # fits(bound) holds (the bound is above every a_t); below lam (or a vanishing λ for lam = 0) it fails
+    lo, hi = math.log(lam) if lam > 0.0 else math.log(bound) - 60.0, math.log(bound)
+    if fits(math.exp(lo)):
+        return math.exp(lo)
     for _ in range(40):
         mid = 0.5 * (lo + hi)
         lo, hi = (lo, mid) if fits(math.exp(mid)) else (mid, hi)
@@ -457,8 +460,10 @@ class DiffPIR(Solver):
         max_dense: Largest ``max(m, n)`` for the dense SVD fallback; larger operators without an
             SVD take the CG data step.
         cg_iters: Conjugate-gradient iterations per data step when there is no SVD.
-        kappa: κ of the noisy λ floor (:func:`diffpir_lambda`): the run uses
-            ``max(λ, max_t (σ_t/(2κσ′))²)``; 0 keeps the paper's fixed λ.
+        kappa: κ of the noisy λ floor (:func:`diffpir_lambda`): the run uses the smallest
+            λ ≥ ``lam`` whose data steps add at most κ times the next level's noise (over the
+            operator's singular values; ``max(λ, max_t (σ_t/(2κσ′))²)`` on the CG path), one λ
+            for the whole run, also when ``lam`` is given; 0 keeps the paper's fixed λ.
 
     Example:
         >>> import torch, invkit
@@ -492,7 +497,7 @@ class DiffPIR(Solver):
         max_dense: Annotated[int, Arg("largest max(m, n) for the dense SVD fallback (larger: conjugate gradients)", min=1)] = 4096,
         cg_iters: Annotated[int, Arg("conjugate-gradient iterations per data step for operators without an SVD", min=1)] = 20,
         kappa: Annotated[
-            float, Arg("largest ratio of the noise a noisy data step adds to the next level's noise (raises λ per step); 0: the paper's fixed λ", min=0.0)
+            float, Arg("largest ratio of the noise a noisy data step adds to the next level's noise (raises λ for the run, given or preset); 0: the paper's fixed λ", min=0.0)
         ] = 1.25,
     ) -> None:
         self.lam = lam
