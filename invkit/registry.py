@@ -7,8 +7,13 @@ separately, and records which distribution registered which name.
 
 Failure policy:
 
-* a plugin that fails to import, has invalid hooks, or raises while registering produces a
-  warning naming the plugin, its distribution and the cause; every other plugin still works;
+* a plugin that fails to import, has invalid hooks, or raises while registering (any exception,
+  ``sys.exit()`` included; Ctrl-C still interrupts) produces one warning naming the plugin, its
+  distribution and the cause; every other plugin still works. What a plugin prints to stdout
+  while it imports or registers goes to stderr, so ``--json`` output stays parseable. Not
+  containable in-process: a plugin that calls ``os._exit()``, crashes the interpreter (a
+  segfault in an extension module) or hangs at import takes the process with it; block it with
+  ``INVKIT_BLOCK_PLUGINS`` (below), which skips it before it is imported;
 * two plugins registering the same name is a **conflict**: the name is recorded with both
   distributions, listed in :attr:`Registry.warnings`, and looking it up raises
   :class:`PluginConflictError` naming both — the other names keep working;
@@ -25,10 +30,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.metadata
 import os
 import re
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -172,8 +179,11 @@ class Registry:
                 self.skipped.append(f"{ep.name} ({dist})")
                 continue
             try:
-                plugin = ep.load()
-            except Exception as exc:  # noqa: BLE001 - any import failure must not break invkit
+                with contextlib.redirect_stdout(sys.stderr):  # a plugin's prints must not break --json output
+                    plugin = ep.load()
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - any import failure (sys.exit too) must not break invkit
                 self.warn(
                     f"invkit plugin '{ep.name}' from distribution '{dist}' failed to import "
                     f"({type(exc).__name__}: {exc}); skipped. Fix or uninstall it, or set {BLOCK_ENV}={ep.name}"
@@ -223,8 +233,11 @@ class Registry:
             arg, commit = make_arg(impl.plugin_name, dist)
             argname = impl.argnames[0] if impl.argnames else None
             try:
-                impl.function(**({argname: arg} if argname else {}))
-            except Exception as exc:  # noqa: BLE001
+                with contextlib.redirect_stdout(sys.stderr):
+                    impl.function(**({argname: arg} if argname else {}))
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - sys.exit() in a hook too
                 self.warn(
                     f"invkit plugin '{impl.plugin_name}' from distribution '{dist}' failed in {hook_name} "
                     f"({type(exc).__name__}: {exc}); its registrations are skipped"

@@ -386,3 +386,73 @@ def test_a_failing_sample_file_leaves_no_outputs(small_png, tmp_path, capsys, mo
     err = capsys.readouterr().err
     assert code == 2 and "o_sample2.png: No space left on device; none of the files written with it were kept" in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ batches: resume and keep going (defect 8)
+def test_a_folder_run_keeps_going_and_resumes(tmp_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for i, colour in enumerate(((200, 10, 10), (10, 200, 10))):
+        Image.new("RGB", (32, 32), colour).save(src / f"good{i}.png")
+    (src / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    base = ["solve", "--operator", "denoising", *GAUSS, "--sigma-y", "0.05", "--steps", "1", "--input", str(src), "--output", str(out)]
+    # one unreadable image refuses the whole batch before any work
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert "bad.png" in err and not out.exists()
+    # --keep-going: the others are restored, the failure listed at the end, exit 2
+    assert main([*base, "--keep-going"]) == 2
+    err = capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["good0.png", "good1.png"]
+    assert "1 of 3 input(s) failed (the others were restored): bad.png: cannot read image" in err.strip().splitlines()[-1]
+    # an interrupted run: one output missing; --skip-existing restores only that one
+    (out / "good1.png").unlink()
+    before = (out / "good0.png").stat().st_mtime_ns
+    assert main([*base, "--keep-going", "--skip-existing"]) == 2  # bad.png still fails
+    err = capsys.readouterr().err
+    assert "skipping 1 of 3 input(s) whose outputs all exist (--skip-existing): good0.png" in err
+    assert (out / "good1.png").exists() and (out / "good0.png").stat().st_mtime_ns == before
+    # without --skip-existing (or --force) the existing outputs are refused, as before
+    src.joinpath("bad.png").unlink()
+    assert main(base) == 2 and "exists" in capsys.readouterr().err
+    assert main([*base, "--skip-existing"]) == 0
+    assert "skipping 2 of 2" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ plugins that misbehave (defect 9)
+def test_misbehaving_plugins_are_contained(tmp_path, monkeypatch, capsys):
+    """sys.exit() at import ended the CLI silently; a plugin printing to stdout broke --json; an
+    import failure was warned twice (once as a raw Python warning). Now: one warning line each,
+    stdout clean, the CLI goes on."""
+    import importlib.metadata as md
+    import json as _json
+
+    import invkit.registry as registry_module
+
+    (tmp_path / "acme_exits.py").write_text("import sys\nprint('exiting now')\nsys.exit(3)\n")
+    (tmp_path / "acme_loud.py").write_text(
+        "import invkit\nprint('hello from import')\n"
+        "@invkit.hookimpl\n"
+        "def invkit_register_operators(register):\n"
+        "    print('hello from registration')\n"
+        "    raise SystemExit(4)\n"
+    )
+    (tmp_path / "acme_broken.py").write_text("raise ImportError('no module named acme_dep')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake = [md.EntryPoint(name=n, value=n, group="invkit") for n in ("acme_exits", "acme_loud", "acme_broken")]
+    real = registry_module.importlib.metadata.entry_points
+    monkeypatch.setattr(registry_module.importlib.metadata, "entry_points", lambda group: [*real(group=group), *fake])
+    registry_module.reset_registry()
+    try:
+        code = main(["plugins", "--json"])
+    finally:
+        registry_module.reset_registry()
+    out, err = capsys.readouterr()
+    assert code == 0
+    _json.loads(out)  # stdout is the JSON alone
+    lines = err.strip().splitlines()
+    for name, cause in (("acme_exits", "SystemExit: 3"), ("acme_broken", "ImportError: no module named acme_dep"), ("acme_loud", "SystemExit: 4")):
+        mine = [line for line in lines if f"plugin '{name}'" in line]
+        assert len(mine) == 1 and cause in mine[0], (name, lines)
+    assert not any("Warning" in line or line.startswith(" ") for line in lines), lines  # no raw Python warnings
+    assert "hello from import" in err and "hello from registration" in err and "exiting now" in err

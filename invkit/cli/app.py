@@ -137,9 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: list[str], debug: bool) -> int:
     try:
-        registry = get_registry()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PluginWarning)  # printed once below, as one line each
+            registry = get_registry()  # (importing the plugins warns too)
             parser, _ = build_parser(registry)
             registry.names("operator")  # run the registration hooks now, so their failures are reported
         for message in registry.warnings:

@@ -94,6 +94,8 @@ def setup_solve(p: argparse.ArgumentParser, registry: Registry | None = None) ->
     g.add_argument("--size", default=None, metavar="C,H,W", help="image shape, when the measurement does not determine it")
     g.add_argument("--bits", type=int, choices=(8, 16), default=None, help="bits per sample of image outputs (default: 16 for 16-bit inputs written to PNG/TIFF, else 8)")
     g.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    g.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs all exist (resume an interrupted folder run)")
+    g.add_argument("--keep-going", action="store_true", help="with a folder, restore the other images when one fails; list the failures at the end (exit 2)")
 
     g = p.add_argument_group("noise and sampling")
     g.add_argument("--noise", default=None, metavar="|".join(NOISE_MODELS),
@@ -127,7 +129,7 @@ def to_options(args: argparse.Namespace) -> RestoreOptions:
     Raises:
         RestoreError: ``--crop``, ``--resize`` or ``--size`` text that does not parse.
     """
-    same = ("input", "output", "operator", "solver", "prior", "simulate", "figure", "bits", "force", "sigma_y", "noise", "select", "steps", "seed", "samples", "batch", "device", "pad", "max_megapixels")
+    same = ("input", "output", "operator", "solver", "prior", "simulate", "figure", "bits", "force", "sigma_y", "noise", "select", "steps", "seed", "samples", "batch", "device", "pad", "max_megapixels", "skip_existing", "keep_going")
     return RestoreOptions(
         **{name: getattr(args, name) for name in same},
         operator_args=args.arg,

@@ -49,6 +49,10 @@ class RestoreOptions:
         size: Image shape ``(C, H, W)`` when the measurement does not determine it.
         bits: Bits per sample of image outputs (8 or 16); None: from the input.
         force: Overwrite existing outputs.
+        skip_existing: Skip an input whose outputs all exist (resume an interrupted folder run:
+            an image's outputs appear all together, so existing ones are complete).
+        keep_going: Restore the other images when one fails (unreadable, wrong size, ...), and
+            report the failures at the end (a non-zero exit) instead of stopping at the first.
         sigma_y: Gaussian measurement noise std in [0, 1] units, ``"auto"`` to estimate it from an
             image measurement, None for the default policy (:mod:`invkit.runner.noise_level`);
             refused with a noise model that has no std (Poisson).
@@ -83,6 +87,8 @@ class RestoreOptions:
     size: tuple[int, int, int] | None = None
     bits: int | None = None
     force: bool = False
+    skip_existing: bool = False
+    keep_going: bool = False
     sigma_y: float | Literal["auto"] | None = None
     noise: str | None = None
     noise_args: list[str] = field(default_factory=list)
@@ -144,7 +150,8 @@ def check_values(opts: RestoreOptions) -> None:
                                   ("--prior-arg", opts.prior_args, False), ("--noise-arg", opts.noise_args, False)):
         if not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)) and not (optional and value is None):
             raise bad(flag, 'a list of "K=V" strings' + (" or None" if optional else ""), value)
-    for flag, value in (("--simulate", opts.simulate), ("--force", opts.force), ("--pad", opts.pad)):
+    for flag, value in (("--simulate", opts.simulate), ("--force", opts.force), ("--pad", opts.pad),
+                        ("--skip-existing", opts.skip_existing), ("--keep-going", opts.keep_going)):
         if not isinstance(value, bool):
             raise bad(flag, "True or False", value)
     for flag, value, optional in (("--samples", opts.samples, False), ("--batch", opts.batch, False), ("--steps", opts.steps, True)):

@@ -28,7 +28,7 @@ from .devices import resolve_device
 from .errors import RestoreError
 from .inputs import Prepared, check_noise_fits, measurement_view, prepare
 from .files import file_arguments, probe_writable
-from .jobs import check_jobs, plan_jobs
+from .jobs import Job, check_jobs, plan_jobs
 from .noise_level import asked_noise
 from .options import RestoreOptions, check_values
 from .outputs import write_figure_for, write_restoration
@@ -100,6 +100,14 @@ def restore(
     check_options(opts, registry)
     device = resolve_device(opts.device)
     jobs = plan_jobs(opts)
+    if opts.skip_existing and not opts.force:
+        done = [job for job in jobs if all(path.exists() for path in job.outputs())]
+        if done:
+            note(f"skipping {len(done)} of {len(jobs)} input(s) whose outputs all exist (--skip-existing): "
+                 + ", ".join(job.src.name for job in done[:5]) + (", ..." if len(done) > 5 else ""))
+            jobs = [job for job in jobs if job not in done]
+            if not jobs:
+                return []
     check_jobs(jobs, opts.force, file_arguments(opts.operator_args))
     for folder in dict.fromkeys(path.parent for job in jobs for path in job.outputs()):
         probe_writable(folder)
@@ -115,13 +123,29 @@ def restore(
         if h * w > opts.max_megapixels * 1e6:
             cost_or_refuse(name, c, h, w, opts=opts, timer=timer, scale=scale, resizable=resizable)
 
+    failures: list[tuple[Job, str]] = []
+
+    def failed(job: Job, exc: Exception) -> None:
+        """--keep-going: note the failure, keep the run going."""
+        failures.append((job, " ".join(str(exc).split()) or type(exc).__name__))
+        note(f"{job.src.name}: failed: {failures[-1][1]} (--keep-going: going on)")
+
+    checked = []
     for job in jobs:
-        prep = prepare(job, opts, registry, prior, too_big)
-        _check_channels(prior, prep)
-        _check_requirements(registry, opts, prep, prior)
-        cost_or_refuse(prep.job.src.name, *prep.op.in_shape, opts=opts, timer=timer, say_note=note)
+        try:
+            prep = prepare(job, opts, registry, prior, too_big)
+            _check_channels(prior, prep)
+            _check_requirements(registry, opts, prep, prior)
+            cost_or_refuse(prep.job.src.name, *prep.op.in_shape, opts=opts, timer=timer, say_note=note)
+        except (RestoreError, RequirementError, ValueError, OSError) as exc:
+            if not (opts.keep_going and folder):
+                raise
+            failed(job, exc)
+            continue
+        checked.append(job)
         if not folder:
             first = prep
+    jobs = checked
     if folder:
         opts.output.mkdir(parents=True, exist_ok=True)
         if opts.figure is not None and opts.figure is not True:
@@ -130,15 +154,24 @@ def restore(
     # 3. restore
     records = []
     for i, job in enumerate(jobs):
-        prep = first if first is not None else prepare(job, opts, registry, prior)
-        for message in prep.notes:
-            note(message)
-        if prep.geo.note:
-            note(f"{job.src.name}: {prep.geo.note}")
-        record = restore_prepared(prep, opts, solver, prior, device, index=i, images=len(jobs), on_progress=on_progress)
+        try:
+            prep = first if first is not None else prepare(job, opts, registry, prior)
+            for message in prep.notes:
+                note(message)
+            if prep.geo.note:
+                note(f"{job.src.name}: {prep.geo.note}")
+            record = restore_prepared(prep, opts, solver, prior, device, index=i, images=len(jobs), on_progress=on_progress)
+        except (RestoreError, RequirementError, ValueError, OSError) as exc:
+            if not (opts.keep_going and folder):
+                raise
+            failed(job, exc)
+            continue
         records.append(record)
         if on_record is not None:
             on_record(record, prep)
+    if failures:
+        listed = "; ".join(f"{job.src.name}: {why}" for job, why in failures[:3]) + ("; ..." if len(failures) > 3 else "")
+        raise RestoreError(f"{len(failures)} of {len(failures) + len(records)} input(s) failed (the others were restored): {listed}")
     return records
 
 
