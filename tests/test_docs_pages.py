@@ -356,3 +356,10 @@ def test_write_pages_rewrites_only_changes_and_removes_stale(tmp_path: Path) -> 
 def test_the_generated_folder_is_git_ignored() -> None:
     ignore = (DOCS / ip.OUT_DIR / ".gitignore").read_text().split()
     assert "*" in ignore and "!.gitignore" in ignore
+
+
+def test_operator_pages_include_their_benchmark_rows(pages: dict[str, str]) -> None:
+    """benchmarks/operators.py's table (its ``operator`` column) reaches every built-in operator's page."""
+    for name in ("gaussian_blur", "blur", "inpainting", "phase_retrieval", "compressed_sensing", "colorization"):
+        page = pages[f"operators/{name}.rst"]
+        assert "Operators at photo sizes" in page and "No section of the measurements page" not in page, name
