@@ -456,3 +456,20 @@ def test_misbehaving_plugins_are_contained(tmp_path, monkeypatch, capsys):
         assert len(mine) == 1 and cause in mine[0], (name, lines)
     assert not any("Warning" in line or line.startswith(" ") for line in lines), lines  # no raw Python warnings
     assert "hello from import" in err and "hello from registration" in err and "exiting now" in err
+
+
+def test_a_raw_pickle_is_named_as_such_without_torch_noise(small_png, tmp_path, capsys):
+    """A plain pickle (not torch.save) leaked torch's pickle-protocol warning and was called "truncated"."""
+    import pickle
+
+    raw = tmp_path / "weights.bin"
+    raw.write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    code = main(["solve", "--operator", "denoising", "--prior", str(raw), "--sigma-y", "0.01", "--input", str(small_png), "--output", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "is a plain Python pickle, not a PyTorch checkpoint" in err and "truncated" not in err and "Warning" not in err
+    legacy = tmp_path / "legacy.bin"  # a legacy (non-zip) torch.save file is still read as a checkpoint
+    torch.save({"a": torch.zeros(2)}, legacy, _use_new_zipfile_serialization=False)
+    code = main(["solve", "--operator", "denoising", "--prior", str(legacy), "--sigma-y", "0.01", "--input", str(small_png), "--output", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot tell the architecture from its keys" in err

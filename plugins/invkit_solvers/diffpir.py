@@ -94,11 +94,13 @@ least-squares image closest to grey).
   s-free bound ``a_t ≤ σ_t/(2√λ)`` on the CG path). At the papers' 100 steps (the only noisy
   step count the paper reports) even the bound, 1.44, is below the deblurring/SR presets, so
   nothing changes there; with few steps the last jumps are large and the paper's fixed λ falls
-  off a cliff. Measured on two tuning wallpapers (KDE ``Autumn``, ``Path``; 128²,
-  ``gaussian_blur sigma=1.5``, σ_y = 0.05, one sample, default prior): the paper's λ = 1.75 gives
-  15.7 / 16.0 dB at 20 quad steps and 5.0 dB (``Path``) at 10; the floor (λ 9.6 at 20, 44 at
-  10) 28.4 / 26.5 dB and 24.9 / 23.8 dB, against 29.8 / 27.3 dB at 100 steps. κ = 0 restores
-  the paper's fixed λ.
+  off a cliff. Measured on the tuning wallpapers (KDE ``Autumn``, ``ColorfulCups``, ``BytheWater``;
+  ``benchmarks/diffpir_floor.py``: 128², ``gaussian_blur sigma=1.5``, σ_y = 0.05, one sample,
+  default prior; numbers in docs/measurements.md): the paper's λ = 1.75 gives 5.6 dB (mean) at
+  10 quad steps and 15.1 at 20; κ = 1.25 gives 22.7 and 25.7 (λ 44 and 9.6), and 27.0 at 50
+  steps against 27.1 with the paper's λ. κ was chosen from {1, 1.25, 1.5, 2} there: best at 20
+  steps, 0.8 dB behind κ = 1 at 10, 0.12 dB lost at 50 (none for κ ≥ 1.5, which lose 2.7–9 dB at 10). κ = 0
+  restores the paper's fixed λ.
 * Not exposed, at their official defaults: ``eta = 0`` (the code's extra DDIM noise inside
   ``√(1 − ζ)``, not in the paper), ``iter_num_U = 1`` (repeats per step), ``guidance_scale = 1``.
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -136,7 +137,56 @@ def _sniff(path: Path) -> str:
     return "torch"
 
 
+#: The first bytes of a legacy (non-zip) ``torch.save`` file: pickle protocol 2, then the magic
+#: number 0x1950a86a20f9469cfc6c as a 10-byte LONG1.
+_TORCH_LEGACY_HEAD = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+def _plain_pickle(path: Path) -> bool:
+    """Whether ``path`` is a pickle but neither a zip ``torch.save`` file nor a legacy one."""
+    with open(path, "rb") as fh:
+        head = fh.read(len(_TORCH_LEGACY_HEAD))
+    return head[:1] == b"\x80" and not head.startswith(_TORCH_LEGACY_HEAD)
+
+
+def _pickle_globals(path: Path, limit: int = 1 << 20) -> list[str]:
+    """The ``module.name`` globals a pickle references, read by parsing its opcodes (never executed)."""
+    import pickletools
+
+    found: list[str] = []
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as fh:
+            for op, arg, _ in pickletools.genops(fh.read(limit)):
+                if op.name == "GLOBAL" and isinstance(arg, str):
+                    found.append(arg.replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.append(f"{strings[-2]}.{strings[-1]}")
+                elif isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:  # noqa: BLE001 - truncated or not a pickle past the head: report what was seen
+        pass
+    return found
+
+
 def _load_torch(path: Path, mmap: bool) -> object:
+    if _plain_pickle(path):
+        code = _pickle_globals(path)
+        if code:
+            raise PickledCodeError(
+                f"{path}: this file contains pickled code (it references {code[0]}), which invkit never executes; "
+                "convert it to a plain state dict or safetensors"
+            )
+        raise PickledCodeError(
+            f"{path}: this is a plain Python pickle, not a PyTorch checkpoint (torch.save), and invkit never unpickles "
+            "arbitrary files; save the weights with torch.save(model.state_dict(), ...) or as safetensors"
+        )
+    with warnings.catch_warnings():  # torch's notes on pickle protocols are not the user's business
+        warnings.simplefilter("ignore", UserWarning)
+        return _load_torch_quiet(path, mmap)
+
+
+def _load_torch_quiet(path: Path, mmap: bool) -> object:
     if mmap:
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
