@@ -55,10 +55,13 @@ __all__ = [
     "atomic_write",
     "output_transaction",
     "IMAGE_SUFFIXES",
+    "READ_SUFFIXES",
     "MEASUREMENT_SUFFIX",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: Suffixes of image files read as inputs: the written ones plus further formats Pillow reads.
+READ_SUFFIXES = (*IMAGE_SUFFIXES, ".webp", ".ppm", ".pgm", ".pnm", ".gif")
 MEASUREMENT_SUFFIX = ".safetensors"
 _FIGURE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
 _FORMAT = "invkit-measurement-v2"
@@ -273,7 +276,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int, int]:
 
     Nothing is decoded (no pixel memory is allocated), whatever the image's size: the size checks
     of a run use it before reading. ``C`` is 1 for grayscale modes, else 3; ``H`` and ``W`` follow
-    the EXIF orientation that :func:`read_image` applies to 8-bit images (tags 5-8 swap them; of a
+    the EXIF orientation that :func:`read_image` applies (tags 5-8 swap them; of a
     PNG, only an eXIf chunk before the pixel data is seen here, so the pixel count is exact and
     the sides may come out swapped).
 
@@ -292,16 +295,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int, int]:
         with Image.open(path) as img:
             w, h = img.size
             mode = img.mode
-            wide = _rawmode16(img) is not None or mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
-            if wide:
-                orientation = 1
-            elif img.format == "PNG":  # Pillow's PNG getexif() decodes the image: read a header eXIf chunk only
-                exif = Image.Exif()
-                if raw := img.info.get("exif"):
-                    exif.load(raw)
-                orientation = int(exif.get(0x0112, 1) or 1)
-            else:
-                orientation = int(img.getexif().get(0x0112, 1) or 1)
+            orientation = _orientation(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"cannot read image {path}: {exc}; use a PNG, JPEG or TIFF file") from None
     finally:
@@ -316,7 +310,7 @@ def read_image(path: str | os.PathLike[str]) -> ImageData:
     Grayscale stays 1 channel; palette, RGBA and other modes are converted to RGB (alpha
     dropped). 16-bit files (grayscale, RGB, RGBA) keep their precision (``bits = 16``); a
     32-bit float TIFF is read as is (``bits = 32``; values are not clipped, NaN stays NaN so
-    the caller can refuse it). The EXIF orientation of photos is applied.
+    the caller can refuse it). The EXIF orientation of photos is applied, at every bit depth.
 
     Raises:
         FileNotFoundError: No such file.
@@ -333,13 +327,12 @@ def read_image(path: str | os.PathLike[str]) -> ImageData:
             img.load()
             mode = img.mode
             if raw16 is not None:
-                arr, bits = _read_wide(path, img), 16
+                arr, bits = _oriented(_read_wide(path, img), img), 16
             elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-                arr = np.asarray(img, dtype=np.float64) / 65535.0
+                arr = _oriented(np.asarray(img, dtype=np.float64)[None] / 65535.0, img)
                 bits = 16
-                arr = arr[None]
             elif mode == "F":
-                arr = np.asarray(img, dtype=np.float64)[None]
+                arr = _oriented(np.asarray(img, dtype=np.float64)[None], img)
                 bits = 32
             else:
                 img = ImageOps.exif_transpose(img)
@@ -357,6 +350,41 @@ def read_image(path: str | os.PathLike[str]) -> ImageData:
         raise ValueError(f"cannot read image {path}: it is empty ({arr.shape[2]}x{arr.shape[1]} pixels)")
     x = torch.from_numpy(np.ascontiguousarray(arr)).to(torch.float32)[None]
     return ImageData(x=x, bits=bits, path=path)
+
+
+def _orientation(img: Any) -> int:
+    """The EXIF orientation tag (1-8) of an opened image, 1 when absent; read from the header only."""
+    from PIL import Image
+
+    if img.format == "PNG":  # Pillow's PNG getexif() decodes the image: read a header eXIf chunk only
+        exif = Image.Exif()
+        if raw := img.info.get("exif"):
+            exif.load(raw)
+    else:
+        exif = img.getexif()
+    value = exif.get(0x0112, 1)
+    return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _oriented(arr: np.ndarray, img: Any) -> np.ndarray:
+    """``(C, H, W)`` turned upright by the image's EXIF orientation, as ``ImageOps.exif_transpose``
+    does for 8-bit images (Pillow's transposes do not take the wide modes)."""
+    o = _orientation(img)
+    if o == 2:
+        arr = arr[..., ::-1]
+    elif o == 3:
+        arr = arr[..., ::-1, ::-1]
+    elif o == 4:
+        arr = arr[..., ::-1, :]
+    elif o == 5:
+        arr = arr.transpose(0, 2, 1)
+    elif o == 6:
+        arr = np.rot90(arr, k=-1, axes=(1, 2))
+    elif o == 7:
+        arr = arr.transpose(0, 2, 1)[..., ::-1, ::-1]
+    elif o == 8:
+        arr = np.rot90(arr, k=1, axes=(1, 2))
+    return np.ascontiguousarray(arr)
 
 
 def _rawmode16(img: Any) -> str | None:

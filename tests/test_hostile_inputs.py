@@ -473,3 +473,35 @@ def test_a_raw_pickle_is_named_as_such_without_torch_noise(small_png, tmp_path, 
     code = main(["solve", "--operator", "denoising", "--prior", str(legacy), "--sigma-y", "0.01", "--input", str(small_png), "--output", str(tmp_path / "o.png")])
     err = capsys.readouterr().err
     assert code == 2 and "cannot tell the architecture from its keys" in err
+
+
+# ------------------------------------------------------------------ silent skips (defect 6)
+def test_a_folder_reads_what_pillow_reads_and_names_what_it_skips(tmp_path, capsys):
+    """WebP was silently skipped in a folder while a single WebP file was refused."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(src / "a.webp", lossless=True)
+    Image.new("RGB", (32, 32), (10, 200, 10)).save(src / "b.png")
+    (src / "notes.txt").write_text("not an image")
+    base = ["solve", "--operator", "denoising", *GAUSS, "--sigma-y", "0.05", "--steps", "1"]
+    assert main([*base, "--input", str(src), "--output", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert "skipping 1 file(s) that are not images or measurements: notes.txt" in err
+    assert main([*base, "--input", str(src / "a.webp"), "--output", str(tmp_path / "single.png")]) == 0
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_16_bit_grey_follows_its_exif_orientation_like_8_bit(orientation, tmp_path):
+    """16-bit grayscale ignored its EXIF orientation (8-bit was rotated by Pillow's exif_transpose)."""
+    import numpy as np
+
+    a8 = np.random.default_rng(orientation).integers(0, 256, (10, 17)).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(a8).save(tmp_path / "g8.png", exif=exif)
+    Image.fromarray(a8.astype(np.uint16) * 257).save(tmp_path / "g16.png", exif=exif)
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I;16")
+    x8, x16 = read_image(tmp_path / "g8.png"), read_image(tmp_path / "g16.png")
+    assert x16.bits == 16 and torch.allclose(x8.x, x16.x, atol=1e-6)
+    assert image_size(tmp_path / "g16.png") == tuple(x16.x.shape[1:])

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..io import IMAGE_SUFFIXES, MEASUREMENT_SUFFIX, list_images
+from ..io import IMAGE_SUFFIXES, MEASUREMENT_SUFFIX, READ_SUFFIXES, list_images
 from .errors import RestoreError
 from .files import is_input, same_file
 from .options import RestoreOptions
 
-__all__ = ["Job", "plan_jobs", "check_jobs"]
+__all__ = ["Job", "plan_jobs", "check_jobs", "input_suffixes", "skipped_in_folder"]
 
 
 @dataclass
@@ -60,6 +60,18 @@ def _make_job(src: Path, out: Path, opts: RestoreOptions, figure_dir: Path | Non
     return job
 
 
+def input_suffixes(simulate: bool) -> tuple[str, ...]:
+    """The suffixes of files a run reads as inputs: images (:data:`~invkit.io.READ_SUFFIXES`),
+    and ``.safetensors`` measurements unless simulating (which needs clean images)."""
+    return READ_SUFFIXES if simulate else (*READ_SUFFIXES, MEASUREMENT_SUFFIX)
+
+
+def skipped_in_folder(folder: Path, simulate: bool) -> list[Path]:
+    """The visible files of an input folder a run does not read (other suffixes), to be named to the user."""
+    suffixes = input_suffixes(simulate)
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in suffixes)
+
+
 def plan_jobs(opts: RestoreOptions) -> list[Job]:
     """The jobs of a run: one for a file input, one per image for a folder input.
 
@@ -70,7 +82,7 @@ def plan_jobs(opts: RestoreOptions) -> list[Job]:
     src, out = opts.input, opts.output
     if not src.exists():
         raise RestoreError(f"input {src} does not exist")
-    suffixes = IMAGE_SUFFIXES if opts.simulate else (*IMAGE_SUFFIXES, MEASUREMENT_SUFFIX)
+    suffixes = input_suffixes(opts.simulate)
     if src.is_dir():
         files = list_images(src, suffixes)
         if not files:

@@ -46,7 +46,7 @@ def check_sigma(sigma: Any, auto: bool = True) -> None:
             ``degrade``: no). The value ``"auto"`` itself is refused here either way.
 
     Raises:
-        RestoreError: Not a finite number >= 0, or above :data:`MAX_SIGMA_Y` (a std larger than
+        RestoreError: Not a finite number >= 0, or above ``MAX_SIGMA_Y`` (a std larger than
             the whole [0, 1] range is a unit mistake: 8-bit units are 255 times larger).
     """
     if not is_noise_sigma(sigma):

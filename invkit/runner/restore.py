@@ -28,7 +28,7 @@ from .devices import resolve_device
 from .errors import RestoreError
 from .inputs import Prepared, check_noise_fits, measurement_view, prepare
 from .files import file_arguments, probe_writable
-from .jobs import Job, check_jobs, plan_jobs
+from .jobs import Job, check_jobs, plan_jobs, skipped_in_folder
 from .noise_level import asked_noise
 from .options import RestoreOptions, check_values
 from .outputs import write_figure_for, write_restoration
@@ -100,6 +100,9 @@ def restore(
     check_options(opts, registry)
     device = resolve_device(opts.device)
     jobs = plan_jobs(opts)
+    if opts.input.is_dir() and (other := skipped_in_folder(opts.input, opts.simulate)):
+        note(f"{opts.input}: skipping {len(other)} file(s) that are not images or measurements: "
+             + ", ".join(p.name for p in other[:5]) + (", ..." if len(other) > 5 else ""))
     if opts.skip_existing and not opts.force:
         done = [job for job in jobs if all(path.exists() for path in job.outputs())]
         if done:
