@@ -76,11 +76,14 @@ class ImageData:
         x: ``(1, C, H, W)`` float32 in [0, 1] (C = 1 or 3).
         bits: Bits per sample of the file (8 or 16); quantisation noise depends on it.
         path: Where it was read from.
+        alpha: Whether the file had an alpha channel (dropped: the colour channels are used as
+            they are, not composited on a background).
     """
 
     x: Tensor
     bits: int
     path: Path
+    alpha: bool = False
 
 
 @dataclass
@@ -326,6 +329,7 @@ def read_image(path: str | os.PathLike[str]) -> ImageData:
             raw16 = _rawmode16(img)
             img.load()
             mode = img.mode
+            alpha = mode in ("RGBA", "LA", "La", "RGBa", "PA") or (mode == "P" and "transparency" in img.info)
             if raw16 is not None:
                 arr, bits = _oriented(_read_wide(path, img), img), 16
             elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
@@ -349,7 +353,7 @@ def read_image(path: str | os.PathLike[str]) -> ImageData:
     if arr.shape[1] == 0 or arr.shape[2] == 0:
         raise ValueError(f"cannot read image {path}: it is empty ({arr.shape[2]}x{arr.shape[1]} pixels)")
     x = torch.from_numpy(np.ascontiguousarray(arr)).to(torch.float32)[None]
-    return ImageData(x=x, bits=bits, path=path)
+    return ImageData(x=x, bits=bits, path=path, alpha=alpha)
 
 
 def _orientation(img: Any) -> int:

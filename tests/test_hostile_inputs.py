@@ -505,3 +505,13 @@ def test_16_bit_grey_follows_its_exif_orientation_like_8_bit(orientation, tmp_pa
     x8, x16 = read_image(tmp_path / "g8.png"), read_image(tmp_path / "g16.png")
     assert x16.bits == 16 and torch.allclose(x8.x, x16.x, atol=1e-6)
     assert image_size(tmp_path / "g16.png") == tuple(x16.x.shape[1:])
+
+
+def test_a_dropped_alpha_channel_is_said(tmp_path, capsys):
+    """RGBA alpha was dropped without a note."""
+    src = tmp_path / "rgba.png"
+    Image.new("RGBA", (32, 32), (100, 120, 140, 128)).save(src)
+    Image.new("RGB", (8, 8)).save(tmp_path / "rgb.png")
+    assert read_image(src).alpha and not read_image(tmp_path / "rgb.png").alpha
+    code = main(["solve", "--operator", "denoising", *GAUSS, "--sigma-y", "0.05", "--steps", "1", "--input", str(src), "--output", str(tmp_path / "o.png")])
+    assert code == 0 and "rgba.png: its alpha channel (transparency) was dropped" in capsys.readouterr().err

@@ -70,6 +70,10 @@ class Prepared:
             self.noise = GaussianNoise(self.sigma_y)
 
 
+#: The note for an input whose alpha channel was dropped.
+_ALPHA_NOTE = "{name}: its alpha channel (transparency) was dropped; the colour channels are restored as they are (flatten it onto a background first if that matters)"
+
+
 def check_finite(t: Tensor, what: str) -> None:
     """Refuse a tensor with NaN or infinite values.
 
@@ -203,6 +207,8 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
             too_big(_planned_label(src, h0, w0, h, w), c, h, w)
         image = read_image(src)
         check_finite(image.x, f"image {src}")
+        if image.alpha:
+            notes.append(_ALPHA_NOTE.format(name=src.name))
         c = image.x.shape[1]
         rules = SizeRules(lambda h, w: (c, h, w), lambda s: cls(s, **params), multiple, prior_label, (1, 1))
         clean, geo, op = apply_geometry(image.x, rules, opts, True, f"image {src.name}", "")
@@ -219,6 +225,8 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
         if too_big is not None and opts.size is None and opts.operator is not None:
             _refuse_planned(src, opts, registry, too_big)
         image = read_image(src)
+        if image.alpha:
+            notes.append(_ALPHA_NOTE.format(name=src.name))
         meas = Measurement(y=image.x, bits=image.bits)
         from_image = True
     if meas.y.dim() < 2 or meas.y.shape[0] != 1:
