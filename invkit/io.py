@@ -612,8 +612,8 @@ def read_measurement(path: str | os.PathLike[str]) -> Measurement:
         isinstance(in_shape, list) and len(in_shape) == 3 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in in_shape)
     ):
         _bad_field(path, "in_shape", in_shape, "the image shape [C, H, W] (three positive integers) or null")
-    if sigma_y is not None and not is_noise_sigma(sigma_y):
-        _bad_field(path, "sigma_y", sigma_y, "a noise std in [0, 1] units (a number >= 0) or null")
+    if sigma_y is not None and not (is_noise_sigma(sigma_y) and sigma_y <= 1.0):  # (above 1: no image is left; see solve's --sigma-y)
+        _bad_field(path, "sigma_y", sigma_y, "a noise std in [0, 1] units (a number from 0 to 1) or null")
     if bits is not None and bits not in (8, 16, 32):
         _bad_field(path, "bits", bits, "8, 16, 32 or null")
     if not y.is_floating_point():

@@ -515,3 +515,31 @@ def test_a_dropped_alpha_channel_is_said(tmp_path, capsys):
     assert read_image(src).alpha and not read_image(tmp_path / "rgb.png").alpha
     code = main(["solve", "--operator", "denoising", *GAUSS, "--sigma-y", "0.05", "--steps", "1", "--input", str(src), "--output", str(tmp_path / "o.png")])
     assert code == 0 and "rgba.png: its alpha channel (transparency) was dropped" in capsys.readouterr().err
+
+
+def test_the_resize_before_a_crop_is_size_checked_too(small_png, tmp_path, capsys):
+    """--resize 3000 --crop 0,0,64,64 resized to 3000² (unchecked) before cropping; the resize allocates it."""
+    code = main(["solve", "--operator", "denoising", *GAUSS, "--sigma-y", "0.05", "--input", str(small_png), "--output", str(tmp_path / "o.png"),
+                 "--resize", "3000", "--crop", "0,0,64,64", "--max-megapixels", "0.01"])
+    err = capsys.readouterr().err
+    assert code == 2 and "3000x3000 after --resize, before --crop" in err and not (tmp_path / "o.png").exists()
+
+
+def test_a_recorded_sigma_y_above_one_blames_the_file(tmp_path, capsys):
+    bad = _with_metadata(_measurement(tmp_path), tmp_path / "bad.safetensors", {"sigma_y": "5"})
+    code = main(["solve", *GAUSS, "--steps", "1", "--input", str(bad), "--output", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"measurement {bad}: field 'sigma_y' is 5" in err and "--sigma-y" not in err
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_legacy_torch_files_of_any_pickle_protocol_are_checkpoints(protocol, tmp_path):
+    """Only protocol 2 was recognised as a legacy torch.save file; the others were called plain pickles."""
+    from invkit_priors.checkpoints.safe_load import _plain_pickle
+    import pickle
+
+    legacy = tmp_path / "legacy.bin"
+    torch.save({"a": torch.zeros(2)}, legacy, _use_new_zipfile_serialization=False, pickle_protocol=protocol)
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(pickle.dumps({"a": 1}, protocol=protocol))
+    assert not _plain_pickle(legacy) and _plain_pickle(raw)

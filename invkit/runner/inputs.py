@@ -22,7 +22,7 @@ from .files import output_bits
 from .jobs import Job
 from .noise_level import measurement_noise, simulate_noise
 from .options import RestoreOptions
-from .sizing import Geometry, SizeRules, apply_geometry, crop_back, planned_size, prior_multiple
+from .sizing import Geometry, SizeRules, apply_geometry, crop_back, planned_size, prior_multiple, resized_size
 
 __all__ = ["Prepared", "prepare", "simulate_measurement", "check_noise_fits", "measurement_view", "operator_params", "check_finite"]
 
@@ -159,6 +159,7 @@ def _refuse_planned(src: Path, opts: RestoreOptions, registry: Registry, too_big
     restore from it (its header's size after ``--resize``/``--crop``, through the operator's
     ``infer_in_shape``: ×factor for super-resolution)."""
     c, h0, w0 = image_size(src)
+    _refuse_resize(src, c, h0, w0, opts, too_big)
     h, w = planned_size(h0, w0, opts)
     name = str(opts.operator)
     cls = registry.operator_class(name)
@@ -169,6 +170,14 @@ def _refuse_planned(src: Path, opts: RestoreOptions, registry: Registry, too_big
     if len(shape) == 3:
         scale = shape[1] // h if shape[1] % h == 0 and shape[1] > h else 1
         too_big(_planned_label(src, h0, w0, h, w), *shape, scale=scale)
+
+
+def _refuse_resize(src: Path, c: int, h0: int, w0: int, opts: RestoreOptions, too_big: TooBig) -> None:
+    """``too_big`` with what ``--resize`` allocates, when that is larger than the input (a crop
+    after it keeps a small region, but the resized image is made first)."""
+    r = resized_size(h0, w0, opts)
+    if r is not None and r[0] * r[1] > h0 * w0:
+        too_big(f"{src.name} ({h0}x{w0}, {r[0]}x{r[1]} after --resize, before --crop)", c, *r)
 
 
 def _planned_label(src: Path, h0: int, w0: int, h: int, w: int) -> str:
@@ -203,6 +212,7 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
         params = parse_params(cls.params, opts.operator_args or [], owner=f"operator '{name}'")
         if too_big is not None:
             c, h0, w0 = image_size(src)
+            _refuse_resize(src, c, h0, w0, opts, too_big)
             h, w = planned_size(h0, w0, opts)
             too_big(_planned_label(src, h0, w0, h, w), c, h, w)
         image = read_image(src)

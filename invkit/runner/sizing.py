@@ -18,7 +18,7 @@ from ..params import int_tuple
 from .errors import RestoreError
 from .options import RestoreOptions
 
-__all__ = ["Geometry", "SizeRules", "apply_geometry", "crop_back", "planned_size", "prior_multiple", "parse_crop", "parse_resize", "parse_size"]
+__all__ = ["Geometry", "SizeRules", "apply_geometry", "crop_back", "planned_size", "prior_multiple", "resized_size", "parse_crop", "parse_resize", "parse_size"]
 
 
 @dataclass
@@ -172,15 +172,21 @@ def planned_size(h: int, w: int, opts: RestoreOptions) -> tuple[int, int]:
         >>> planned_size(64, 48, RestoreOptions(Path("in.png"), Path("out.png"), resize=20000))
         (20000, 15000)
     """
-    if opts.resize is not None:
-        if isinstance(opts.resize, tuple):
-            h, w = opts.resize
-        else:
-            s = opts.resize / max(h, w)
-            h, w = max(1, round(h * s)), max(1, round(w * s))
+    h, w = resized_size(h, w, opts) or (h, w)
     if isinstance(opts.crop, tuple):
         h, w = opts.crop[2], opts.crop[3]
     return h, w
+
+
+def resized_size(h: int, w: int, opts: RestoreOptions) -> tuple[int, int] | None:
+    """The size ``--resize`` makes of an ``h × w`` input (before any crop), None without it: the
+    resize allocates it even when a crop then keeps a small region, so it is size-checked too."""
+    if opts.resize is None:
+        return None
+    if isinstance(opts.resize, tuple):
+        return opts.resize
+    s = opts.resize / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
 
 
 def apply_geometry(x: Tensor, rules: SizeRules, opts: RestoreOptions, clip: bool, what: str, unit: str) -> tuple[Tensor, Geometry, Operator]:

@@ -137,16 +137,27 @@ def _sniff(path: Path) -> str:
     return "torch"
 
 
-#: The first bytes of a legacy (non-zip) ``torch.save`` file: pickle protocol 2, then the magic
-#: number 0x1950a86a20f9469cfc6c as a 10-byte LONG1.
-_TORCH_LEGACY_HEAD = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
 
 
 def _plain_pickle(path: Path) -> bool:
-    """Whether ``path`` is a pickle but neither a zip ``torch.save`` file nor a legacy one."""
+    """Whether ``path`` is a pickle (protocol 2 or later) but neither a zip ``torch.save`` file nor
+    a legacy one, whose first pickled value is torch's magic number (any protocol). Only the first
+    opcodes are parsed (pickletools; nothing is executed)."""
+    import pickletools
+
     with open(path, "rb") as fh:
-        head = fh.read(len(_TORCH_LEGACY_HEAD))
-    return head[:1] == b"\x80" and not head.startswith(_TORCH_LEGACY_HEAD)
+        head = fh.read(64)
+    if head[:1] != b"\x80":
+        return False
+    try:
+        for op, arg, _ in pickletools.genops(head):
+            if op.name in ("PROTO", "FRAME"):
+                continue
+            return not (isinstance(arg, int) and arg == _TORCH_MAGIC)
+    except Exception:  # noqa: BLE001 - the head ended mid-opcode: decided by what was seen
+        pass
+    return True
 
 
 def _pickle_globals(path: Path, limit: int = 1 << 20) -> list[str]:
