@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .noise import GaussianNoise, NoiseModel, build_noise, is_noise_sigma, noise_spec
+from .noise import MAX_SIGMA_Y, GaussianNoise, NoiseModel, build_noise, is_noise_sigma, noise_spec
 
 __all__ = [
     "ImageData",
@@ -274,6 +274,22 @@ def _new_file_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
+#: Pillow's 16- and 32-bit single-channel modes (read at their precision, never through 8 bits).
+_WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def _image_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path, refused unless it is an existing file (the check of every image reader).
+
+    Raises:
+        FileNotFoundError: No such file, or a folder.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file {path} does not exist" if not path.is_dir() else f"{path} is a folder, not an image file")
+    return path
+
+
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int, int]:
     """``(C, H, W)`` of an image file as :func:`read_image` would return it, from its header only.
 
@@ -289,9 +305,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int, int]:
     """
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file {path} does not exist" if not path.is_dir() else f"{path} is a folder, not an image file")
+    path = _image_file(path)
     limit = Image.MAX_IMAGE_PIXELS
     try:
         Image.MAX_IMAGE_PIXELS = None  # the header of any size; read_image keeps Pillow's bomb check
@@ -303,7 +317,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int, int]:
         raise ValueError(f"cannot read image {path}: {exc}; use a PNG, JPEG or TIFF file") from None
     finally:
         Image.MAX_IMAGE_PIXELS = limit
-    c = 1 if mode in ("1", "L", "LA", "La", "I;16", "I;16B", "I;16L", "I;16N", "I", "F") else 3
+    c = 1 if mode in ("1", "L", "LA", "La", "F", *_WIDE_GREY_MODES) else 3
     return (c, w, h) if orientation in (5, 6, 7, 8) else (c, h, w)
 
 
@@ -321,9 +335,7 @@ def read_image(path: str | os.PathLike[str]) -> ImageData:
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file {path} does not exist" if not path.is_dir() else f"{path} is a folder, not an image file")
+    path = _image_file(path)
     try:
         with Image.open(path) as img:
             raw16 = _rawmode16(img)
@@ -332,7 +344,7 @@ def read_image(path: str | os.PathLike[str]) -> ImageData:
             alpha = mode in ("RGBA", "LA", "La", "RGBa", "PA") or (mode == "P" and "transparency" in img.info)
             if raw16 is not None:
                 arr, bits = _oriented(_read_wide(path, img), img), 16
-            elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+            elif mode in _WIDE_GREY_MODES:
                 arr = _oriented(np.asarray(img, dtype=np.float64)[None] / 65535.0, img)
                 bits = 16
             elif mode == "F":
@@ -434,10 +446,13 @@ def _read_wide(path: Path, img: Any) -> np.ndarray:
     return arr[..., :channels].transpose(2, 0, 1)
 
 
-def list_images(folder: str | os.PathLike[str], suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
-    """The files directly in ``folder`` whose suffix is in ``suffixes`` (case-insensitive), sorted; hidden files skipped."""
+def list_images(folder: str | os.PathLike[str], suffixes: tuple[str, ...] | None = IMAGE_SUFFIXES) -> list[Path]:
+    """The files directly in ``folder`` whose suffix is in ``suffixes`` (case-insensitive; None:
+    every file), sorted; hidden files skipped."""
     folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes)
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and (suffixes is None or p.suffix.lower() in suffixes)
+    )
 
 
 def write_image(path: str | os.PathLike[str], x: Tensor, bits: int = 8) -> Path:
@@ -612,8 +627,8 @@ def read_measurement(path: str | os.PathLike[str]) -> Measurement:
         isinstance(in_shape, list) and len(in_shape) == 3 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in in_shape)
     ):
         _bad_field(path, "in_shape", in_shape, "the image shape [C, H, W] (three positive integers) or null")
-    if sigma_y is not None and not (is_noise_sigma(sigma_y) and sigma_y <= 1.0):  # (above 1: no image is left; see solve's --sigma-y)
-        _bad_field(path, "sigma_y", sigma_y, "a noise std in [0, 1] units (a number from 0 to 1) or null")
+    if sigma_y is not None and not (is_noise_sigma(sigma_y) and sigma_y <= MAX_SIGMA_Y):
+        _bad_field(path, "sigma_y", sigma_y, f"a noise std in [0, 1] units (a number from 0 to {MAX_SIGMA_Y:g}) or null")
     if bits is not None and bits not in (8, 16, 32):
         _bad_field(path, "bits", bits, "8, 16, 32 or null")
     if not y.is_floating_point():

@@ -48,6 +48,12 @@ __all__ = [
 ]
 
 
+#: The largest Gaussian noise std a run accepts (``--sigma-y``, a measurement file's record), in
+#: [0, 1] units: the std of a uniform [0, 1] image is 0.29, so noise of std 1 leaves nothing of
+#: the image; a larger value is taken for a unit mistake.
+MAX_SIGMA_Y = 1.0
+
+
 def is_noise_sigma(value: object) -> bool:
     """Whether ``value`` is a valid noise standard deviation: a finite real number >= 0 (not a bool).
 

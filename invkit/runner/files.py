@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import RestoreError
 
-__all__ = ["same_file", "is_input", "check_output", "output_bits", "file_arguments", "probe_writable"]
+__all__ = ["same_file", "is_input", "check_output", "output_bits", "file_arguments", "probe_writable", "refuse_input"]
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -68,6 +68,19 @@ def probe_writable(folder: Path) -> None:
     os.unlink(probe)
 
 
+def refuse_input(output: Path, sources: list[Path], others: list[Path]) -> None:
+    """Refuse an output that would overwrite one of the run's inputs: its ``sources`` (the files
+    restored) or ``others`` (further files it reads, :func:`file_arguments`).
+
+    Raises:
+        RestoreError: Naming which kind of input it is.
+    """
+    if is_input(output, sources):
+        raise RestoreError(f"output {output} is the input file; choose another output path")
+    if is_input(output, others):
+        raise RestoreError(f"output {output} is a file the run reads (an operator argument); choose another output path")
+
+
 def check_output(output: Path, inputs: list[Path], force: bool) -> None:
     """Refuse an output file that is an input, a folder, or exists (unless ``force``).
 
@@ -76,9 +89,7 @@ def check_output(output: Path, inputs: list[Path], force: bool) -> None:
     Raises:
         RestoreError: The output cannot be written; the message says why and what to do.
     """
-    if is_input(output, inputs):
-        which = "the input file" if is_input(output, inputs[:1]) else "a file the run reads (an operator argument)"
-        raise RestoreError(f"output {output} is {which}; choose another output path")
+    refuse_input(output, inputs[:1], inputs[1:])
     if output.is_dir():
         raise RestoreError(f"output {output} is a folder; give a file name (a folder output needs a folder --input)")
     if output.exists() and not force:

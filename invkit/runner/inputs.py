@@ -154,19 +154,19 @@ def operator_params(cls: Any, name: str, given: list[str] | None, meas: Measurem
     return recorded
 
 
-def _refuse_planned(src: Path, opts: RestoreOptions, registry: Registry, too_big: TooBig) -> None:
-    """Before an image measurement is read: ``too_big`` with the image size the operator will
-    restore from it (its header's size after ``--resize``/``--crop``, through the operator's
-    ``infer_in_shape``: ×factor for super-resolution)."""
+def _refuse_planned(src: Path, opts: RestoreOptions, too_big: TooBig, to_in_shape: Callable[[tuple[int, int, int]], Any] | None = None) -> None:
+    """Before an image input is read: ``too_big`` with what ``--resize`` allocates and with the
+    image size the run will restore from it (its header's size after ``--resize``/``--crop``,
+    through ``to_in_shape``, an operator's ``infer_in_shape``: ×factor for super-resolution)."""
     c, h0, w0 = image_size(src)
     _refuse_resize(src, c, h0, w0, opts, too_big)
     h, w = planned_size(h0, w0, opts)
-    name = str(opts.operator)
-    cls = registry.operator_class(name)
-    try:
-        shape = tuple(cls.infer_in_shape((c, h, w), parse_params(cls.params, opts.operator_args or [], owner=f"operator '{name}'")))
-    except (ValueError, TypeError, RestoreError):
-        shape = (c, h, w)  # a size this operator cannot take: the size rules say so after reading
+    shape: tuple[int, ...] = (c, h, w)
+    if to_in_shape is not None:
+        try:
+            shape = tuple(to_in_shape((c, h, w)))
+        except (ValueError, TypeError, RestoreError):
+            pass  # a size this operator cannot take: the size rules say so after reading
     if len(shape) == 3:
         scale = shape[1] // h if shape[1] % h == 0 and shape[1] > h else 1
         too_big(_planned_label(src, h0, w0, h, w), *shape, scale=scale)
@@ -211,10 +211,7 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
         cls = registry.operator_class(name)
         params = parse_params(cls.params, opts.operator_args or [], owner=f"operator '{name}'")
         if too_big is not None:
-            c, h0, w0 = image_size(src)
-            _refuse_resize(src, c, h0, w0, opts, too_big)
-            h, w = planned_size(h0, w0, opts)
-            too_big(_planned_label(src, h0, w0, h, w), c, h, w)
+            _refuse_planned(src, opts, too_big)
         image = read_image(src)
         check_finite(image.x, f"image {src}")
         if image.alpha:
@@ -233,7 +230,8 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
         from_image = False
     else:
         if too_big is not None and opts.size is None and opts.operator is not None:
-            _refuse_planned(src, opts, registry, too_big)
+            cls0, owner = registry.operator_class(opts.operator), f"operator '{opts.operator}'"
+            _refuse_planned(src, opts, too_big, lambda shape: cls0.infer_in_shape(shape, parse_params(cls0.params, opts.operator_args or [], owner=owner)))
         image = read_image(src)
         if image.alpha:
             notes.append(_ALPHA_NOTE.format(name=src.name))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..io import IMAGE_SUFFIXES, MEASUREMENT_SUFFIX, READ_SUFFIXES, list_images
 from .errors import RestoreError
-from .files import is_input, same_file
+from .files import refuse_input, same_file
 from .options import RestoreOptions
 
 __all__ = ["Job", "plan_jobs", "check_jobs", "input_suffixes", "skipped_in_folder"]
@@ -68,8 +68,8 @@ def input_suffixes(simulate: bool) -> tuple[str, ...]:
 
 def skipped_in_folder(folder: Path, simulate: bool) -> list[Path]:
     """The visible files of an input folder a run does not read (other suffixes), to be named to the user."""
-    suffixes = input_suffixes(simulate)
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in suffixes)
+    read = set(list_images(folder, input_suffixes(simulate)))
+    return [p for p in list_images(folder, None) if p not in read]
 
 
 def plan_jobs(opts: RestoreOptions) -> list[Job]:
@@ -125,14 +125,12 @@ def check_jobs(jobs: list[Job], force: bool, other_inputs: Sequence[Path] = ()) 
     Raises:
         RestoreError: The first problem found, naming the file.
     """
-    inputs = [j.src for j in jobs] + list(other_inputs)
+    sources, others = [j.src for j in jobs], list(other_inputs)
     seen: set[Path] = set()
     existing = []
     for job in jobs:
         for path in job.outputs():
-            if is_input(path, inputs):
-                which = "the input file" if any(is_input(path, [j.src]) for j in jobs) else "a file the run reads (an operator argument)"
-                raise RestoreError(f"output {path} is {which}; choose another output path")
+            refuse_input(path, sources, others)
             if path.is_dir():
                 raise RestoreError(f"output {path} is a folder; choose another output path")
             if path.suffix.lower() not in IMAGE_SUFFIXES:

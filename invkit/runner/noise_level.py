@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from torch import Tensor
 
-from ..noise import NEGATIVE_TOLERANCE, NOISE_MODELS, GaussianNoise, NoiseModel, build_noise, is_noise_sigma, noise_spec, quantization_sigma
+from ..noise import MAX_SIGMA_Y, NEGATIVE_TOLERANCE, NOISE_MODELS, GaussianNoise, NoiseModel, build_noise, is_noise_sigma, noise_spec, quantization_sigma
 from ..params import parse_kv
 from .errors import RestoreError
 
@@ -30,11 +30,6 @@ if TYPE_CHECKING:
     from ..io import Measurement
 
 __all__ = ["check_sigma", "simulate_sigma", "measurement_sigma", "asked_noise", "simulate_noise", "measurement_noise"]
-
-
-#: The largest ``--sigma-y`` accepted: the std of a uniform [0, 1] image is 0.29, so noise of std 1
-#: leaves nothing of the image; a larger value is taken for a unit mistake.
-MAX_SIGMA_Y = 1.0
 
 
 def check_sigma(sigma: Any, auto: bool = True) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -100,26 +100,24 @@ def restore(
     check_options(opts, registry)
     device = resolve_device(opts.device)
     jobs = plan_jobs(opts)
-    if opts.input.is_dir() and (other := skipped_in_folder(opts.input, opts.simulate)):
-        note(f"{opts.input}: skipping {len(other)} file(s) that are not images or measurements: "
-             + ", ".join(p.name for p in other[:5]) + (", ..." if len(other) > 5 else ""))
+    folder = opts.input.is_dir()
+    if folder and (other := skipped_in_folder(opts.input, opts.simulate)):
+        note(f"{opts.input}: skipping {len(other)} file(s) that are not images or measurements: {_some(p.name for p in other)}")
     if opts.skip_existing and not opts.force:
         done = [job for job in jobs if all(path.exists() for path in job.outputs())]
         if done:
-            note(f"skipping {len(done)} of {len(jobs)} input(s) whose outputs all exist (--skip-existing): "
-                 + ", ".join(job.src.name for job in done[:5]) + (", ..." if len(done) > 5 else ""))
+            note(f"skipping {len(done)} of {len(jobs)} input(s) whose outputs all exist (--skip-existing): {_some(job.src.name for job in done)}")
             jobs = [job for job in jobs if job not in done]
             if not jobs:
                 return []
     check_jobs(jobs, opts.force, file_arguments(opts.operator_args))
-    for folder in dict.fromkeys(path.parent for job in jobs for path in job.outputs()):
-        probe_writable(folder)
+    for out_dir in dict.fromkeys(path.parent for job in jobs for path in job.outputs()):
+        probe_writable(out_dir)
 
     # 2. the prior and solver, then every input checked before any work
     solver = registry.build("solver", opts.solver, opts.solver_args)
     prior = build_prior(registry, opts.prior, opts.prior_args, device=str(device))
     timer = Timer(prior, device, prior_multiple(prior), solver)
-    folder = opts.input.is_dir()
     first: Prepared | None = None
 
     def too_big(name: str, c: int, h: int, w: int, scale: int = 1, resizable: bool = True) -> None:
@@ -129,7 +127,9 @@ def restore(
     failures: list[tuple[Job, str]] = []
 
     def failed(job: Job, exc: Exception) -> None:
-        """--keep-going: note the failure, keep the run going."""
+        """An input failed: re-raise it, or with --keep-going (a folder) note it and go on."""
+        if not (opts.keep_going and folder):
+            raise exc
         failures.append((job, " ".join(str(exc).split()) or type(exc).__name__))
         note(f"{job.src.name}: failed: {failures[-1][1]} (--keep-going: going on)")
 
@@ -140,9 +140,7 @@ def restore(
             _check_channels(prior, prep)
             _check_requirements(registry, opts, prep, prior)
             cost_or_refuse(prep.job.src.name, *prep.op.in_shape, opts=opts, timer=timer, say_note=note)
-        except (RestoreError, RequirementError, ValueError, OSError) as exc:
-            if not (opts.keep_going and folder):
-                raise
+        except _PER_INPUT_ERRORS as exc:
             failed(job, exc)
             continue
         checked.append(job)
@@ -164,9 +162,7 @@ def restore(
             if prep.geo.note:
                 note(f"{job.src.name}: {prep.geo.note}")
             record = restore_prepared(prep, opts, solver, prior, device, index=i, images=len(jobs), on_progress=on_progress)
-        except (RestoreError, RequirementError, ValueError, OSError) as exc:
-            if not (opts.keep_going and folder):
-                raise
+        except _PER_INPUT_ERRORS as exc:
             failed(job, exc)
             continue
         records.append(record)
@@ -176,6 +172,16 @@ def restore(
         listed = "; ".join(f"{job.src.name}: {why}" for job, why in failures[:3]) + ("; ..." if len(failures) > 3 else "")
         raise RestoreError(f"{len(failures)} of {len(failures) + len(records)} input(s) failed (the others were restored): {listed}")
     return records
+
+
+#: What one input can fail with (bad file, size, requirements, a write): --keep-going goes on after these.
+_PER_INPUT_ERRORS = (RestoreError, RequirementError, ValueError, OSError)
+
+
+def _some(names: Iterable[str], limit: int = 5) -> str:
+    """The first ``limit`` names, comma-separated, with ``...`` when there are more."""
+    names = list(names)
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
 
 
 def restore_prepared(

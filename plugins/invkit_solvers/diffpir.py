@@ -562,24 +562,23 @@ class DiffPIR(Solver):
         batch, shape = y.shape[0], (y.shape[0], *op.in_shape)
 
         observed_count: int | None
+        svals: Tensor | None
         if Capability.SVD in capabilities(problem, max_dense=self.max_dense):
             spec = spectral_setup(problem, svd_rtol=self.svd_rtol, max_dense=self.max_dense)
             sop, ybar, s, observed = spec.op, spec.ybar, spec.s, spec.observed
-            observed_count, path = int(observed.sum()), "svd"
-            if sigma_y > 0.0:
-                lam = diffpir_lambda(lam, schedule, self.kappa, sigma_y, s[observed])
+            observed_count, path, svals = int(observed.sum()), "svd", s[observed]
 
             def prox(rho: float) -> Callable[[Tensor], Tensor]:
                 return lambda z: sop.V(diffpir_data_step(sop.Vt(z), ybar, s, observed, rho))
 
         else:
-            observed_count, path = None, "cg"
-            if sigma_y > 0.0:
-                lam = diffpir_lambda(lam, schedule, self.kappa)
+            observed_count, path, svals = None, "cg", None
 
             def prox(rho: float) -> Callable[[Tensor], Tensor]:
                 return lambda z: diffpir_cg(op, y, z, rho, self.cg_iters)
 
+        if sigma_y > 0.0:  # the floor: over the observed singular values, or their bound without an SVD
+            lam = diffpir_lambda(lam, schedule, self.kappa, sigma_y, svals)
         center = float(prior.data_center)
         start = schedule[0]
         if self.t_start is None:
