@@ -543,3 +543,82 @@ def test_legacy_torch_files_of_any_pickle_protocol_are_checkpoints(protocol, tmp
     raw = tmp_path / "raw.bin"
     raw.write_bytes(pickle.dumps({"a": 1}, protocol=protocol))
     assert not _plain_pickle(legacy) and _plain_pickle(raw)
+
+
+# ------------------------------------------------------------------ follow-ups of the review
+@pytest.mark.parametrize("command", ["solve", "degrade"])
+def test_a_kernel_file_error_is_not_called_a_size_problem(command, small_png, tmp_path, capsys):
+    """A kernel file that cannot be read said 'measurement ... is 64x64: ...; resize it with --resize H,W':
+    no size fixes a parameter (:class:`invkit.ParamError`), so only its reason is said."""
+    bad = tmp_path / "k.png"
+    bad.write_text("not an image")
+    extra = [*GAUSS, "--sigma-y", "0.01"] if command == "solve" else []
+    code = main([command, "--operator", "blur", "--arg", "kernel=file", "--arg", f"kernel_file={bad}", *extra,
+                 "--input", str(small_png), "--output", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot read kernel_file" in err and "resize" not in err and "x64" not in err, err
+
+
+def test_degrade_advice_names_what_degrade_can_do(tmp_path, capsys):
+    """degrade said 'pad or crop the image' as if it had --crop/--pad; it names what does."""
+    src = tmp_path / "odd.png"
+    Image.new("RGB", (60, 60), (10, 20, 30)).save(src)
+    code = main(["degrade", "--operator", "compressed_sensing", "--input", str(src), "--output", str(tmp_path / "m.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2 and "crop or pad the file first" in err and "`invkit solve --simulate`, which has --crop, --pad and --resize" in err, err
+
+
+def test_one_input_into_an_output_folder_is_created(small_png, tmp_path, capsys):
+    """solve --help says a folder --output is created if needed; with one input it was refused."""
+    out = tmp_path / "restored" / "deeper"
+    code = main(["solve", "--operator", "denoising", *GAUSS, "--sigma-y", "0.1", "--steps", "2",
+                 "--input", str(small_png), "--output", f"{out}/"])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [f"{small_png.stem}.png"]
+    # an image name still needs its folder (a typo in the folder is not silently created)
+    code = main(["solve", "--operator", "denoising", *GAUSS, "--sigma-y", "0.1", "--steps", "2",
+                 "--input", str(small_png), "--output", str(tmp_path / "nope" / "o.png")])
+    assert code == 2 and "does not exist; create it first" in capsys.readouterr().err
+
+
+def test_a_mask_file_recorded_in_a_measurement_is_an_input_too(small_png, holes, tmp_path, capsys):
+    """A measurement records its mask_file (made absolute); solving it into that file with --force overwrote it."""
+    meas = tmp_path / "m.safetensors"
+    assert main(["degrade", "--operator", "inpainting", "--arg", "mask=file", "--arg", f"mask_file={holes}",
+                 "--input", str(small_png), "--output", str(meas)]) == 0
+    before = holes.read_bytes()
+    code = main(["solve", *GAUSS, "--input", str(meas), "--output", str(holes), "--force", "--steps", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a file the run reads" in err and holes.read_bytes() == before, err
+
+
+def test_an_image_without_operator_or_with_size_is_refused_before_decoding(huge_png, tmp_path):
+    """An image measurement without --operator, or with --size, was decoded in full before any check."""
+    for extra, says in ((["--sigma-y", "0.1"], "which records no operator; pass --operator NAME"),
+                        (["--operator", "denoising", "--size", "1,8,8"], "12000x12000")):
+        proc = _limited(["solve", *GAUSS, *extra, "--input", str(huge_png), "--output", str(tmp_path / "o.png")])
+        assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+
+
+def test_keep_going_survives_running_out_of_memory_on_one_image(tmp_path, capsys, monkeypatch):
+    """--keep-going did not catch an out-of-memory error (a RuntimeError: CUDA OOM) on one large image."""
+    restore_mod = importlib.import_module("invkit.runner.restore")
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for name in ("a", "b"):
+        Image.new("RGB", (32, 32), (90, 100, 110)).save(src / f"{name}.png")
+    real = restore_mod.posterior_samples
+
+    def oom_on_a(op, y, *args, **kwargs):
+        if float(y.mean()) > 0 and not hasattr(oom_on_a, "hit"):
+            oom_on_a.hit = True
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(op, y, *args, **kwargs)
+
+    monkeypatch.setattr(restore_mod, "posterior_samples", oom_on_a)
+    code = main(["solve", "--operator", "denoising", *GAUSS, "--sigma-y", "0.05", "--steps", "1", "--keep-going",
+                 "--input", str(src), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "1 of 2 input(s) failed" in err and "CUDA out of memory" in err, err
+    assert [p.name for p in out.iterdir()] == ["b.png"]

@@ -20,8 +20,10 @@ Two modes:
                               degrade`),
                               restores it and prints PSNR/SSIM of the measurement and of the
                               restoration against it, and writes a side-by-side picture.
-A folder as --input processes every image in it (PNG/JPEG/TIFF/BMP, and .safetensors
-measurements in measurement mode) into the folder --output (created if needed)."""
+A folder as --input processes every image in it (PNG/JPEG/TIFF/BMP/WebP/PNM/GIF, and
+.safetensors measurements in measurement mode) into the folder --output (created if needed).
+One input with an --output folder (an existing one, or a name without a suffix such as
+restored/) is restored to that folder as <input name>.png."""
 
 SOLVE_EPILOG = """\
 output files (OUT = --output without its suffix, EXT = its suffix; folder mode: OUT is

@@ -23,6 +23,7 @@ from typing import Any
 from ..forward import Operator
 from ..io import MEASUREMENT_SUFFIX, Measurement, read_image, write_image, write_measurement, output_transaction
 from ..noise import GaussianNoise, NoiseModel, PoissonNoise
+from ..params import ParamError
 from ..registry import Registry, get_registry
 from .errors import RestoreError
 from .files import check_output, file_arguments, output_bits, probe_writable
@@ -122,7 +123,15 @@ def degrade(opts: DegradeOptions, *, registry: Registry | None = None) -> Degrad
         )
     image = read_image(opts.input)
     check_finite(image.x, f"image {opts.input}")
-    op = registry.build_operator(opts.operator, tuple(image.x.shape[1:]), opts.operator_args)
+    try:
+        op = registry.build_operator(opts.operator, tuple(image.x.shape[1:]), opts.operator_args)
+    except ParamError:
+        raise
+    except ValueError as exc:  # the image's size: degrade has no --crop/--pad/--resize
+        raise RestoreError(
+            f"{exc} (image {opts.input.name}: `invkit degrade` measures the image as it is; crop or pad the file first, "
+            "or use `invkit solve --simulate`, which has --crop, --pad and --resize)"
+        ) from None
     check_noise_fits(op, noise, opts.operator)
     lossless = opts.output.suffix == MEASUREMENT_SUFFIX
     if not lossless and (len(op.out_shape) != 3 or op.out_shape[0] not in (1, 3)):

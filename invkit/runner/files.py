@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
+
+from ..io import MEASUREMENT_SUFFIX
 
 from .errors import RestoreError
 
-__all__ = ["same_file", "is_input", "check_output", "output_bits", "file_arguments", "probe_writable", "refuse_input"]
+__all__ = ["same_file", "is_input", "check_output", "output_bits", "file_arguments", "recorded_file_arguments", "probe_writable", "refuse_input"]
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -43,6 +47,28 @@ def file_arguments(args: list[str] | tuple[str, ...] | None) -> list[Path]:
                 found.append(Path(value))
         except (OSError, ValueError):  # a value too long or odd to be a path
             continue
+    return found
+
+
+def recorded_file_arguments(sources: Iterable[Path]) -> list[Path]:
+    """The files that ``.safetensors`` measurements among ``sources`` name in their recorded operator
+    parameters (``mask_file``, ``kernel_file``: made absolute by ``invkit degrade``): a run that
+    restores them reads those files too (:func:`file_arguments`). Only the metadata header is read;
+    an unreadable file is skipped here (reading it later refuses it with the reason).
+    """
+    found: list[Path] = []
+    for src in sources:
+        if src.suffix != MEASUREMENT_SUFFIX or not src.is_file():
+            continue
+        try:
+            from safetensors.torch import safe_open
+
+            with safe_open(str(src), framework="pt") as f:
+                params = json.loads((f.metadata() or {}).get("params", "{}"))
+        except Exception:  # noqa: BLE001 - any broken file is refused, with its reason, when it is read
+            continue
+        if isinstance(params, dict):
+            found += file_arguments([f"{k}={v}" for k, v in params.items() if isinstance(v, str)])
     return found
 
 

@@ -229,7 +229,12 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
         meas = read_measurement(src)
         from_image = False
     else:
-        if too_big is not None and opts.size is None and opts.operator is not None:
+        if opts.operator is None:
+            raise RestoreError(f"{src.name} is an image, which records no operator; pass --operator NAME (see `invkit plugins`)")
+        if too_big is not None and opts.size is not None:
+            too_big(src.name, *image_size(src), resizable=False)  # the file as decoded
+            too_big(src.name, *opts.size, resizable=False)  # the image restored
+        elif too_big is not None:
             cls0, owner = registry.operator_class(opts.operator), f"operator '{opts.operator}'"
             _refuse_planned(src, opts, too_big, lambda shape: cls0.infer_in_shape(shape, parse_params(cls0.params, opts.operator_args or [], owner=owner)))
         image = read_image(src)

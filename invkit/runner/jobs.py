@@ -13,7 +13,7 @@ from .errors import RestoreError
 from .files import refuse_input, same_file
 from .options import RestoreOptions
 
-__all__ = ["Job", "plan_jobs", "check_jobs", "input_suffixes", "skipped_in_folder"]
+__all__ = ["Job", "plan_jobs", "check_jobs", "input_suffixes", "output_folder", "skipped_in_folder"]
 
 
 @dataclass
@@ -108,12 +108,25 @@ def plan_jobs(opts: RestoreOptions) -> list[Job]:
         if opts.simulate and src.suffix == MEASUREMENT_SUFFIX:
             raise RestoreError(f"--simulate needs a clean image, but {src} is a measurement file; drop --simulate to restore it")
         raise RestoreError(f"input {src} is not an image or measurement file ({', '.join(suffixes)})")
+    if output_folder(opts) is not None:
+        return [_make_job(src, out / f"{src.stem}.png", opts, None)]
     if out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise RestoreError(f"output {out} must be an image file ({', '.join(IMAGE_SUFFIXES)})" + (" or a folder for a folder --input" if not out.suffix else ""))
+        raise RestoreError(f"output {out} must be an image file ({', '.join(IMAGE_SUFFIXES)}) or a folder")
     return [_make_job(src, out, opts, None)]
 
 
-def check_jobs(jobs: list[Job], force: bool, other_inputs: Sequence[Path] = ()) -> None:
+def output_folder(opts: RestoreOptions) -> Path | None:
+    """The folder ``--output`` names, created if needed, or None when it names a file.
+
+    It is a folder for a folder ``--input``, and for one input file when it is an existing
+    folder or a name without a suffix (``--output restored/``): that input is then restored to
+    ``<folder>/<input name>.png``.
+    """
+    out = opts.output
+    return out if opts.input.is_dir() or out.is_dir() or not out.suffix else None
+
+
+def check_jobs(jobs: list[Job], force: bool, other_inputs: Sequence[Path] = (), creates: Path | None = None) -> None:
     """Refuse outputs that are inputs, folders, not images, written twice, or exist (unless ``force``).
 
     Args:
@@ -121,6 +134,8 @@ def check_jobs(jobs: list[Job], force: bool, other_inputs: Sequence[Path] = ()) 
         force: Whether existing outputs may be overwritten.
         other_inputs: Further files the run reads (an operator's ``mask_file``, ``kernel_file``:
             :func:`~invkit.runner.files.file_arguments`); no output may be one of them.
+        creates: The output folder the run creates (:func:`output_folder`); every other
+            output's folder must exist.
 
     Raises:
         RestoreError: The first problem found, naming the file.
@@ -147,5 +162,5 @@ def check_jobs(jobs: list[Job], force: bool, other_inputs: Sequence[Path] = ()) 
         raise RestoreError(f"output {existing[0]} exists{more}; pass --force to overwrite")
     if len(jobs) == 1 and not jobs[0].src.is_dir():
         for path in jobs[0].outputs():
-            if not path.parent.is_dir():
+            if not path.parent.is_dir() and path.parent != creates:
                 raise RestoreError(f"output folder {path.parent} does not exist; create it first")

@@ -27,8 +27,8 @@ from .cost import Timer, cost_or_refuse
 from .devices import resolve_device
 from .errors import RestoreError
 from .inputs import Prepared, check_noise_fits, measurement_view, prepare
-from .files import file_arguments, probe_writable
-from .jobs import Job, check_jobs, plan_jobs, skipped_in_folder
+from .files import file_arguments, probe_writable, recorded_file_arguments
+from .jobs import Job, check_jobs, output_folder, plan_jobs, skipped_in_folder
 from .noise_level import asked_noise
 from .options import RestoreOptions, check_values
 from .outputs import write_figure_for, write_restoration
@@ -110,7 +110,9 @@ def restore(
             jobs = [job for job in jobs if job not in done]
             if not jobs:
                 return []
-    check_jobs(jobs, opts.force, file_arguments(opts.operator_args))
+    out_folder = output_folder(opts)
+    read_too = [*file_arguments(opts.operator_args), *recorded_file_arguments(job.src for job in jobs)]
+    check_jobs(jobs, opts.force, read_too, creates=out_folder)
     for out_dir in dict.fromkeys(path.parent for job in jobs for path in job.outputs()):
         probe_writable(out_dir)
 
@@ -147,8 +149,9 @@ def restore(
         if not folder:
             first = prep
     jobs = checked
+    if out_folder is not None:
+        out_folder.mkdir(parents=True, exist_ok=True)
     if folder:
-        opts.output.mkdir(parents=True, exist_ok=True)
         if opts.figure is not None and opts.figure is not True:
             opts.figure.mkdir(parents=True, exist_ok=True)
 
@@ -174,8 +177,9 @@ def restore(
     return records
 
 
-#: What one input can fail with (bad file, size, requirements, a write): --keep-going goes on after these.
-_PER_INPUT_ERRORS = (RestoreError, RequirementError, ValueError, OSError)
+#: What one input can fail with (bad file, size, requirements, a write, memory for its size):
+#: --keep-going goes on after these.
+_PER_INPUT_ERRORS = (RestoreError, RequirementError, ValueError, OSError, MemoryError, torch.OutOfMemoryError)
 
 
 def _some(names: Iterable[str], limit: int = 5) -> str:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ..forward import Operator, as_shape
-from ..params import int_tuple
+from ..params import ParamError, int_tuple
 from .errors import RestoreError
 from .options import RestoreOptions
 
@@ -114,11 +114,18 @@ class SizeRules:
         self.built: dict[tuple[int, int], Operator] = {}
 
     def reason(self, h: int, w: int) -> str | None:
-        """None if (h, w) works (the operator is kept), else why not."""
+        """None if (h, w) works (the operator is kept), else why not.
+
+        Raises:
+            ParamError: The operator's parameters are wrong whatever the size (a kernel file that
+                cannot be read): no size fixes that, so it is not a reason to offer sizes for.
+        """
         if (h, w) in self.built:
             return None
         try:
             shape = self.to_in_shape(h, w)
+        except ParamError:
+            raise
         except ValueError as exc:
             return str(exc)
         _, hh, ww = shape
@@ -127,6 +134,8 @@ class SizeRules:
             return f"{self.prior_label} needs image H and W divisible by {m}, got {hh}x{ww}"
         try:
             op = self.build(shape)
+        except ParamError:
+            raise
         except ValueError as exc:
             return str(exc)
         self.built[(h, w)] = op

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from invkit.forward import IdentityUOperator
-from invkit.params import Arg
+from invkit.params import Arg, ParamError
 
 __all__ = ["Inpainting", "load_mask_file", "OPERATORS"]
 
@@ -62,7 +62,7 @@ def load_mask_file(path: str, size: tuple[int, int], owner: str = "inpainting") 
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - pillow is installed with the io extras
-        raise ValueError(f"{owner}: reading mask_file needs Pillow; pip install pillow") from None
+        raise ParamError(f"{owner}: reading mask_file needs Pillow; pip install pillow") from None
     try:
         with Image.open(os.fspath(path)) as img:
             img.load()
@@ -77,11 +77,11 @@ def load_mask_file(path: str, size: tuple[int, int], owner: str = "inpainting") 
                 kept = np.asarray(img.convert("L"), dtype=np.float64) >= 128.0
     except (OSError, ValueError) as exc:  # FileNotFoundError, PIL.UnidentifiedImageError, ...
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
-        raise ValueError(f"{owner}: cannot read mask_file {str(path)!r} ({reason}); give a grayscale image file (white = kept)") from None
+        raise ParamError(f"{owner}: cannot read mask_file {str(path)!r} ({reason}); give a grayscale image file (white = kept)") from None
     if kept.ndim != 2:
-        raise ValueError(f"{owner}: mask_file {str(path)!r} is not a single 2-D image (array shape {kept.shape})")
+        raise ParamError(f"{owner}: mask_file {str(path)!r} is not a single 2-D image (array shape {kept.shape})")
     if tuple(kept.shape) != tuple(size):
-        raise ValueError(
+        raise ParamError(
             f"{owner}: mask_file {str(path)!r} is {kept.shape[0]}x{kept.shape[1]} (H x W) but the image is "
             f"{size[0]}x{size[1]}; resize the mask to the image size"
         )
@@ -177,13 +177,13 @@ class Inpainting(IdentityUOperator):
         if kind != "box":
             given = [k for k, v in box.items() if v is not None]
             if given:
-                raise ValueError(f"{self.name}: {', '.join(given)} only apply to mask=box; add mask=box or drop them")
+                raise ParamError(f"{self.name}: {', '.join(given)} only apply to mask=box; add mask=box or drop them")
         if kind != "file" and mask_file is not None:
-            raise ValueError(f"{self.name}: mask_file is only read with mask=file; add mask=file")
+            raise ParamError(f"{self.name}: mask_file is only read with mask=file; add mask=file")
         if kind == "file" and mask_file is None:
-            raise ValueError(f"{self.name}: mask=file needs mask_file=PATH (white = kept pixels)")
+            raise ParamError(f"{self.name}: mask=file needs mask_file=PATH (white = kept pixels)")
         if kind != "random" and per_channel:
-            raise ValueError(f"{self.name}: per_channel applies to mask=random only (a {kind} mask is the same in every channel); drop it")
+            raise ParamError(f"{self.name}: per_channel applies to mask=random only (a {kind} mask is the same in every channel); drop it")
 
     @staticmethod
     def _random_mask(c: int, h: int, w: int, fraction: float, seed: int, per_channel: bool) -> Tensor:

@@ -59,7 +59,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from invkit.params import Arg, Param, int_tuple, signature_params
+from invkit.params import Arg, Param, ParamError, int_tuple, signature_params
 
 __all__ = [
     "KERNEL_KINDS",
@@ -358,7 +358,7 @@ def load_kernel(path: str | os.PathLike[str], normalize: bool = True, owner: str
     p = os.fspath(path)
     ext = os.path.splitext(p)[1].lower()
     if ext not in (".npy", ".png"):
-        raise ValueError(f"{owner}: kernel_file {p!r} must be a .npy array or a .png grayscale image (got {ext or 'no extension'})")
+        raise ParamError(f"{owner}: kernel_file {p!r} must be a .npy array or a .png grayscale image (got {ext or 'no extension'})")
     try:
         if ext == ".npy":
             arr = np.load(p, allow_pickle=False)
@@ -368,27 +368,27 @@ def load_kernel(path: str | os.PathLike[str], normalize: bool = True, owner: str
             with Image.open(p) as img:
                 img.load()
                 if img.mode not in ("L", "I", "I;16", "I;16B", "I;16L", "I;16N"):
-                    raise ValueError(
+                    raise ParamError(
                         f"PNG mode {img.mode} is not 8/16-bit grayscale; a colour PSF is ambiguous, "
                         "save the kernel as a single-channel (grayscale) PNG or a 2-D .npy array"
                     )
                 arr = np.asarray(img)
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
-        raise ValueError(f"{owner}: cannot read kernel_file {p!r} ({reason})") from None
+        raise ParamError(f"{owner}: cannot read kernel_file {p!r} ({reason})") from None
     if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{owner}: kernel_file {p!r} holds {arr.dtype} data; expected a real numeric 2-D array")
+        raise ParamError(f"{owner}: kernel_file {p!r} holds {arr.dtype} data; expected a real numeric 2-D array")
     if arr.ndim != 2 or 0 in arr.shape:
-        raise ValueError(f"{owner}: kernel_file {p!r} holds an array of shape {arr.shape}; expected a non-empty 2-D kernel")
+        raise ParamError(f"{owner}: kernel_file {p!r} holds an array of shape {arr.shape}; expected a non-empty 2-D kernel")
     k = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))
     if not bool(torch.isfinite(k).all()):
-        raise ValueError(f"{owner}: kernel_file {p!r} has NaN or infinite entries")
+        raise ParamError(f"{owner}: kernel_file {p!r} has NaN or infinite entries")
     if not bool(k.any()):
-        raise ValueError(f"{owner}: kernel_file {p!r} is all zeros")
+        raise ParamError(f"{owner}: kernel_file {p!r} is all zeros")
     if normalize:
         total = float(k.sum())
         if not total > 1e-12 * float(k.abs().sum()):
-            raise ValueError(
+            raise ParamError(
                 f"{owner}: kernel_file {p!r} sums to {total:.3g}, cannot normalise to sum 1; "
                 "fix the kernel or pass normalize=false to use it as stored"
             )
@@ -430,11 +430,11 @@ def kernel_from_params(
         ValueError: A mismatch of kind and parameters, or an invalid kernel (see the builders).
     """
     if kernel not in KERNEL_KINDS:
-        raise ValueError(f"{owner}: unknown kernel {kernel!r}; expected one of {', '.join(KERNEL_KINDS)}")
+        raise ParamError(f"{owner}: unknown kernel {kernel!r}; expected one of {', '.join(KERNEL_KINDS)}")
     if kernel_file is not None and kernel != "file":
-        raise ValueError(f"{owner}: kernel_file is only used with kernel=file (got kernel={kernel}); add kernel=file")
+        raise ParamError(f"{owner}: kernel_file is only used with kernel=file (got kernel={kernel}); add kernel=file")
     if size is not None and kernel not in ("gaussian", "box", "uniform", "trajectory"):
-        raise ValueError(f"{owner}: size only applies to kernel=gaussian, box or trajectory (got kernel={kernel}); drop size")
+        raise ParamError(f"{owner}: size only applies to kernel=gaussian, box or trajectory (got kernel={kernel}); drop size")
     try:
         if kernel == "gaussian":
             return gaussian_kernel(sigma, size)
@@ -447,12 +447,12 @@ def kernel_from_params(
         if kernel == "trajectory":
             side = DEFAULT_TRAJECTORY_SIZE if size is None else size
             if side[0] != side[1] if isinstance(side, tuple) else False:
-                raise ValueError(f"a trajectory kernel is square; give size=N, got {side[0]},{side[1]}")
+                raise ParamError(f"a trajectory kernel is square; give size=N, got {side[0]},{side[1]}")
             return trajectory_kernel(side[0] if isinstance(side, tuple) else int(side), intensity, seed)
     except ValueError as exc:
-        raise ValueError(f"{owner}: {exc}") from None
+        raise ParamError(f"{owner}: {exc}") from None
     if kernel_file is None:
-        raise ValueError(f"{owner}: kernel=file needs kernel_file=PATH (.npy or grayscale .png)")
+        raise ParamError(f"{owner}: kernel=file needs kernel_file=PATH (.npy or grayscale .png)")
     return load_kernel(kernel_file, normalize=normalize, owner=owner)
 
 
