@@ -45,6 +45,7 @@ from .requirements import Capability, RequirementError, capabilities, check_requ
 from .schedules import check_schedule, ddrm_schedule, jump_schedule, respaced_sigmas, respaced_timesteps, sampler_schedule
 from .solver import Callback, Result, Solver, Step
 from .spectral import SpectralSetup, spectral_setup
+from .tiled import TiledPrior
 from .vp import alpha_bar_from_sigma, ddim_noise_scale, ddim_step, eps_from_x0, from_vp, sigma_from_alpha_bar, to_vp, vp_start_std, x0_from_eps
 
 __version__ = "0.1.0"
@@ -143,5 +144,6 @@ __all__ = [
     "ddim_step",
     "SpectralSetup",
     "spectral_setup",
+    "TiledPrior",
     "__version__",
 ]

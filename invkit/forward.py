@@ -144,6 +144,10 @@ class ForwardModel(ABC):
             single-channel shapes, n <= 1024) that the conformance tests run in addition to
             ``(check_shape, defaults)``; see :func:`invkit.checks.conformance_cases`.
         linear: Whether the model is linear (:class:`LinearOperator` and below set it).
+        measures_pixels: The measurement is the image's own pixels at a subset of positions
+            (a mask: ``forward`` selects them). A photo of the image's shape is then a
+            measurement too: ``invkit solve`` reads it as ``y = A(photo)`` (its pixels where the
+            mask keeps them), and ``invkit degrade`` writes that view beside a compact measurement.
         in_shape: The image shape ``(C, H, W)`` this instance was built for.
         config: The validated parameters this instance was built with, one per :attr:`params`.
 
@@ -172,6 +176,7 @@ class ForwardModel(ABC):
     """
 
     linear: ClassVar[bool] = False
+    measures_pixels: ClassVar[bool] = False
 
     name: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()

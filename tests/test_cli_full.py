@@ -34,6 +34,8 @@ STABLE_JSON_KEYS = (
     # appended with the noise models and --select (issue 14)
     "noise", "select", "selected_sample", "residuals", "psnr_oracle", "ssim_oracle", "oracle_sample",
     "scored_up_to_ambiguities",
+    "model_check",
+    "operator_defaults",
 )
 
 
@@ -346,7 +348,7 @@ def test_progress_bar_only_on_a_terminal(photos, tmp_path):
         (["--operator", "denoising", "--noise", "speckle"], "--noise 'speckle' is not a noise model; use one of: gaussian, poisson"),
         (["--simulate", "--operator", "compressed_sensing", "--crop", "--noise", "poisson", "--solver", "dps"], "operator 'compressed_sensing' can make negative ones"),
         (["--operator", "denoising", "--select", "median"], "--select must be one of mean, residual or None, got 'median'"),
-        ([], "no operator given; pass --operator"),
+        ([], "which records no operator; pass --operator NAME"),
     ],
 )
 def test_solve_errors_one_line_exit_2(photos, tmp_path, capsys, args, message):

@@ -487,7 +487,7 @@ def test_a_folder_reads_what_pillow_reads_and_names_what_it_skips(tmp_path, caps
     assert main([*base, "--input", str(src), "--output", str(out)]) == 0
     err = capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
-    assert "skipping 1 file(s) that are not images or measurements: notes.txt" in err
+    assert "skipping 1 file(s) that are not images or measurements (or are views beside a measurement): notes.txt" in err
     assert main([*base, "--input", str(src / "a.webp"), "--output", str(tmp_path / "single.png")]) == 0
 
 

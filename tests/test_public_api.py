@@ -26,7 +26,7 @@ PINNED: dict[str, list[str]] = {
         "IdentityUOperator", "LinearOperator", "MatrixOperator", "NOISE_MODELS", "NoiseModel", "Operator", "Param",
         "ParamError", "PluginConflictError", "PluginError", "PluginWarning", "PoissonNoise", "Prior", "Problem",
         "Registration", "Registry", "RequirementError", "Result", "SVDOperator", "SchemaError", "Shape", "Solver",
-        "SpectralSetup", "Step", "UnknownPluginError", "__version__", "alpha_bar_from_sigma", "alphas_bar_from_betas",
+        "SpectralSetup", "Step", "TiledPrior", "UnknownPluginError", "__version__", "alpha_bar_from_sigma", "alphas_bar_from_betas",
         "as_shape", "autograd_vjp", "build_noise", "capabilities", "check_adjoint", "check_autograd_adjoint",
         "check_requirements", "check_schedule", "check_shapes", "check_svd", "check_vjp", "conformance_cases",
         "ddim_noise_scale", "ddim_step", "ddpm_sigma_grid", "ddrm_schedule", "eps_from_x0", "float_tuple", "from_vp",

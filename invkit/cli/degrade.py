@@ -67,4 +67,6 @@ def run_degrade(args: argparse.Namespace, registry: Registry) -> int:
     if not args.quiet:
         op = done.op
         print(f"wrote {done.output}: {done.kind}, operator {args.operator} on {op.in_shape} -> {tuple(op.out_shape)}, {describe_noise(done.noise)}")
+        if done.view is not None:
+            print(f"wrote {done.view}: the measurement as an image (the kept pixels; black where none is measured)")
     return 0

@@ -90,7 +90,18 @@ sample of smallest residual; all images clipped to [0, 1], before rounding to th
   poisson), select ("mean" | "residual"), selected_sample (1-based with residual, else null),
   residuals (||y - A(x_i)|| per sample), psnr_oracle, ssim_oracle, oracle_sample (the oracle
   best of N: --simulate with --samples > 1, else null), scored_up_to_ambiguities (true when
-  the scores were taken after the operator's ambiguity alignment, else null).
+  the scores were taken after the operator's ambiguity alignment, else null), model_check
+  {"sigma_eff", "tail_rms_over_sigma", "tail_coefficients", "residual_rms_over_sigma",
+  "thresholds", "warnings"} (the measurement against the model, below), operator_defaults (the
+  operator parameters left at their defaults).
+
+model check: every run prints the operator parameters used (defaults marked) and, for Gaussian
+noise, checks the measurement against the model. Before the solve (an operator with tiny
+singular values: blurs, bicubic SR): the coefficients of U^T y that the operator all but erases
+should be noise, RMS ~ 1x the noise level (sigma_y with the file's rounding noise); a sharp
+photo deblurred as a blur gives several times that. After it: the samples' residual
+||y - A(x)|| / sqrt(m) should be ~1x the noise level. Either one far off prints a warning (the
+run still completes): check the operator's parameters and --sigma-y.
 
 sizes: an image the operator or the prior cannot take (e.g. the default prior needs H and W
 divisible by 8, compressed sensing powers of two) is refused with the sizes that would work;

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..forward import Operator
 from ..io import MEASUREMENT_SUFFIX, Measurement, read_image, write_image, write_measurement, output_transaction
 from ..noise import GaussianNoise, NoiseModel, PoissonNoise
@@ -30,7 +32,7 @@ from .files import check_output, file_arguments, output_bits, probe_writable
 from .inputs import check_finite, check_noise_fits, simulate_measurement
 from .noise_level import asked_noise, check_sigma
 
-__all__ = ["DegradeOptions", "Degraded", "degrade"]
+__all__ = ["DegradeOptions", "Degraded", "degrade", "view_path"]
 
 
 @dataclass
@@ -80,12 +82,16 @@ class Degraded:
         kind: What it holds, in words (``lossless measurement``, ``8-bit image (...)``).
         op: The operator, built for the image's shape.
         noise: The noise model drawn from.
+        view: The measurement as a viewable image, for an operator that measures pixels
+            (``measures_pixels``: a mask): ``<output>_view.png``, the kept pixels and black
+            elsewhere (:func:`view_path`); ``invkit solve`` reads it back as a measurement.
     """
 
     output: Path
     kind: str
     op: Operator
     noise: NoiseModel = field(default_factory=GaussianNoise)
+    view: Path | None = None
 
 
 def degrade(opts: DegradeOptions, *, registry: Registry | None = None) -> Degraded:
@@ -102,7 +108,12 @@ def degrade(opts: DegradeOptions, *, registry: Registry | None = None) -> Degrad
     registry = registry or get_registry()
     if not isinstance(opts.input, Path) or not isinstance(opts.output, Path):
         raise RestoreError(f"--input and --output must be paths, got {opts.input!r} and {opts.output!r}")
-    check_output(opts.output, [opts.input, *file_arguments(opts.operator_args)], opts.force)
+    inputs = [opts.input, *file_arguments(opts.operator_args)]
+    check_output(opts.output, inputs, opts.force)
+    op_class = registry.operator_class(opts.operator)
+    view = view_path(opts.output) if opts.output.suffix == MEASUREMENT_SUFFIX and op_class.measures_pixels else None
+    if view is not None:
+        check_output(view, inputs, opts.force)
     probe_writable(opts.output.parent)
     if not (isinstance(opts.noise_args, (list, tuple)) and all(isinstance(v, str) for v in opts.noise_args)):
         raise RestoreError(f'--noise-arg must be a list of "K=V" strings, got {opts.noise_args!r}')
@@ -115,7 +126,6 @@ def degrade(opts: DegradeOptions, *, registry: Registry | None = None) -> Degrad
         raise RestoreError(f"--bits must be 8, 16 or None, got {opts.bits!r}")
     if not isinstance(opts.seed, int) or isinstance(opts.seed, bool):
         raise RestoreError(f"--seed must be an integer, got {opts.seed!r}")
-    op_class = registry.operator_class(opts.operator)
     check_noise_fits(op_class, noise, opts.operator)
     if opts.output.suffix != MEASUREMENT_SUFFIX and not getattr(op_class, "image_like", True):
         raise RestoreError(
@@ -142,12 +152,25 @@ def degrade(opts: DegradeOptions, *, registry: Registry | None = None) -> Degrad
     y = simulate_measurement(op, image.x, noise, opts.seed, opts.operator)
     if bits is None:
         meta = Measurement(y=y, operator=opts.operator, params=_portable(op.config), in_shape=op.in_shape, noise=noise)
-        with output_transaction(overwrite=opts.force):  # created exclusively unless --force
+        with output_transaction(overwrite=opts.force):  # created exclusively unless --force; both files or neither
             write_measurement(opts.output, meta)
-        return Degraded(opts.output, "lossless measurement", op, noise)
+            if view is not None:
+                with torch.no_grad():
+                    write_image(view, op.adjoint(y.double()).clamp(0, 1), bits=output_bits(opts.bits, image.bits, view, op.in_shape[0]))
+        return Degraded(opts.output, "lossless measurement", op, noise, view)
     with output_transaction(overwrite=opts.force):
         write_image(opts.output, y, bits=bits)
     return Degraded(opts.output, f"{bits}-bit image (clipped to [0, 1] and rounded)", op, noise)
+
+
+def view_path(output: Path) -> Path:
+    """Where ``degrade`` writes the viewable image of a pixel-subset measurement written to ``output``.
+
+    Example:
+        >>> view_path(Path("m.safetensors")).name
+        'm_view.png'
+    """
+    return output.with_name(f"{output.stem}_view.png")
 
 
 def _check_counts_fit(rate: float, bits: int) -> None:

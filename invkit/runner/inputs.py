@@ -20,6 +20,7 @@ from ..registry import Registry
 from .errors import RestoreError
 from .files import output_bits
 from .jobs import Job
+from .model_check import ModelCheck, effective_sigma, params_used, tail_ratio
 from .noise_level import measurement_noise, simulate_noise
 from .options import RestoreOptions
 from .sizing import Geometry, SizeRules, apply_geometry, crop_back, planned_size, prior_multiple, resized_size
@@ -49,6 +50,9 @@ class Prepared:
         noise: The noise model restored with; None: ``GaussianNoise(sigma_y)``.
         clean_padded: ``clean`` at the operator's size (padded like the image the operator sees)
             when simulating: the reference of an operator's ambiguity alignment (``op.align``).
+        check: The measurement checked against its model (:mod:`invkit.runner.model_check`):
+            the before-solve verdict here, the residual added after the solve.
+        defaults: The operator parameters left at their defaults (neither given nor recorded).
     """
 
     job: Job
@@ -62,6 +66,8 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
     noise: NoiseModel = None  # type: ignore[assignment]  # filled in from sigma_y
     clean_padded: Tensor | None = None
+    check: ModelCheck = field(default_factory=ModelCheck)
+    defaults: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.noise is None:
@@ -223,7 +229,8 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
         check_noise_fits(op, noise, name)
         y = simulate_measurement(op, clean, noise, opts.seed, name)
         bits = output_bits(opts.bits, image.bits, job.out, op.in_shape[0])
-        return Prepared(job, op, name, y, noise.sigma, bits, geo, clean=crop_back(clean, geo), notes=notes, noise=noise, clean_padded=clean)
+        prep = Prepared(job, op, name, y, noise.sigma, bits, geo, clean=crop_back(clean, geo), notes=notes, noise=noise, clean_padded=clean)
+        return _check_model(prep, cls, set(parse_kv(opts.operator_args or [])), set(), None)
 
     if src.suffix == MEASUREMENT_SUFFIX:
         meas = read_measurement(src)
@@ -254,6 +261,7 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
     params = operator_params(cls, name, opts.operator_args, meas, src)
     y0 = meas.y
     image_like = y0.dim() == 4
+    photo: Tensor | None = None  # a photo read as a mask operator's measurement (its noise is estimated from it)
     geometry_asked = opts.pad or opts.crop is not None or opts.resize is not None
 
     if opts.size is not None or meas.in_shape is not None or not image_like:
@@ -287,17 +295,40 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
         )
         unit = " measurement pixels" if scale != (1, 1) else ""
         y, geo, op = apply_geometry(y0, rules, opts, from_image, f"measurement {src.name}", unit)
+        if from_image and cls.measures_pixels and tuple(y.shape[1:]) == tuple(op.in_shape) != tuple(op.out_shape):
+            # a photo with holes: the measurement is its pixels where the mask keeps them
+            photo = y
+            y = op.forward(photo.double()).float()
+            notes.append(f"{src.name}: the measurement is the photo's {op.out_numel} pixels that operator {name} keeps (of {photo[0].numel()})")
         if tuple(y.shape[1:]) != tuple(op.out_shape):
             raise RestoreError(f"measurement {src} has shape {tuple(y.shape[1:])}, but operator '{name}' on images {op.in_shape} measures {op.out_shape}")
 
-    noise, note = measurement_noise(opts.noise, opts.noise_args, opts.sigma_y, meas, y, src)
+    noise, note = measurement_noise(opts.noise, opts.noise_args, opts.sigma_y, meas, photo if photo is not None else y, src)
     if note is not None:
         notes.append(note)
     if noise.needs_nonnegative and opts.resize is not None:
         raise RestoreError(f"--resize interpolates measurement {src.name} and so changes its {type(noise).name} photon counts; use --pad or --crop")
     check_noise_fits(op, noise, name)
     bits = output_bits(opts.bits, meas.bits, job.out, op.in_shape[0])
-    return Prepared(job, op, name, y.float(), noise.sigma, bits, geo, notes=notes, noise=noise)
+    prep = Prepared(job, op, name, y.float(), noise.sigma, bits, geo, notes=notes, noise=noise)
+    recorded = set(meas.params or {}) if name == meas.operator else set()
+    return _check_model(prep, cls, set(parse_kv(opts.operator_args or [])), recorded, meas.bits)
+
+
+def _check_model(prep: Prepared, cls: Any, given: set[str], recorded: set[str], bits: int | None) -> Prepared:
+    """Say the operator parameters used (defaults marked), and check the measurement against the
+    model before the solve (:func:`~invkit.runner.model_check.tail_ratio`; a warning note when it
+    does not fit). ``bits``: the measurement file's bit depth (its rounding is noise too)."""
+    config = dict(prep.op.config)
+    prep.defaults = [p.name for p in cls.params if p.name in config and p.name not in given and p.name not in recorded]
+    used = params_used(cls.params, config, given, recorded)
+    if used:
+        prep.notes.append(f"{prep.job.src.name}: operator {prep.name} with {used}")
+    sigma = effective_sigma(prep.noise, bits)
+    prep.check = ModelCheck(sigma=sigma)
+    prep.check.tail, prep.check.tail_count = tail_ratio(prep.op, prep.y, sigma)
+    prep.notes += [f"{prep.job.src.name}: warning: {w}" for w in prep.check.before()]
+    return prep
 
 
 def measurement_view(prep: Prepared) -> tuple[Tensor | None, str | None]:

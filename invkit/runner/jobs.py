@@ -13,7 +13,7 @@ from .errors import RestoreError
 from .files import refuse_input, same_file
 from .options import RestoreOptions
 
-__all__ = ["Job", "plan_jobs", "check_jobs", "input_suffixes", "output_folder", "skipped_in_folder"]
+__all__ = ["Job", "plan_jobs", "check_jobs", "input_suffixes", "output_folder", "skipped_in_folder", "is_measurement_view"]
 
 
 @dataclass
@@ -67,9 +67,19 @@ def input_suffixes(simulate: bool) -> tuple[str, ...]:
 
 
 def skipped_in_folder(folder: Path, simulate: bool) -> list[Path]:
-    """The visible files of an input folder a run does not read (other suffixes), to be named to the user."""
-    read = set(list_images(folder, input_suffixes(simulate)))
+    """The visible files of an input folder a run does not read (other suffixes, and the views
+    ``degrade`` writes beside measurements: :func:`is_measurement_view`), to be named to the user."""
+    read = {p for p in list_images(folder, input_suffixes(simulate)) if not is_measurement_view(p, simulate)}
     return [p for p in list_images(folder, None) if p not in read]
+
+
+def is_measurement_view(path: Path, simulate: bool) -> bool:
+    """Whether ``path`` is ``<stem>_view.png`` beside a ``<stem>.safetensors`` measurement (the image
+    ``invkit degrade`` writes of a mask measurement): in a folder run the measurement is restored,
+    not its view a second time. A simulation reads no measurements, so it reads views as images."""
+    if simulate or not path.name.endswith("_view.png"):
+        return False
+    return path.with_name(path.name[: -len("_view.png")] + MEASUREMENT_SUFFIX).is_file()
 
 
 def plan_jobs(opts: RestoreOptions) -> list[Job]:
@@ -84,7 +94,7 @@ def plan_jobs(opts: RestoreOptions) -> list[Job]:
         raise RestoreError(f"input {src} does not exist")
     suffixes = input_suffixes(opts.simulate)
     if src.is_dir():
-        files = list_images(src, suffixes)
+        files = [f for f in list_images(src, suffixes) if not is_measurement_view(f, opts.simulate)]
         if not files:
             raise RestoreError(f"input folder {src} holds no {'images' if opts.simulate else 'images or measurements'} ({', '.join(suffixes)})")
         if (out.exists() and not out.is_dir()) or (not out.exists() and out.suffix.lower() in IMAGE_SUFFIXES):

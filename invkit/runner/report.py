@@ -46,6 +46,8 @@ JSON_KEYS = (
     "ssim_oracle",
     "oracle_sample",
     "scored_up_to_ambiguities",
+    "model_check",
+    "operator_defaults",
 )
 
 

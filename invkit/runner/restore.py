@@ -29,6 +29,7 @@ from .errors import RestoreError
 from .inputs import Prepared, check_noise_fits, measurement_view, prepare
 from .files import file_arguments, probe_writable, recorded_file_arguments
 from .jobs import Job, check_jobs, output_folder, plan_jobs, skipped_in_folder
+from .model_check import residual_ratio
 from .noise_level import asked_noise
 from .options import RestoreOptions, check_values
 from .outputs import write_figure_for, write_restoration
@@ -102,7 +103,7 @@ def restore(
     jobs = plan_jobs(opts)
     folder = opts.input.is_dir()
     if folder and (other := skipped_in_folder(opts.input, opts.simulate)):
-        note(f"{opts.input}: skipping {len(other)} file(s) that are not images or measurements: {_some(p.name for p in other)}")
+        note(f"{opts.input}: skipping {len(other)} file(s) that are not images or measurements (or are views beside a measurement): {_some(p.name for p in other)}")
     if opts.skip_existing and not opts.force:
         done = [job for job in jobs if all(path.exists() for path in job.outputs())]
         if done:
@@ -169,6 +170,8 @@ def restore(
             failed(job, exc)
             continue
         records.append(record)
+        for message in prep.check.after():
+            note(f"{job.src.name}: warning: {message}")
         if on_record is not None:
             on_record(record, prep)
     if failures:
@@ -245,6 +248,7 @@ def restore_prepared(
     event("done", n, n)
     seconds = time.perf_counter() - started
     residuals = sample_residuals(prep.op, prep.y, drawn.x)
+    prep.check.residual = residual_ratio(residuals, prep.op.out_numel, prep.check.sigma)
     samples = crop_back(drawn.x, prep.geo)
     select = opts.select or default_select(prep.op)
     restored, chosen = select_restoration(samples, residuals, select)
@@ -277,6 +281,8 @@ def restore_prepared(
             select=select,
             selected_sample=None if chosen is None else chosen + 1,
             residuals=[r if math.isfinite(r) else None for r in residuals],
+            model_check=prep.check.record(),
+            operator_defaults=list(prep.defaults),
         )
         if prep.clean is not None:
             scored, scored_samples = _aligned(prep, drawn.x, chosen)

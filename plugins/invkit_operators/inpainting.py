@@ -123,6 +123,7 @@ class Inpainting(IdentityUOperator):
     """
 
     name = "inpainting"
+    measures_pixels = True  # y = the kept pixels: a photo with holes is a measurement too
     check_shape = (3, 8, 12)
     check_cases = (
         ((3, 8, 12), {"per_channel": True}),
