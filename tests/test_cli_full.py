@@ -36,6 +36,7 @@ STABLE_JSON_KEYS = (
     "scored_up_to_ambiguities",
     "model_check",
     "operator_defaults",
+    "prior_tiles",
 )
 
 

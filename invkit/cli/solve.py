@@ -16,9 +16,12 @@ from typing import Any
 
 from ..noise import NOISE_MODELS, describe_noise
 from ..registry import Registry
+from ..tiled import DEFAULT_OVERLAP, DEFAULT_TILE
 from ..runner import (
     DEFAULT_MAX_MEGAPIXELS,
     SELECT_CHOICES,
+    TILE_AUTO_PIXELS,
+    TILE_CHOICES,
     Prepared,
     RestoreOptions,
     metrics_table,
@@ -117,6 +120,12 @@ def setup_solve(p: argparse.ArgumentParser, registry: Registry | None = None) ->
     g.add_argument("--resize", default=None, metavar="N|H,W", help="resize first: N = longest side in pixels (adjusted to a size that works), or exactly H,W")
     g.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_MEGAPIXELS, metavar="MP", help=f"refuse larger images up front, with an estimate and the options that work (default {DEFAULT_MAX_MEGAPIXELS:g})")
 
+    g.add_argument("--tile", default="auto", choices=TILE_CHOICES,
+                   help=f"evaluate the prior on overlapping tiles (its cost linear in pixels; each step still sees the whole image): "
+                        f"on, off, or auto (default: above {TILE_AUTO_PIXELS / 1e6:.2g} MP)")
+    g.add_argument("--tile-size", type=int, default=DEFAULT_TILE, metavar="N", help=f"tile side in pixels (default {DEFAULT_TILE})")
+    g.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, metavar="N", help=f"overlap of neighbouring tiles in pixels (default {DEFAULT_OVERLAP})")
+
     g = p.add_argument_group("reporting")
     g.add_argument("--json", action="store_true", help="one JSON object per image on stdout (keys below)")
     g.add_argument("--quiet", action="store_true", help="no progress bar, notes or summary lines (errors and --json still print)")
@@ -129,7 +138,7 @@ def to_options(args: argparse.Namespace) -> RestoreOptions:
     Raises:
         RestoreError: ``--crop``, ``--resize`` or ``--size`` text that does not parse.
     """
-    same = ("input", "output", "operator", "solver", "prior", "simulate", "figure", "bits", "force", "sigma_y", "noise", "select", "steps", "seed", "samples", "batch", "device", "pad", "max_megapixels", "skip_existing", "keep_going")
+    same = ("input", "output", "operator", "solver", "prior", "simulate", "figure", "bits", "force", "sigma_y", "noise", "select", "steps", "seed", "samples", "batch", "device", "pad", "max_megapixels", "skip_existing", "keep_going", "tile", "tile_size", "tile_overlap")
     return RestoreOptions(
         **{name: getattr(args, name) for name in same},
         operator_args=args.arg,

@@ -93,7 +93,8 @@ sample of smallest residual; all images clipped to [0, 1], before rounding to th
   the scores were taken after the operator's ambiguity alignment, else null), model_check
   {"sigma_eff", "tail_rms_over_sigma", "tail_coefficients", "residual_rms_over_sigma",
   "thresholds", "warnings"} (the measurement against the model, below), operator_defaults (the
-  operator parameters left at their defaults).
+  operator parameters left at their defaults), prior_tiles ([tile size, overlap] when the prior
+  ran on tiles, --tile; else null).
 
 model check: every run prints the operator parameters used (defaults marked) and, for Gaussian
 noise, checks the measurement against the model. Before the solve (an operator with tiny

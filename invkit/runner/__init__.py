@@ -49,7 +49,7 @@ from .errors import RestoreError
 from .files import check_output, output_bits
 from .inputs import Prepared, check_finite, measurement_view, prepare, simulate_measurement
 from .jobs import Job, check_jobs, plan_jobs
-from .options import DEFAULT_MAX_MEGAPIXELS, SELECT_CHOICES, RestoreOptions, check_values
+from .options import DEFAULT_MAX_MEGAPIXELS, SELECT_CHOICES, TILE_AUTO_PIXELS, TILE_CHOICES, RestoreOptions, check_values
 from .priors import CHECKPOINT_SUFFIXES, build_prior, check_prior_name
 from .progress import ProgressCallback, ProgressEvent, format_duration, is_terminal, terminal_size
 from .report import JSON_KEYS, metrics_table, oracle_best, score
@@ -83,6 +83,8 @@ __all__ = [
     "default_select",
     "select_restoration",
     "SELECT_CHOICES",
+    "TILE_CHOICES",
+    "TILE_AUTO_PIXELS",
     "simulate_measurement",
     "Prepared",
     "prepare",

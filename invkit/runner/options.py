@@ -9,13 +9,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..tiled import DEFAULT_OVERLAP, DEFAULT_TILE
 from .errors import RestoreError
 from .noise_level import asked_noise, check_sigma, simulate_noise
 
-__all__ = ["RestoreOptions", "DEFAULT_MAX_MEGAPIXELS", "SELECT_CHOICES", "check_values"]
+__all__ = ["RestoreOptions", "DEFAULT_MAX_MEGAPIXELS", "SELECT_CHOICES", "TILE_CHOICES", "TILE_AUTO_PIXELS", "check_values"]
 
 #: Default of :attr:`RestoreOptions.max_megapixels` (``--max-megapixels``).
 DEFAULT_MAX_MEGAPIXELS = 4.0
+
+#: What :attr:`RestoreOptions.tile` (``--tile``) may be.
+TILE_CHOICES = ("auto", "on", "off")
+#: ``--tile auto`` tiles the prior above this many restored pixels (where tiles were measured
+#: faster than the whole image: docs/measurements.md, ``benchmarks/tiled_prior.py``).
+TILE_AUTO_PIXELS = 512 * 512
 
 #: What :attr:`RestoreOptions.select` (``--select``) may be: write the posterior ``mean`` of the
 #: samples, or the sample with the smallest ``residual`` ‖y − A(x)‖.
@@ -72,6 +79,11 @@ class RestoreOptions:
         crop: ``True`` for the largest centred size that works, or a region ``(Y, X, H, W)``.
         resize: Longest side in pixels (adjusted to a size that works), or an exact ``(H, W)``.
         max_megapixels: Refuse larger images before any work.
+        tile: Evaluate the prior on overlapping tiles (:class:`invkit.TiledPrior`): ``"on"``,
+            ``"off"``, or ``"auto"`` (above :data:`TILE_AUTO_PIXELS` restored pixels, where tiles
+            were measured faster than the whole image).
+        tile_size: Tile side in pixels (a multiple of the prior's size multiple).
+        tile_overlap: Overlap of neighbouring tiles in pixels (same rule, below ``tile_size``).
     """
 
     input: Path
@@ -102,6 +114,9 @@ class RestoreOptions:
     crop: tuple[int, int, int, int] | Literal[True] | None = None
     resize: int | tuple[int, int] | None = None
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
+    tile: Literal["auto", "on", "off"] = "auto"
+    tile_size: int = DEFAULT_TILE
+    tile_overlap: int = DEFAULT_OVERLAP
 
     def __post_init__(self) -> None:
         # paths given as text become Paths; anything else is left for check_values to refuse
@@ -190,3 +205,10 @@ def check_values(opts: RestoreOptions) -> None:
         raise bad("--resize", "an integer N >= 1 (longest side), two integers (H, W) >= 1, or None", resize)
     if opts.pad and opts.crop is not None:
         raise RestoreError("--pad and --crop exclude each other; choose one")
+    if opts.tile not in TILE_CHOICES:
+        raise bad("--tile", f"one of {', '.join(TILE_CHOICES)}", opts.tile)
+    for flag, value in (("--tile-size", opts.tile_size), ("--tile-overlap", opts.tile_overlap)):
+        if not _is_int(value) or value < 0 or (flag == "--tile-size" and value < 1):
+            raise bad(flag, "an integer number of pixels" + (" >= 1" if flag == "--tile-size" else " >= 0"), value)
+    if opts.tile_overlap >= opts.tile_size:
+        raise RestoreError(f"--tile-overlap {opts.tile_overlap} must be below --tile-size {opts.tile_size}")

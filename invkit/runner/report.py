@@ -48,6 +48,7 @@ JSON_KEYS = (
     "scored_up_to_ambiguities",
     "model_check",
     "operator_defaults",
+    "prior_tiles",
 )
 
 

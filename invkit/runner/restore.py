@@ -23,6 +23,7 @@ from ..problem import Problem
 from ..registry import Registry, get_registry
 from ..requirements import RequirementError
 from ..solver import Step
+from ..tiled import TiledPrior, tile_grid
 from .cost import Timer, cost_or_refuse
 from .devices import resolve_device
 from .errors import RestoreError
@@ -31,7 +32,7 @@ from .files import file_arguments, probe_writable, recorded_file_arguments
 from .jobs import Job, check_jobs, output_folder, plan_jobs, skipped_in_folder
 from .model_check import residual_ratio
 from .noise_level import asked_noise
-from .options import RestoreOptions, check_values
+from .options import TILE_AUTO_PIXELS, RestoreOptions, check_values
 from .outputs import write_figure_for, write_restoration
 from .priors import build_prior, check_prior_name
 from .progress import ProgressCallback, ProgressEvent
@@ -120,6 +121,7 @@ def restore(
     # 2. the prior and solver, then every input checked before any work
     solver = registry.build("solver", opts.solver, opts.solver_args)
     prior = build_prior(registry, opts.prior, opts.prior_args, device=str(device))
+    prior_for = tiling(prior, opts)
     timer = Timer(prior, device, prior_multiple(prior), solver)
     first: Prepared | None = None
 
@@ -165,7 +167,12 @@ def restore(
                 note(message)
             if prep.geo.note:
                 note(f"{job.src.name}: {prep.geo.note}")
-            record = restore_prepared(prep, opts, solver, prior, device, index=i, images=len(jobs), on_progress=on_progress)
+            run_prior = prior_for(prep.op.in_shape)
+            if isinstance(run_prior, TiledPrior):
+                _, h, w = prep.op.in_shape
+                count = len(tile_grid(h, w, run_prior.tile, run_prior.overlap, run_prior.size_multiple))
+                note(f"{job.src.name}: the prior runs on {count} tiles of {run_prior.tile}x{run_prior.tile} (overlap {run_prior.overlap}) per evaluation (--tile {opts.tile})")
+            record = restore_prepared(prep, opts, solver, run_prior, device, index=i, images=len(jobs), on_progress=on_progress)
         except _PER_INPUT_ERRORS as exc:
             failed(job, exc)
             continue
@@ -183,6 +190,28 @@ def restore(
 #: What one input can fail with (bad file, size, requirements, a write, memory for its size):
 #: --keep-going goes on after these.
 _PER_INPUT_ERRORS = (RestoreError, RequirementError, ValueError, OSError, MemoryError, torch.OutOfMemoryError)
+
+
+def tiling(prior: Any, opts: RestoreOptions) -> Callable[[tuple[int, ...]], Any]:
+    """The prior to restore an image of a given shape with: ``prior`` itself, or (``--tile on``, or
+    ``auto`` above :data:`~invkit.runner.options.TILE_AUTO_PIXELS` pixels) ``prior`` evaluated on
+    overlapping tiles (:class:`invkit.TiledPrior`; an image no larger than one tile is the same either way).
+
+    Raises:
+        RestoreError: A tile size or overlap the prior cannot take (not a multiple of its size multiple).
+    """
+    if opts.tile == "off":
+        return lambda shape: prior
+    try:
+        tiled = TiledPrior(prior, tile=opts.tile_size, overlap=opts.tile_overlap)
+    except ValueError as exc:
+        raise RestoreError(f"--tile-size/--tile-overlap: {exc}".replace("tile=", "--tile-size ").replace("overlap=", "--tile-overlap ")) from None
+
+    def choose(shape: tuple[int, ...]) -> Any:
+        pixels = shape[-1] * shape[-2] if len(shape) == 3 else 0
+        return tiled if opts.tile == "on" or pixels > TILE_AUTO_PIXELS else prior
+
+    return choose
 
 
 def _some(names: Iterable[str], limit: int = 5) -> str:
@@ -283,6 +312,7 @@ def restore_prepared(
             residuals=[r if math.isfinite(r) else None for r in residuals],
             model_check=prep.check.record(),
             operator_defaults=list(prep.defaults),
+            prior_tiles=[prior.tile, prior.overlap] if isinstance(prior, TiledPrior) else None,
         )
         if prep.clean is not None:
             scored, scored_samples = _aligned(prep, drawn.x, chosen)
