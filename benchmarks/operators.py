@@ -8,6 +8,12 @@ runs on this machine (shared, noisy: compare rows of one run, not runs of differ
     .venv/bin/python benchmarks/operators.py --large         # also 3x1024x1024 where feasible
     .venv/bin/python benchmarks/operators.py --only gaussian_blur,blur --threads 2
     .venv/bin/python benchmarks/operators.py --markdown      # the table in docs/measurements.md
+    .venv/bin/python benchmarks/operators.py --photo --markdown   # 12 MP (3x3000x4000; compressed
+        # sensing at 3x2048x4096, its power-of-two size), each operator in its own process with its peak memory
+
+``peak`` (``--photo``, or ``--isolate``) is the growth of the process's peak resident memory from
+just before the operator is built to the end of its timings: the operator, its set-up's
+temporaries, one image, its Vᵀ coefficients and the outputs.
 """
 
 from __future__ import annotations
@@ -96,6 +102,26 @@ def bench(name: str, shape: tuple[int, int, int], repeats: int) -> dict[str, str
     return row
 
 
+def _peak_rss() -> int:
+    """This process's peak resident memory in bytes (Linux reports kilobytes)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def isolated(name: str, shape: tuple[int, int, int], repeats: int, threads: int) -> dict[str, str]:
+    """``bench`` in a fresh process (so its peak memory is the operator's alone), with ``peak`` added."""
+    import json
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--only", name, "--shape", ",".join(map(str, shape)), "--repeats", str(repeats),
+           "--threads", str(threads), "--row-json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"operator": name, "shape": "x".join(map(str, shape)), "note": f"failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--large", action="store_true", help="also run 3x1024x1024")
@@ -103,12 +129,35 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table (what docs/measurements.md holds)")
+    parser.add_argument("--photo", action="store_true", help="12 MP instead: 3x3000x4000 (compressed sensing 3x2048x4096), one process per operator")
+    parser.add_argument("--isolate", action="store_true", help="one process per operator and shape, with its peak memory")
+    parser.add_argument("--shape", default=None, help="C,H,W instead of the defaults")
+    parser.add_argument("--row-json", action="store_true", help=argparse.SUPPRESS)  # one row as JSON (--isolate's child)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     names = args.only.split(",") if args.only else invkit.get_registry().names("operator")
-    shapes = [(3, 256, 256)] + ([(3, 1024, 1024)] if args.large else [])
-    rows = [bench(name, shape, args.repeats if shape[1] <= 256 else 2) for shape in shapes for name in names]
-    cols = ["operator", "shape", "setup", "forward", "Vt", "V", "held", "dense"]
+    if args.row_json:
+        import json
+
+        invkit.get_registry().operator_class(names[0])  # plugin imports are not the operator's set-up
+        torch.zeros(1) + 1  # nor torch's first-op initialisation
+        before = _peak_rss()
+        row = bench(names[0], tuple(int(v) for v in args.shape.split(",")), args.repeats)
+        row["peak"] = fmt_bytes(_peak_rss() - before)
+        print(json.dumps(row))
+        return
+    if args.shape:
+        shapes = [tuple(int(v) for v in args.shape.split(","))]
+    elif args.photo:
+        shapes = [(3, 3000, 4000)]
+    else:
+        shapes = [(3, 256, 256)] + ([(3, 1024, 1024)] if args.large else [])
+    jobs = [(name, (3, 2048, 4096) if args.photo and name == "compressed_sensing" else shape) for shape in shapes for name in names]
+    if args.photo or args.isolate:
+        rows = [isolated(name, shape, 2 if shape[1] > 256 else args.repeats, args.threads) for name, shape in jobs]
+    else:
+        rows = [bench(name, shape, args.repeats if shape[1] <= 256 else 2) for name, shape in jobs]
+    cols = ["operator", "shape", "setup", "forward", "Vt", "V", "held", "dense"] + (["peak"] if args.photo or args.isolate else [])
     print(f"torch {torch.__version__}, {args.threads} thread(s); times per image (median of {args.repeats}); float32")
     if args.markdown:
         print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))

@@ -30,6 +30,7 @@ import contextlib
 import contextvars
 import json
 import os
+import warnings
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -337,7 +338,10 @@ def read_image(path: str | os.PathLike[str]) -> ImageData:
 
     path = _image_file(path)
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings(), Image.open(path) as img:
+            # between Pillow's limit and twice it Pillow only warns (with a source line); the run
+            # has size-checked the image from its header already, and above twice it refuses below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             raw16 = _rawmode16(img)
             img.load()
             mode = img.mode

@@ -117,12 +117,17 @@ def lpips(x: Tensor, target: Tensor) -> float | None:
         return float(model(x.float() * 2 - 1, target.float() * 2 - 1).mean())
 
 
-def estimate_noise_sigma(y: Tensor) -> float:
+def estimate_noise_sigma(y: Tensor, keep: Tensor | None = None) -> float:
     """Std of white Gaussian noise in an image, from the median absolute diagonal Haar detail (Donoho's MAD).
 
     ``HH = (a - b - c + d) / 2`` over 2x2 blocks is unit-gain for white noise and nearly zero on
     smooth (and blurred) content, so ``median(|HH|) / 0.6745`` estimates the noise std. Edges and
     texture bias it upwards; treat it as a hint, not a measurement.
+
+    Args:
+        y: The image ``(C, H, W)`` or ``(B, C, H, W)``.
+        keep: Which pixels are measured (a bool tensor broadcastable to ``y``; a photo with holes):
+            only 2x2 blocks of measured pixels count. None: all.
     """
     if y.dim() == 3:
         y = y[None]
@@ -132,4 +137,10 @@ def estimate_noise_sigma(y: Tensor) -> float:
         return 0.0
     y = y[..., :h, :w]
     hh = (y[..., 0::2, 0::2] - y[..., 0::2, 1::2] - y[..., 1::2, 0::2] + y[..., 1::2, 1::2]) / 2
+    if keep is not None:
+        k = torch.broadcast_to(keep.to(torch.bool).reshape((1,) * (4 - keep.dim()) + tuple(keep.shape)), y.shape[:2] + keep.shape[-2:])[..., :h, :w]
+        whole = k[..., 0::2, 0::2] & k[..., 0::2, 1::2] & k[..., 1::2, 0::2] & k[..., 1::2, 1::2]
+        hh = hh[whole]
+        if hh.numel() == 0:
+            return 0.0
     return float(hh.abs().median()) / 0.6745

@@ -21,7 +21,7 @@ from invkit.cli import main
 from invkit.noise import GaussianNoise
 from invkit.registry import get_registry
 from invkit.runner.inputs import simulate_measurement
-from invkit.runner.model_check import RESIDUAL_WARN, TAIL_WARN, ModelCheck, effective_sigma, residual_ratio, tail_ratio
+from invkit.runner.model_check import RESIDUAL_MIN_STEPS, RESIDUAL_WARN, TAIL_WARN, ModelCheck, effective_sigma, residual_calibrated, residual_ratio, tail_ratio
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +58,36 @@ def test_the_residual_ratio_and_the_warnings():
     assert residual_ratio([3.0, 1.0, 2.0], 4, 0.5) == pytest.approx(2.0)  # median 2 / (sqrt(4) * 0.5)
     assert residual_ratio([math.inf], 4, 0.5) is None and residual_ratio([1.0], 4, None) is None
     assert ModelCheck(sigma=0.1, tail=TAIL_WARN, residual=RESIDUAL_WARN).warnings() == []  # at the threshold: fine
-    check = ModelCheck(sigma=0.1, tail=TAIL_WARN + 0.1, tail_count=100, residual=RESIDUAL_WARN + 0.1)
+    check = ModelCheck(sigma=0.1, tail=TAIL_WARN + 0.1, tail_count=100, residual=RESIDUAL_WARN + 0.1, calibrated=True)
     assert len(check.before()) == 1 and len(check.after()) == 1 and check.record()["warnings"] == check.warnings()
     assert effective_sigma(GaussianNoise(0.0), 8) == pytest.approx(1 / (255 * math.sqrt(12)))
 
 
+def test_the_residual_warns_only_where_it_was_calibrated(blur):
+    """Masks, colorization and compressed sensing (constant singular values) measured 2.5-6.4x with
+    the right model, and a blur 2.9x at 3 steps: their residual is recorded but does not warn."""
+    reg = get_registry()
+    assert residual_calibrated(blur, RESIDUAL_MIN_STEPS) and not residual_calibrated(blur, RESIDUAL_MIN_STEPS - 1)
+    for name in ("inpainting", "colorization", "denoising"):
+        assert not residual_calibrated(reg.build_operator(name, (3, 16, 16), []), 100), name
+    assert residual_calibrated(reg.build_operator("bicubic_super_resolution", (3, 16, 16), ["factor=4"]), 20)
+    assert ModelCheck(sigma=0.1, residual=10.0, calibrated=False).after() == []
+
+
+def test_a_right_mask_model_does_not_warn(brick, tmp_path, capsys):
+    """solve --simulate makes y itself, so the model is exact: no warning for inpainting either."""
+    src = tmp_path / "brick.png"
+    Image.fromarray((brick[0].permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(src)
+    code = main(["solve", "--simulate", "--operator", "inpainting", "--sigma-y", "0.01", "--steps", "3", "--json",
+                 "--input", str(src), "--output", str(tmp_path / "r.png")])
+    captured = capsys.readouterr()
+    record = json.loads(captured.out.strip().splitlines()[-1])
+    assert code == 0 and "warning" not in captured.err and record["model_check"]["warnings"] == [], captured.err
+    assert record["model_check"]["residual_rms_over_sigma"] is not None and not record["model_check"]["residual_calibrated"]
+
+
 def _solve(src: Path, out: Path, capsys, *extra: str) -> tuple[dict, str]:
-    code = main(["solve", "--operator", "gaussian_blur", "--input", str(src), "--output", str(out), "--steps", "5", "--json", *extra])
+    code = main(["solve", "--operator", "gaussian_blur", "--input", str(src), "--output", str(out), "--steps", "10", "--json", *extra])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     return json.loads(captured.out.strip().splitlines()[-1]), captured.err
@@ -83,13 +106,13 @@ def test_solve_warns_on_a_sharp_photo_deblurred_as_a_blur_and_not_on_a_blurred_o
     assert check["tail_rms_over_sigma"] > TAIL_WARN and check["residual_rms_over_sigma"] > RESIDUAL_WARN, check
     assert len(check["warnings"]) == 2 and err.count("warning: ") == 2, err
     assert "sharp.png: operator gaussian_blur with sigma=3.0 (default), boundary=reflect (default), threshold=0.0 (default)" in err
-    assert record["operator_defaults"] == ["sigma", "size", "boundary", "threshold"]
+    assert record["operator_defaults"] == ["sigma", "boundary", "threshold"] and check["residual_calibrated"]
 
     record, err = _solve(blurred, tmp_path / "r2.png", capsys, "--arg", "sigma=3")
     check = record["model_check"]
     assert check["tail_rms_over_sigma"] < TAIL_WARN and check["residual_rms_over_sigma"] < RESIDUAL_WARN, check
     assert check["warnings"] == [] and "warning" not in err, err
-    assert "with sigma=3.0, boundary=reflect (default)" in err and record["operator_defaults"] == ["size", "boundary", "threshold"]
+    assert "with sigma=3.0, boundary=reflect (default)" in err and record["operator_defaults"] == ["boundary", "threshold"]
 
 
 def test_a_photo_with_holes_is_a_mask_measurement_and_degrade_writes_its_view(brick, tmp_path, capsys):
@@ -130,3 +153,17 @@ def test_a_folder_of_measurements_does_not_restore_their_views_again(brick, tmp_
     err = capsys.readouterr().err
     assert code == 0, err
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["m.png"] and "views beside a measurement): m_view.png" in err
+
+
+def test_the_noise_of_a_photo_with_holes_is_estimated_from_its_measured_pixels(brick, tmp_path, capsys):
+    """Reading degrade's view back estimated sigma_y from the black holes too: 0.0011 for noise 0.05."""
+    photo = tmp_path / "photo.png"
+    Image.fromarray((brick[0].permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(photo)
+    box = ["--operator", "inpainting", "--arg", "mask=box"]
+    assert main(["degrade", *box, "--sigma-y", "0.05", "--input", str(photo), "--output", str(tmp_path / "m.safetensors")]) == 0
+    capsys.readouterr()
+    assert main(["solve", *box, "--prior", "gaussian", "--prior-arg", "kind=isotropic", "--steps", "1",
+                 "--input", str(tmp_path / "m_view.png"), "--output", str(tmp_path / "r.png")]) == 0
+    err = capsys.readouterr().err
+    sigma = float(err.split("sigma_y = ")[1].split()[0])
+    assert 0.04 < sigma < 0.065, err

@@ -91,7 +91,7 @@ def setup_solve(p: argparse.ArgumentParser, registry: Registry | None = None) ->
 
     g = p.add_argument_group("input and output")
     g.add_argument("--input", required=True, type=Path, help="measurement (or clean image with --simulate): an image file, a .safetensors measurement, or a folder")
-    g.add_argument("--output", required=True, type=Path, help="restored image file (PNG/TIFF/JPEG), or a folder when --input is a folder")
+    g.add_argument("--output", required=True, type=Path, help="restored image file (PNG/TIFF/JPEG), or a folder (created if needed; one for a folder --input)")
     g.add_argument("--simulate", action="store_true", help="--input is a clean image: degrade it first, then report metrics against it")
     g.add_argument("--figure", nargs="?", const=True, default=None, metavar="PATH", help="write the side-by-side picture (always written with --simulate); PATH names it, and its suffix picks the format (.png, .jpg, .tif, .bmp)")
     g.add_argument("--size", default=None, metavar="C,H,W", help="image shape, when the measurement does not determine it")

@@ -92,7 +92,7 @@ sample of smallest residual; all images clipped to [0, 1], before rounding to th
   best of N: --simulate with --samples > 1, else null), scored_up_to_ambiguities (true when
   the scores were taken after the operator's ambiguity alignment, else null), model_check
   {"sigma_eff", "tail_rms_over_sigma", "tail_coefficients", "residual_rms_over_sigma",
-  "thresholds", "warnings"} (the measurement against the model, below), operator_defaults (the
+  "residual_calibrated", "thresholds", "warnings"} (the measurement against the model, below), operator_defaults (the
   operator parameters left at their defaults), prior_tiles ([tile size, overlap] when the prior
   ran on tiles, --tile; else null).
 
@@ -101,8 +101,9 @@ noise, checks the measurement against the model. Before the solve (an operator w
 singular values: blurs, bicubic SR): the coefficients of U^T y that the operator all but erases
 should be noise, RMS ~ 1x the noise level (sigma_y with the file's rounding noise); a sharp
 photo deblurred as a blur gives several times that. After it: the samples' residual
-||y - A(x)|| / sqrt(m) should be ~1x the noise level. Either one far off prints a warning (the
-run still completes): check the operator's parameters and --sigma-y.
+||y - A(x)|| / sqrt(m) should be ~1x the noise level (it warns only for operators whose singular
+values spread, such as blurs and SR, after 10 steps or more: where it was calibrated). Either one
+far off prints a warning (the run still completes): check the operator's parameters and --sigma-y.
 
 sizes: an image the operator or the prior cannot take (e.g. the default prior needs H and W
 divisible by 8, compressed sensing powers of two) is refused with the sizes that would work;

@@ -160,11 +160,15 @@ def operator_params(cls: Any, name: str, given: list[str] | None, meas: Measurem
     return recorded
 
 
-def _refuse_planned(src: Path, opts: RestoreOptions, too_big: TooBig, to_in_shape: Callable[[tuple[int, int, int]], Any] | None = None) -> None:
-    """Before an image input is read: ``too_big`` with what ``--resize`` allocates and with the
-    image size the run will restore from it (its header's size after ``--resize``/``--crop``,
-    through ``to_in_shape``, an operator's ``infer_in_shape``: ×factor for super-resolution)."""
-    c, h0, w0 = image_size(src)
+def _refuse_planned(
+    src: Path, opts: RestoreOptions, too_big: TooBig, to_in_shape: Callable[[tuple[int, int, int]], Any] | None = None,
+    size: tuple[int, int, int] | None = None,
+) -> None:
+    """Before an input's pixels are used: ``too_big`` with what ``--resize`` allocates and with the
+    image size the run will restore from it (its size, from the image file's header or ``size``,
+    after ``--resize``/``--crop``, through ``to_in_shape``, an operator's ``infer_in_shape``:
+    ×factor for super-resolution)."""
+    c, h0, w0 = size if size is not None else image_size(src)
     _refuse_resize(src, c, h0, w0, opts, too_big)
     h, w = planned_size(h0, w0, opts)
     shape: tuple[int, ...] = (c, h, w)
@@ -262,6 +266,7 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
     y0 = meas.y
     image_like = y0.dim() == 4
     photo: Tensor | None = None  # a photo read as a mask operator's measurement (its noise is estimated from it)
+    keep: Tensor | None = None  # and its measured pixels
     geometry_asked = opts.pad or opts.crop is not None or opts.resize is not None
 
     if opts.size is not None or meas.in_shape is not None or not image_like:
@@ -284,6 +289,8 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
         y, geo = y0, Geometry()
     else:
         c, h, w = y0.shape[1:]
+        if too_big is not None and not from_image:  # an image file was size-checked from its header already
+            _refuse_planned(src, opts, too_big, lambda shape: cls.infer_in_shape(shape, params), size=(c, h, w))
         shape0 = cls.infer_in_shape((c, h, w), params)
         scale = (shape0[1] // h, shape0[2] // w) if shape0[1] % h == 0 and shape0[2] % w == 0 else (1, 1)
         rules = SizeRules(
@@ -299,11 +306,13 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
             # a photo with holes: the measurement is its pixels where the mask keeps them
             photo = y
             y = op.forward(photo.double()).float()
+            with torch.no_grad():  # the measured pixels: H^T 1 > 0 for a selection
+                keep = op.adjoint(torch.ones((1, *op.out_shape), dtype=torch.float64)) > 0
             notes.append(f"{src.name}: the measurement is the photo's {op.out_numel} pixels that operator {name} keeps (of {photo[0].numel()})")
         if tuple(y.shape[1:]) != tuple(op.out_shape):
             raise RestoreError(f"measurement {src} has shape {tuple(y.shape[1:])}, but operator '{name}' on images {op.in_shape} measures {op.out_shape}")
 
-    noise, note = measurement_noise(opts.noise, opts.noise_args, opts.sigma_y, meas, photo if photo is not None else y, src)
+    noise, note = measurement_noise(opts.noise, opts.noise_args, opts.sigma_y, meas, photo if photo is not None else y, src, keep)
     if note is not None:
         notes.append(note)
     if noise.needs_nonnegative and opts.resize is not None:
@@ -320,7 +329,7 @@ def _check_model(prep: Prepared, cls: Any, given: set[str], recorded: set[str], 
     model before the solve (:func:`~invkit.runner.model_check.tail_ratio`; a warning note when it
     does not fit). ``bits``: the measurement file's bit depth (its rounding is noise too)."""
     config = dict(prep.op.config)
-    prep.defaults = [p.name for p in cls.params if p.name in config and p.name not in given and p.name not in recorded]
+    prep.defaults = [p.name for p in cls.params if p.name in config and config[p.name] is not None and p.name not in given and p.name not in recorded]
     used = params_used(cls.params, config, given, recorded)
     if used:
         prep.notes.append(f"{prep.job.src.name}: operator {prep.name} with {used}")

@@ -65,7 +65,7 @@ def simulate_sigma(asked: float | Literal["auto"] | None) -> float:
 
 
 def measurement_sigma(
-    asked: float | Literal["auto"] | None, recorded: float | None, bits: int | None, y: Tensor
+    asked: float | Literal["auto"] | None, recorded: float | None, bits: int | None, y: Tensor, keep: Tensor | None = None
 ) -> tuple[float, str | None]:
     """The noise level to restore measurement ``y`` with, and a note saying how it was chosen.
 
@@ -74,6 +74,8 @@ def measurement_sigma(
         recorded: The value a ``.safetensors`` measurement recorded, or None.
         bits: The bit depth of an image file, None for a ``.safetensors`` measurement.
         y: The measurement, ``(1, C, H, W)`` for an image (anything else is compact).
+        keep: For a photo with holes read as a mask measurement, its measured pixels: the
+            estimate uses only those (the holes would bias it).
 
     Returns:
         ``(sigma_y, note)``; the note (None when the value was given) is for the user.
@@ -96,7 +98,7 @@ def measurement_sigma(
         from ..metrics import estimate_noise_sigma
 
         floor = quantization_sigma(bits) if bits else 0.0
-        est = estimate_noise_sigma(y)
+        est = estimate_noise_sigma(y, keep)
         sigma = max(est, floor)
         note = (
             f"sigma_y = {sigma:.4g} (estimated {est:.2g} from the image, at least the {bits}-bit quantisation noise "
@@ -171,7 +173,8 @@ def simulate_noise(name: str | None, args: Sequence[str], sigma_y: float | Liter
 
 
 def measurement_noise(
-    name: str | None, args: Sequence[str], sigma_y: float | Literal["auto"] | None, meas: "Measurement", y: Tensor, src: Path
+    name: str | None, args: Sequence[str], sigma_y: float | Literal["auto"] | None, meas: "Measurement", y: Tensor, src: Path,
+    keep: Tensor | None = None,
 ) -> tuple[NoiseModel, str | None]:
     """The noise model to restore measurement ``y`` with, and a note saying how its level was chosen.
 
@@ -182,6 +185,7 @@ def measurement_noise(
         meas: The measurement as read (its recorded ``noise``, ``sigma_y`` and ``bits``).
         y: The measurement as restored (after any size fix).
         src: Its file, for messages.
+        keep: The measured pixels of a photo with holes (:func:`measurement_sigma`).
 
     Returns:
         ``(model, note)``; the note (None unless a Gaussian level was estimated) is for the user.
@@ -201,7 +205,7 @@ def measurement_noise(
     if kind == GaussianNoise.name:
         if args:
             raise _gaussian_args(args)
-        sigma, note = measurement_sigma(sigma_y, meas.sigma_y, meas.bits, y)
+        sigma, note = measurement_sigma(sigma_y, meas.sigma_y, meas.bits, y, keep)
         return GaussianNoise(sigma), note
     if recorded is not None:
         if sigma_y is not None:

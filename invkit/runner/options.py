@@ -205,6 +205,8 @@ def check_values(opts: RestoreOptions) -> None:
         raise bad("--resize", "an integer N >= 1 (longest side), two integers (H, W) >= 1, or None", resize)
     if opts.pad and opts.crop is not None:
         raise RestoreError("--pad and --crop exclude each other; choose one")
+    if opts.skip_existing and opts.force:
+        raise RestoreError("--skip-existing and --force exclude each other: keep the existing outputs, or overwrite them")
     if opts.tile not in TILE_CHOICES:
         raise bad("--tile", f"one of {', '.join(TILE_CHOICES)}", opts.tile)
     for flag, value in (("--tile-size", opts.tile_size), ("--tile-overlap", opts.tile_overlap)):

@@ -30,7 +30,7 @@ from .errors import RestoreError
 from .inputs import Prepared, check_noise_fits, measurement_view, prepare
 from .files import file_arguments, probe_writable, recorded_file_arguments
 from .jobs import Job, check_jobs, output_folder, plan_jobs, skipped_in_folder
-from .model_check import residual_ratio
+from .model_check import residual_calibrated, residual_ratio
 from .noise_level import asked_noise
 from .options import TILE_AUTO_PIXELS, RestoreOptions, check_values
 from .outputs import write_figure_for, write_restoration
@@ -105,7 +105,7 @@ def restore(
     folder = opts.input.is_dir()
     if folder and (other := skipped_in_folder(opts.input, opts.simulate)):
         note(f"{opts.input}: skipping {len(other)} file(s) that are not images or measurements (or are views beside a measurement): {_some(p.name for p in other)}")
-    if opts.skip_existing and not opts.force:
+    if opts.skip_existing:
         done = [job for job in jobs if all(path.exists() for path in job.outputs())]
         if done:
             note(f"skipping {len(done)} of {len(jobs)} input(s) whose outputs all exist (--skip-existing): {_some(job.src.name for job in done)}")
@@ -278,6 +278,7 @@ def restore_prepared(
     seconds = time.perf_counter() - started
     residuals = sample_residuals(prep.op, prep.y, drawn.x)
     prep.check.residual = residual_ratio(residuals, prep.op.out_numel, prep.check.sigma)
+    prep.check.calibrated = residual_calibrated(prep.op, drawn.steps)
     samples = crop_back(drawn.x, prep.geo)
     select = opts.select or default_select(prep.op)
     restored, chosen = select_restoration(samples, residuals, select)

@@ -80,8 +80,8 @@ def load_mask_file(path: str, size: tuple[int, int], owner: str = "inpainting") 
         raise ParamError(f"{owner}: cannot read mask_file {str(path)!r} ({reason}); give a grayscale image file (white = kept)") from None
     if kept.ndim != 2:
         raise ParamError(f"{owner}: mask_file {str(path)!r} is not a single 2-D image (array shape {kept.shape})")
-    if tuple(kept.shape) != tuple(size):
-        raise ParamError(
+    if tuple(kept.shape) != tuple(size):  # the image's size: --crop/--pad/--resize to the mask's may fix it
+        raise ValueError(
             f"{owner}: mask_file {str(path)!r} is {kept.shape[0]}x{kept.shape[1]} (H x W) but the image is "
             f"{size[0]}x{size[1]}; resize the mask to the image size"
         )
