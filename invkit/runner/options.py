@@ -20,9 +20,11 @@ DEFAULT_MAX_MEGAPIXELS = 4.0
 
 #: What :attr:`RestoreOptions.tile` (``--tile``) may be.
 TILE_CHOICES = ("auto", "on", "off")
-#: ``--tile auto`` tiles the prior above this many restored pixels (where tiles were measured
-#: faster than the whole image: docs/measurements.md, ``benchmarks/tiled_prior.py``).
-TILE_AUTO_PIXELS = 512 * 512
+#: ``--tile auto`` tiles the prior above this many restored pixels: with the default prior on
+#: 2 CPU threads the whole image cost 27.3 s/MP at 1.05 MP (tiles of 256: 34.5, 1.26x slower)
+#: and 36.2 s/MP at 2.36 MP (tiles: 27.8, 1.30x faster); the whole image's self-attention
+#: grows quadratically beyond (docs/measurements.md, ``benchmarks/tiled_prior.py``).
+TILE_AUTO_PIXELS = 1_500_000
 
 #: What :attr:`RestoreOptions.select` (``--select``) may be: write the posterior ``mean`` of the
 #: samples, or the sample with the smallest ``residual`` ‖y − A(x)‖.
