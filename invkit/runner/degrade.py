@@ -84,7 +84,7 @@ class Degraded:
         noise: The noise model drawn from.
         view: The measurement as a viewable image, for an operator that measures pixels
             (``measures_pixels``: a mask): ``<output>_view.png``, the kept pixels and black
-            elsewhere (:func:`view_path`); ``invkit solve`` reads it back as a measurement.
+            elsewhere (:func:`~invkit.runner.degrade.view_path`); ``invkit solve`` reads it back as a measurement.
     """
 
     output: Path

@@ -144,7 +144,7 @@ def check_jobs(jobs: list[Job], force: bool, other_inputs: Sequence[Path] = (), 
         force: Whether existing outputs may be overwritten.
         other_inputs: Further files the run reads (an operator's ``mask_file``, ``kernel_file``:
             :func:`~invkit.runner.files.file_arguments`); no output may be one of them.
-        creates: The output folder the run creates (:func:`output_folder`); every other
+        creates: The output folder the run creates (:func:`~invkit.runner.jobs.output_folder`); every other
             output's folder must exist.
 
     Raises:
