@@ -40,7 +40,7 @@ PINNED: dict[str, list[str]] = {
     "invkit.runner": [
         "ANNOUNCE_SECONDS", "CHECKPOINT_SUFFIXES", "DEFAULT_MAX_MEGAPIXELS", "DegradeOptions", "Degraded",
         "JSON_KEYS", "Job", "Prepared", "ProgressCallback", "ProgressEvent", "RestoreError", "RestoreOptions",
-        "SELECT_CHOICES", "Samples", "Timer", "build_prior", "check_finite", "check_jobs", "check_options",
+        "SELECT_CHOICES", "Samples", "TILE_AUTO_PIXELS", "TILE_CHOICES", "Timer", "build_prior", "check_finite", "check_jobs", "check_options",
         "check_output", "check_prior_name", "check_values", "cost_or_refuse", "default_select", "degrade",
         "format_duration", "is_terminal", "measurement_view", "metrics_table", "oracle_best", "output_bits",
         "parse_crop", "parse_resize", "parse_size", "plan_jobs", "posterior_samples", "prepare", "projection_note",
