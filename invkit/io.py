@@ -64,6 +64,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 #: Suffixes of image files read as inputs: the written ones plus further formats Pillow reads.
 READ_SUFFIXES = (*IMAGE_SUFFIXES, ".webp", ".ppm", ".pgm", ".pnm", ".gif")
 MEASUREMENT_SUFFIX = ".safetensors"
+#: Name ending of the viewable image ``invkit degrade`` writes beside a mask measurement (``m.safetensors`` -> ``m_view.png``).
+VIEW_SUFFIX = "_view.png"
 _FIGURE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
 _FORMAT = "invkit-measurement-v2"
 _FORMAT_V1 = "invkit-measurement-v1"

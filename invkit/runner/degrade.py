@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ..forward import Operator
-from ..io import MEASUREMENT_SUFFIX, Measurement, read_image, write_image, write_measurement, output_transaction
+from ..io import MEASUREMENT_SUFFIX, VIEW_SUFFIX, Measurement, read_image, write_image, write_measurement, output_transaction
 from ..noise import GaussianNoise, NoiseModel, PoissonNoise
 from ..params import ParamError
 from ..registry import Registry, get_registry
@@ -170,7 +170,7 @@ def view_path(output: Path) -> Path:
         >>> view_path(Path("m.safetensors")).name
         'm_view.png'
     """
-    return output.with_name(f"{output.stem}_view.png")
+    return output.with_name(output.stem + VIEW_SUFFIX)
 
 
 def _check_counts_fit(rate: float, bits: int) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..io import IMAGE_SUFFIXES, MEASUREMENT_SUFFIX, READ_SUFFIXES, list_images
+from ..io import IMAGE_SUFFIXES, MEASUREMENT_SUFFIX, READ_SUFFIXES, VIEW_SUFFIX, list_images
 from .errors import RestoreError
 from .files import refuse_input, same_file
 from .options import RestoreOptions
@@ -77,9 +77,9 @@ def is_measurement_view(path: Path, simulate: bool) -> bool:
     """Whether ``path`` is ``<stem>_view.png`` beside a ``<stem>.safetensors`` measurement (the image
     ``invkit degrade`` writes of a mask measurement): in a folder run the measurement is restored,
     not its view a second time. A simulation reads no measurements, so it reads views as images."""
-    if simulate or not path.name.endswith("_view.png"):
+    if simulate or not path.name.endswith(VIEW_SUFFIX):
         return False
-    return path.with_name(path.name[: -len("_view.png")] + MEASUREMENT_SUFFIX).is_file()
+    return path.with_name(path.name[: -len(VIEW_SUFFIX)] + MEASUREMENT_SUFFIX).is_file()
 
 
 def plan_jobs(opts: RestoreOptions) -> list[Job]:
