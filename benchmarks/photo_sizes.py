@@ -4,8 +4,9 @@
 For each operator and size: build the operator (its set-up timed apart), then run DDRM for
 ``--steps`` steps (one sample) on a synthetic photo-like image with the prior as the runner
 would use it (``--tile auto``: tiles above ``TILE_AUTO_PIXELS``), and print the seconds per step,
-per step and megapixel, the ratio to the 1 MP figure, and the process's peak resident memory so
-far. ``denoising`` times the prior's path alone; ``gaussian_blur`` adds the separable SVD's
+per step and megapixel, the ratio to the 1 MP figure, the runner's estimate of a step's prior
+evaluation made before it (:class:`invkit.runner.Timer`: its range, and the measured step over
+the range's middle), and the process's peak resident memory so far. ``denoising`` times the prior's path alone; ``gaussian_blur`` adds the separable SVD's
 O(C H W (H + W)) products, ``blur`` the FFT's O(n log n); ``compressed_sensing`` needs
 power-of-two sides and runs at 4096x2048 only.
 
@@ -25,8 +26,10 @@ import time
 import torch
 
 import invkit
+from invkit.runner import Timer
 from invkit.runner.inputs import simulate_measurement
 from invkit.runner.options import TILE_AUTO_PIXELS
+from invkit.runner.progress import format_duration
 
 #: Sizes (H, W) for the megapixel figures: 4:3 photos, sides multiples of 8.
 SIZES = {0.25: (432, 576), 1: (864, 1152), 4: (1728, 2304), 12: (3000, 4000)}
@@ -52,7 +55,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--sizes", default="0.25,1,4,12", help="megapixel sizes among " + ", ".join(map(str, SIZES)) + ", or HxW")
     p.add_argument("--operators", default="denoising,gaussian_blur,blur,compressed_sensing")
-    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--steps", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     reg = invkit.get_registry()
@@ -60,8 +63,9 @@ def main() -> None:
     tiled = invkit.TiledPrior(prior)
     solver = reg.build("solver", "ddrm", [])
     print(f"threads {args.threads}, torch {torch.__version__}; DDRM {args.steps} steps, one sample; tiles above {TILE_AUTO_PIXELS / 1e6:g} MP\n")
-    print("| operator | size | MP | tiled | set-up (s) | s/step | s/step/MP | vs 1 MP | peak RSS (GB) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    timer = Timer(prior, torch.device("cpu"), prior.size_multiple, solver, prior_for=lambda shape: tiled if shape[1] * shape[2] > TILE_AUTO_PIXELS else prior)
+    print("| operator | size | MP | tiled | set-up (s) | s/step | s/step/MP | vs 1 MP | estimate of a step | step / estimate | peak RSS (GB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.operators.split(","):
         per_mp_1 = None
         sizes = [(2048, 4096)] if name == "compressed_sensing" else [_size(v) for v in args.sizes.split(",")]
@@ -75,6 +79,7 @@ def main() -> None:
             noise = invkit.GaussianNoise(0.02)
             problem = invkit.Problem(op, simulate_measurement(op, clean, noise, seed=0), noise)
             use = tiled if h * w > TILE_AUTO_PIXELS else prior
+            est = timer.per_eval(3, h, w)
             t0 = time.perf_counter()
             solver.solve(problem, use, steps=args.steps, generator=[torch.Generator().manual_seed(0)])
             per_step = (time.perf_counter() - t0) / args.steps
@@ -84,7 +89,9 @@ def main() -> None:
                 per_mp_1 = per_mp
             ratio = f"{per_mp / per_mp_1:.2f}" if per_mp_1 else "–"
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-            print(f"| {name} | {w}x{h} | {mp:.2f} | {'yes' if use is tiled else 'no'} | {setup:.1f} | {per_step:.1f} | {per_mp:.1f} | {ratio} | {peak:.1f} |", flush=True)
+            guess = f"{format_duration(est.low)} to {format_duration(est.high)}" if est else "–"
+            vs = f"{per_step / est.mid:.2f}" if est else "–"
+            print(f"| {name} | {w}x{h} | {mp:.2f} | {'yes' if use is tiled else 'no'} | {setup:.1f} | {per_step:.1f} | {per_mp:.1f} | {ratio} | {guess} | {vs} | {peak:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

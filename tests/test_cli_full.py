@@ -36,7 +36,7 @@ STABLE_JSON_KEYS = (
     "scored_up_to_ambiguities",
     "model_check",
     "operator_defaults",
-    "prior_tiles",
+    "prior_tiles", "estimated_seconds",
 )
 
 
@@ -275,9 +275,16 @@ def test_large_image_cost_is_stated_or_refused(tmp_path):
     write_image(big, _tensor(data.rocket()))  # 640x427 = 0.27 MP: over the estimate threshold
     out = tmp_path / "o.png"
     proc = run("solve", "--operator", "denoising", "--prior", "gaussian", "--prior-arg", "kind=isotropic", "--sigma-y", "0.01", "--steps", "1",
-               "--input", str(big), "--output", str(out))
+               "--input", str(big), "--output", str(out), "--json")
     assert proc.returncode == 0, proc.stderr
     assert "rocket.png: 640x427 pixels (0.273 MP): about" in proc.stderr and "per prior evaluation" in proc.stderr
+    assert "for 1 step on cpu (from timings at 256x256 and 512x512)" in proc.stderr
+    low, high = json.loads(proc.stdout)["estimated_seconds"]  # the estimate, recorded beside the time taken
+    assert 0 < low <= high
+    # a time budget the estimate is over: refused before any work, with the limit that would run it
+    proc = run("solve", "--operator", "denoising", *GAUSS, "--input", str(big), "--output", str(tmp_path / "t.png"), "--max-minutes", "1e-6")
+    assert proc.returncode == 2 and not (tmp_path / "t.png").exists()
+    assert "over --max-minutes 1e-06" in proc.stderr and "to run it anyway" in proc.stderr and "--max-minutes " in proc.stderr.split("or ")[-1]
     proc = run("solve", "--operator", "denoising", *GAUSS, "--input", str(big), "--output", str(tmp_path / "p.png"), "--max-megapixels", "0.1")
     assert proc.returncode == 2 and not (tmp_path / "p.png").exists()
     msg = proc.stderr.strip()

@@ -87,7 +87,7 @@ def test_oversized_work_is_refused_under_a_1_gib_address_space(case, small_png, 
     assert proc.returncode == 2, proc.stderr[-3000:]
     msg = proc.stderr.strip()
     assert len(msg.splitlines()) == 1 and "Traceback" not in msg
-    assert "over --max-megapixels 4" in msg and "--resize 2000" in msg
+    assert "over --max-megapixels 16" in msg and "--resize 4000" in msg
     assert not out.exists()
 
 
@@ -95,7 +95,8 @@ def test_super_resolution_advice_restores_within_the_limit(small_png, tmp_path, 
     """SR ×40 of a 64² measurement: the advised --resize is in measurement pixels (50, restored
     at 2000²), not 2000 (which restored 80000² and gave the same advice again)."""
     out = tmp_path / "o.png"
-    code = main(["solve", "--operator", "super_resolution", "--arg", "factor=40", *GAUSS, "--input", str(small_png), "--output", str(out)])
+    code = main(["solve", "--operator", "super_resolution", "--arg", "factor=40", *GAUSS, "--input", str(small_png), "--output", str(out),
+                 "--max-megapixels", "4"])
     err = capsys.readouterr().err
     assert code == 2 and "is 2560x2560 pixels" in err, err
     n = int(re.search(r"--resize (\d+)", err).group(1))
@@ -115,7 +116,7 @@ def test_compact_measurement_advice_does_not_name_resize(tmp_path, capsys):
     path = tmp_path / "m.safetensors"
     y = torch.zeros(1, 3, 100, 100)
     write_measurement(path, Measurement(y=y, operator="super_resolution", params={"factor": 40}, in_shape=(3, 4000, 4000)))
-    code = main(["solve", *GAUSS, "--input", str(path), "--output", str(tmp_path / "o.png")])
+    code = main(["solve", *GAUSS, "--input", str(path), "--output", str(tmp_path / "o.png"), "--max-megapixels", "4"])
     err = capsys.readouterr().err
     assert code == 2, err
     assert "is 4000x4000 pixels" in err and "--resize" not in err and "make the measurement from an image of at most" in err
@@ -633,7 +634,7 @@ def test_an_image_shaped_measurement_file_without_in_shape_is_sized_before_alloc
     for factor, says in ((300, "over --max-megapixels"), (40, "pass --resize 50 (the input's longest side; restored at 2000")):
         src = tmp_path / f"sr{factor}.safetensors"
         write_measurement(src, Measurement(y=y, operator="super_resolution", params={"factor": factor}, in_shape=None, sigma_y=0.01))
-        proc = _limited(["solve", *GAUSS, "--input", str(src), "--output", str(tmp_path / "o.png")])
+        proc = _limited(["solve", *GAUSS, "--input", str(src), "--output", str(tmp_path / "o.png"), "--max-megapixels", "4"])
         assert proc.returncode == 2 and says in proc.stderr, proc.stderr
 
 

@@ -38,7 +38,7 @@ PINNED: dict[str, list[str]] = {
     ],
     # The runner: what the CLI drives and Python callers embed (README: from invkit.runner import ...).
     "invkit.runner": [
-        "ANNOUNCE_SECONDS", "CHECKPOINT_SUFFIXES", "DEFAULT_MAX_MEGAPIXELS", "DegradeOptions", "Degraded",
+        "ANNOUNCE_SECONDS", "CHECKPOINT_SUFFIXES", "DEFAULT_MAX_MEGAPIXELS", "DEFAULT_MAX_MINUTES", "DegradeOptions", "Degraded", "Estimate",
         "JSON_KEYS", "Job", "Prepared", "ProgressCallback", "ProgressEvent", "RestoreError", "RestoreOptions",
         "SELECT_CHOICES", "Samples", "TILE_AUTO_PIXELS", "TILE_CHOICES", "Timer", "build_prior", "check_finite", "check_jobs", "check_options",
         "check_output", "check_prior_name", "check_values", "cost_or_refuse", "default_select", "degrade",

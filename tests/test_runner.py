@@ -125,6 +125,8 @@ def _opts(tmp_path: Path, **fields) -> RestoreOptions:
         ({"max_megapixels": 0}, "--max-megapixels must be > 0, got 0"),
         ({"max_megapixels": float("nan")}, "--max-megapixels must be > 0, got nan"),
         ({"max_megapixels": "4"}, "--max-megapixels must be a number > 0"),
+        ({"max_minutes": 0}, "--max-minutes must be > 0, got 0"),
+        ({"max_minutes": True}, "--max-minutes must be a number > 0"),
         ({"sigma_y": -0.1}, "--sigma-y must be a finite number >= 0 (or auto), got -0.1"),
         ({"sigma_y": "loud"}, "--sigma-y must be a finite number >= 0 (or auto)"),
         ({"pad": "yes"}, "--pad must be True or False"),

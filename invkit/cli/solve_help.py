@@ -94,7 +94,8 @@ sample of smallest residual; all images clipped to [0, 1], before rounding to th
   {"sigma_eff", "tail_rms_over_sigma", "tail_coefficients", "residual_rms_over_sigma",
   "residual_calibrated", "thresholds", "warnings"} (the measurement against the model, below), operator_defaults (the
   operator parameters left at their defaults), prior_tiles ([tile size, overlap] when the prior
-  ran on tiles, --tile; else null).
+  ran on tiles, --tile; else null), estimated_seconds ([low, high] of the solve's prior
+  evaluations as estimated before the run, images over 0.26 MP; else null).
 
 model check: every run prints the operator parameters used (defaults marked) and, for Gaussian
 noise, checks the measurement against the model. Before the solve (an operator with tiny
@@ -113,11 +114,13 @@ nearest size that works; or exact H,W) fix it. They act on the input file (the m
 measurement mode: operator parameters such as a blur's sigma stay in its pixels, and resizing a
 measurement changes its noise level: prefer --pad or --crop there).
 
-cost: images over 0.26 MP get an up-front estimate from a timed prior evaluation; a progress
-bar (stderr, terminals only, not with --quiet) shows steps, time per step and time left, and
-without a terminal the projection after the first step is printed when it exceeds 30 s.
-Images over --max-megapixels are refused before any work, with the estimate and the --resize
-that fits.
+cost: images over 0.26 MP get an up-front estimate, a range, from the prior timed at two sizes
+(or, on tiles, one tile and a block of 2x2 tiles) and scaled by steps, samples and the
+solver's evaluations per step; a progress bar (stderr, terminals only, not with --quiet) shows
+steps, time per step and time left, and without a terminal the projection after the first step
+(beside the estimate) is printed when it exceeds 30 s. Images over --max-megapixels (a memory
+bound), or whose estimate's low end is over --max-minutes, are refused before any work, with
+the estimate and the --steps or --resize that fits.
 
 reproducibility: sample i draws only from its own generator, seeded from (--seed, i)
 (invkit.sample_seed), so the same --seed, device and inputs give the same samples whatever

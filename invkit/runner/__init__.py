@@ -42,14 +42,14 @@ Example (simulate: blur and add noise to a small image, restore it, score it):
 
 from __future__ import annotations
 
-from .cost import ANNOUNCE_SECONDS, Timer, cost_or_refuse, projection_note
+from .cost import ANNOUNCE_SECONDS, Estimate, Timer, cost_or_refuse, projection_note
 from .degrade import Degraded, DegradeOptions, degrade
 from .devices import resolve_device
 from .errors import RestoreError
 from .files import check_output, output_bits
 from .inputs import Prepared, check_finite, measurement_view, prepare, simulate_measurement
 from .jobs import Job, check_jobs, plan_jobs
-from .options import DEFAULT_MAX_MEGAPIXELS, SELECT_CHOICES, TILE_AUTO_PIXELS, TILE_CHOICES, RestoreOptions, check_values
+from .options import DEFAULT_MAX_MEGAPIXELS, DEFAULT_MAX_MINUTES, SELECT_CHOICES, TILE_AUTO_PIXELS, TILE_CHOICES, RestoreOptions, check_values
 from .priors import CHECKPOINT_SUFFIXES, build_prior, check_prior_name
 from .progress import ProgressCallback, ProgressEvent, format_duration, is_terminal, terminal_size
 from .report import JSON_KEYS, metrics_table, oracle_best, score
@@ -100,10 +100,12 @@ __all__ = [
     "check_output",
     "output_bits",
     "Timer",
+    "Estimate",
     "cost_or_refuse",
     "projection_note",
     "ANNOUNCE_SECONDS",
     "DEFAULT_MAX_MEGAPIXELS",
+    "DEFAULT_MAX_MINUTES",
     "parse_crop",
     "parse_resize",
     "parse_size",

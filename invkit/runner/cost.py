@@ -1,25 +1,46 @@
-"""Cost of a run: a timed prior evaluation at a small size, extrapolated to the image, stated up
-front for large images; images over ``max_megapixels`` are refused with the options
-(``--resize``, ``--crop``, a higher limit) that would run. After an image's first solver step,
-:func:`projection_note` projects its time (for a caller that draws no progress bar)."""
+"""Cost of a run, stated before it starts: the prior timed at two sizes (or, when the prior runs
+on tiles, one tile and a block of 2x2 tiles) gives a range for one evaluation of the image; the
+solver's steps, samples and evaluations per step scale it. Images over ``max_megapixels``, or
+whose estimate is over ``max_minutes``, are refused with the options (``--steps``, ``--resize``,
+``--crop``, a higher limit) that would run. After an image's first solver step,
+:func:`projection_note` corrects the estimate with the step's measured time (for a caller that
+draws no progress bar).
+
+The model (:meth:`Timer.per_eval`), for an image of ``p`` pixels:
+
+* untiled, timed at ``p1 < p2`` pixels (sides 128 and 256, or 256 and 512 for images of 512² or
+  more) with ``r1``, ``r2`` seconds per pixel: up to ``p2`` the range is ``[min(r1, r2), max(r1, r2)] * p``;
+  beyond it the low end grows per pixel as the power law through the two timings,
+  ``r2 (p / p2)^g`` with ``g = log(r2 / r1) / log(p2 / p1)`` (within ±1), and the high end linearly in ``p``
+  (a cost quadratic in pixels, as full self-attention is), ``r2 + (r2 - r1) (p - p2) / (p2 - p1)``;
+  when the cost per pixel falls with size (a per-call overhead, as on a GPU), the power law is the
+  low end and ``r2`` the high one;
+* tiled: ``n`` tiles (:func:`invkit.tiled.tile_grid`) times the seconds per tile, its range the
+  time of one tile alone and per tile of a ``2 tile - overlap`` square (four tiles, one batch,
+  blended), so linear in the tile count.
+
+The estimate counts prior evaluations only; the operator's products and the solver's arithmetic
+come in with the first step's correction."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from ..tiled import TiledPrior, tile_grid
 from .errors import RestoreError
 from .options import RestoreOptions
 from .progress import ProgressEvent, format_duration
 from .sizing import prior_multiple
 
-__all__ = ["Timer", "cost_or_refuse", "projection_note", "ESTIMATE_PIXELS", "ANNOUNCE_SECONDS", "ASSUMED_STEPS"]
+__all__ = ["Timer", "Estimate", "cost_or_refuse", "projection_note", "ESTIMATE_PIXELS", "ANNOUNCE_SECONDS", "ASSUMED_STEPS"]
 
-#: Images above this many pixels get an up-front cost estimate (a timed prior evaluation).
+#: Images above this many pixels get an up-front cost estimate (timed prior evaluations).
 ESTIMATE_PIXELS = 512 * 512
 #: A projected solve longer than this (seconds) is announced after the first step (:func:`projection_note`).
 ANNOUNCE_SECONDS = 30.0
@@ -27,42 +48,128 @@ ANNOUNCE_SECONDS = 30.0
 ASSUMED_STEPS = 20
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """Predicted seconds, as a range ``[low, high]``, and how they were found.
+
+    Attributes:
+        low: Low end (seconds).
+        high: High end (seconds).
+        how: What was timed, in words (``"from timings at 256x256 and 512x512"``).
+    """
+
+    low: float
+    high: float
+    how: str
+
+    @property
+    def mid(self) -> float:
+        """The figure quoted: the geometric mean of the ends."""
+        return math.sqrt(self.low * self.high)
+
+    def scaled(self, factor: float) -> Estimate:
+        """The same estimate for ``factor`` times the work."""
+        return Estimate(self.low * factor, self.high * factor, self.how)
+
+    def text(self) -> str:
+        """``about 1 min 10 s (1 min 02 s to 1 min 19 s)``; one figure when the ends round alike."""
+        low, high = format_duration(self.low), format_duration(self.high)
+        return f"about {format_duration(self.mid)}" + ("" if low == high else f" ({low} to {high})")
+
+
 class Timer:
-    """Wall time of one prior evaluation at a small size, to extrapolate the cost of large images.
+    """Times the prior (cached per size) and predicts one evaluation of an image (module docstring's model).
 
     Args:
         prior: The prior to time.
         device: Where it runs.
-        multiple: The prior's size multiple (the timing image's side is one).
+        multiple: The prior's size multiple (timing sides are multiples of it).
         solver: The solver that will run: its ``default_steps`` (steps when ``--steps`` is not
             given) and ``evaluations_per_step`` (cost of a step in plain prior evaluations:
             about 3 for a solver that differentiates through the prior) scale the estimate.
+        prior_for: The prior that will restore an image of a shape ``(C, H, W)``: ``prior`` or a
+            :class:`~invkit.TiledPrior` of it (:func:`invkit.runner.restore.tiling`); default ``prior``.
+        clock: Seconds, for timing (tests pass a fake one).
     """
 
-    def __init__(self, prior: Any, device: torch.device, multiple: int, solver: Any = None) -> None:
+    def __init__(
+        self, prior: Any, device: torch.device, multiple: int, solver: Any = None,
+        prior_for: Callable[[tuple[int, int, int]], Any] | None = None, clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.prior, self.device = prior, device
+        self.multiple = max(int(multiple), 1)
         steps = getattr(solver, "default_steps", None)
         self.default_steps: int = steps if isinstance(steps, int) and steps > 0 else ASSUMED_STEPS
         factor = getattr(solver, "evaluations_per_step", 1.0)
         self.evaluations_per_step: float = float(factor) if isinstance(factor, (int, float)) and factor >= 0 else 1.0
-        self.side = max(128 // max(multiple, 1) * max(multiple, 1), multiple)
-        self.cache: dict[int, float | None] = {}
+        self.prior_for = prior_for or (lambda shape: prior)
+        self.clock = clock
+        self.cache: dict[tuple[int, int, int, int], float | None] = {}
+        self.warm: set[tuple[int, int]] = set()
 
-    def seconds_per_pixel(self, channels: int) -> float | None:
-        """Seconds per pixel of one prior evaluation (timed once per channel count), None if it failed."""
-        if channels not in self.cache:
+    def seconds(self, prior: Any, c: int, h: int, w: int, repeats: int = 1) -> float | None:
+        """Wall time of one ``prior.denoise`` of a ``(1, c, h, w)`` image: the least of ``repeats``
+        timings, made once per size (None if it failed).
+
+        The first timing of each prior and channel count is preceded by an untimed call (lazy
+        set-up, the allocator).
+        """
+        key = (id(prior), c, h, w)
+        if key not in self.cache:
             try:
                 g = torch.Generator().manual_seed(0)
-                x = (0.5 + 0.1 * torch.randn(1, channels, self.side, self.side, generator=g)).to(self.device)
-                self.prior.denoise(x, 0.2)  # warm-up (lazy set-up, allocator)
-                _sync(self.device)
-                t0 = time.perf_counter()
-                self.prior.denoise(x, 0.2)
-                _sync(self.device)
-                self.cache[channels] = (time.perf_counter() - t0) / (self.side * self.side)
+                x = (0.5 + 0.1 * torch.randn(1, c, h, w, generator=g)).to(self.device)
+                if (id(prior), c) not in self.warm:
+                    prior.denoise(x, 0.2)
+                    _sync(self.device)
+                    self.warm.add((id(prior), c))
+                best = math.inf
+                for _ in range(repeats):
+                    t0 = self.clock()
+                    prior.denoise(x, 0.2)
+                    _sync(self.device)
+                    best = min(best, self.clock() - t0)
+                self.cache[key] = max(best, 1e-9)
             except Exception:  # noqa: BLE001 - an estimate must never break a run
-                self.cache[channels] = None
-        return self.cache[channels]
+                self.cache[key] = None
+        return self.cache[key]
+
+    def _side(self, side: int) -> int:
+        return max(side // self.multiple * self.multiple, self.multiple)
+
+    def per_eval(self, c: int, h: int, w: int) -> Estimate | None:
+        """Seconds of one prior evaluation of a ``(1, c, h, w)`` image, as a range (None: the prior failed on a test image)."""
+        run = self.prior_for((c, h, w))
+        if isinstance(run, TiledPrior):
+            m = max(run.size_multiple or 1, 1)
+            n = len(tile_grid(-(-h // m) * m, -(-w // m) * m, run.tile, run.overlap, m))  # as padded to the multiple
+            if n > 1:
+                one = self.seconds(run.inner, c, run.tile, run.tile)
+                side = 2 * run.tile - run.overlap
+                block = self.seconds(run, c, side, side)
+                if one is None or block is None:
+                    return None
+                per_tile = sorted((one, block / len(tile_grid(side, side, run.tile, run.overlap, m))))
+                return Estimate(n * per_tile[0], n * per_tile[1], f"{n} tiles of {run.tile}x{run.tile}, from timings of one tile and of {side}x{side} (2x2 tiles)")
+            run = run.inner
+        p = h * w
+        s2 = self._side(512 if p >= 512 * 512 else 256)
+        s1 = self._side(s2 // 2)
+        if s1 == s2:
+            s2 = s1 * 2
+        # the smaller size is cheap: the least of two timings steadies the growth from it to the larger
+        t1, t2 = self.seconds(run, c, s1, s1, repeats=2), self.seconds(run, c, s2, s2)
+        if t1 is None or t2 is None:
+            return None
+        p1, p2 = s1 * s1, s2 * s2
+        r1, r2 = t1 / p1, t2 / p2
+        lo, hi = min(r1, r2), max(r1, r2)
+        if p > p2:
+            g = min(max(math.log(r2 / r1) / math.log(p2 / p1), -1.0), 1.0)
+            power = r2 * (p / p2) ** g
+            linear = r2 + (r2 - r1) * (p - p2) / (p2 - p1)
+            lo, hi = min(power, r2), max(power, linear, r2)
+        return Estimate(lo * p, hi * p, f"from timings at {s1}x{s1} and {s2}x{s2}")
 
 
 def _sync(device: torch.device) -> None:
@@ -70,19 +177,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _cost_text(per_eval: float, steps: int, samples: int, batch: int, factor: float = 1.0) -> str:
-    chunks = math.ceil(samples / batch)
-    total = per_eval * factor * min(batch, samples) * steps * chunks
-    what = f"{steps} steps" + (f" x {samples} samples" if samples > 1 else "")
+def _evaluations(steps: int, samples: int, batch: int, factor: float) -> float:
+    """Prior evaluations of one image (in images: a batch of ``b`` samples costs ``b``)."""
+    return factor * min(batch, samples) * steps * math.ceil(samples / batch)
+
+
+def _cost_text(per_eval: Estimate, steps: int, samples: int, batch: int, factor: float = 1.0) -> str:
+    total = per_eval.scaled(_evaluations(steps, samples, batch, factor))
+    what = f"{steps} step{'s' if steps != 1 else ''}" + (f" x {samples} samples" if samples > 1 else "")
     per_step = "" if factor == 1.0 else f" (a step costs about {factor:g} of them)"
-    return f"about {format_duration(per_eval)} per prior evaluation{per_step}, {format_duration(total)} for {what}"
+    return f"about {format_duration(per_eval.mid)} per prior evaluation{per_step}, {total.text()} for {what}"
 
 
 def cost_or_refuse(
     name: str, c: int, H: int, W: int, *, opts: RestoreOptions, timer: Timer, say_note: Callable[[str], None] | None = None,
     scale: int = 1, resizable: bool = True,
-) -> None:
-    """Refuse an image over ``opts.max_megapixels`` (with the estimate and a ``--resize`` that fits); announce a large one.
+) -> Estimate | None:
+    """Refuse an image over ``opts.max_megapixels``, or whose estimate's low end is over
+    ``opts.max_minutes`` (with the estimate and a ``--resize``/``--steps`` that fits); announce a large one.
 
     Images up to :data:`~invkit.runner.cost.ESTIMATE_PIXELS` within the limit cost nothing to check. Larger ones
     get an estimate from ``timer``, passed to ``say_note``.
@@ -94,46 +206,75 @@ def cost_or_refuse(
         resizable: Whether ``--resize``/``--crop`` apply to the input (not to a ``.safetensors``
             measurement): otherwise the advice is to make the measurement smaller.
 
+    Returns:
+        The estimate of the image's solve (seconds of prior evaluations), or None (a small
+        image, or no estimate).
+
     Raises:
-        RestoreError: Over the limit.
+        RestoreError: Over a limit.
     """
     pixels = H * W
     limit = opts.max_megapixels * 1e6
     steps = opts.steps or timer.default_steps
     factor = timer.evaluations_per_step
     if pixels <= ESTIMATE_PIXELS and pixels <= limit:
-        return
-    spp = timer.seconds_per_pixel(c) if factor > 0 else None
-    per_eval = spp * pixels if spp is not None else None
+        return None
+    per_eval = timer.per_eval(c, H, W) if factor > 0 else None
+    evaluations = _evaluations(steps, opts.samples, opts.batch, factor)
+    total = per_eval.scaled(evaluations) if per_eval is not None else None
     if factor == 0:
         estimate = "no estimate (the solver does not evaluate the prior)"
-    elif per_eval:
-        estimate = f"{_cost_text(per_eval, steps, opts.samples, opts.batch, factor)} on {timer.device.type}, extrapolated from a {timer.side}x{timer.side} timing"
+    elif per_eval is not None:
+        estimate = f"{_cost_text(per_eval, steps, opts.samples, opts.batch, factor)} on {timer.device.type} ({per_eval.how})"
     else:
         estimate = "no estimate (the prior failed on a small test image)"
-    if pixels > limit:
-        side = max(H, W) * math.sqrt(limit / pixels)
+    budget = opts.max_minutes * 60
+    over_time = total is not None and total.low > budget
+    if pixels > limit or over_time:
+        # the largest side within both limits (the prior's cost per pixel taken as the low end's at this size)
+        fraction = min(limit / pixels, budget / total.low if total is not None else 1.0)
+        side = max(H, W) * math.sqrt(fraction)
         m = max(prior_multiple(timer.prior), 1)
         n = max(m, int(side // m * m))
         small = pixels * (n / max(H, W)) ** 2
-        small_cost = f", {_cost_text(spp * small, steps, opts.samples, opts.batch, factor)}" if spp else ""
-        anyway = f"--max-megapixels {math.ceil(pixels / 1e6 * 10) / 10:g} to run it anyway"
+        small_eval = timer.per_eval(c, *_shrunk(H, W, n)) if per_eval is not None else None
+        small_cost = f", {_cost_text(small_eval, steps, opts.samples, opts.batch, factor)}" if small_eval is not None else ""
+        if pixels > limit:
+            over = f"over --max-megapixels {opts.max_megapixels:g}: {estimate}"
+            anyway = f"--max-megapixels {math.ceil(pixels / 1e6 * 10) / 10:g}"
+        else:
+            over = f"{estimate}: over --max-minutes {opts.max_minutes:g}"
+            anyway = ""
+        if over_time:
+            anyway += (" and " if anyway else "") + f"--max-minutes {math.ceil(total.low / 60 * 1.05):g}"  # type: ignore[union-attr]
+        anyway += " to run it anyway"
+        fewer = ""
+        if over_time and pixels <= limit and (s := math.floor(steps * budget / total.low + 1e-9)) >= 1:  # type: ignore[union-attr]
+            fewer = f"pass --steps {s} (a coarser solve); or "
         if not resizable:
-            fix = f"make the measurement from an image of at most {n} pixels on its longest side ({small / 1e6:.3g} MP{small_cost}), or {anyway}"
+            fix = f"{fewer}make the measurement from an image of at most {n} pixels on its longest side ({small / 1e6:.3g} MP{small_cost}), or {anyway}"
         elif scale > 1 and n // scale < 1:
-            fix = f"no --resize of the input fits (each input pixel restores {scale}x{scale}); {anyway}"
+            fix = f"{fewer}no --resize of the input fits (each input pixel restores {scale}x{scale}); {anyway}"
         elif scale > 1:
-            fix = (f"pass --resize {n // scale} (the input's longest side; restored at {n // scale * scale}, "
+            fix = (f"{fewer}pass --resize {n // scale} (the input's longest side; restored at {n // scale * scale}, "
                    f"{small / 1e6:.3g} MP{small_cost}), crop a region with --crop Y,X,H,W, or {anyway}")
         else:
-            fix = f"pass --resize {n} (longest side, {small / 1e6:.3g} MP{small_cost}), crop a region with --crop Y,X,H,W, or {anyway}"
-        raise RestoreError(f"{name} is {W}x{H} pixels ({pixels / 1e6:.3g} MP), over --max-megapixels {opts.max_megapixels:g}: {estimate}; {fix}")
+            fix = f"{fewer}pass --resize {n} (longest side, {small / 1e6:.3g} MP{small_cost}), crop a region with --crop Y,X,H,W, or {anyway}"
+        raise RestoreError(f"{name} is {W}x{H} pixels ({pixels / 1e6:.3g} MP), {over}; {fix}")
     if say_note is not None:
         say_note(f"{name}: {W}x{H} pixels ({pixels / 1e6:.3g} MP): {estimate}")
+    return total
+
+
+def _shrunk(H: int, W: int, side: int) -> tuple[int, int]:
+    """``(H, W)`` scaled so that the longer side is ``side``."""
+    k = side / max(H, W)
+    return max(1, round(H * k)), max(1, round(W * k))
 
 
 def projection_note(event: ProgressEvent) -> str | None:
-    """The time projected for an image after its first solver step, when over :data:`ANNOUNCE_SECONDS`.
+    """The time projected for an image after its first solver step, when over :data:`ANNOUNCE_SECONDS`,
+    beside the estimate made before the run (``event.estimate``) when there was one.
 
     For a caller that shows no progress bar (``invkit solve`` without a terminal: a bar shows
     the time left itself).
@@ -146,4 +287,8 @@ def projection_note(event: ProgressEvent) -> str | None:
     projected = event.elapsed * event.total
     if projected <= ANNOUNCE_SECONDS:
         return None
-    return f"{event.image.name}: first step took {format_duration(event.elapsed)}; projected {format_duration(projected)} for this image"
+    before = ""
+    if event.estimate is not None:
+        low, high = event.estimate
+        before = f" (estimated {format_duration(math.sqrt(low * high))} before the run, {format_duration(low)} to {format_duration(high)})"
+    return f"{event.image.name}: first step took {format_duration(event.elapsed)}; projected {format_duration(projected)} for this image{before}"

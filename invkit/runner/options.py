@@ -13,10 +13,17 @@ from ..tiled import DEFAULT_OVERLAP, DEFAULT_TILE
 from .errors import RestoreError
 from .noise_level import asked_noise, check_sigma, simulate_noise
 
-__all__ = ["RestoreOptions", "DEFAULT_MAX_MEGAPIXELS", "SELECT_CHOICES", "TILE_CHOICES", "TILE_AUTO_PIXELS", "check_values"]
+__all__ = ["RestoreOptions", "DEFAULT_MAX_MEGAPIXELS", "DEFAULT_MAX_MINUTES", "SELECT_CHOICES", "TILE_CHOICES", "TILE_AUTO_PIXELS", "check_values"]
 
-#: Default of :attr:`RestoreOptions.max_megapixels` (``--max-megapixels``).
-DEFAULT_MAX_MEGAPIXELS = 4.0
+#: Default of :attr:`RestoreOptions.max_megapixels` (``--max-megapixels``): a bound on memory.
+#: Above :data:`TILE_AUTO_PIXELS` the prior runs on tiles (its memory set by the tile batch); the
+#: operators and the solver's images grow with the pixels (a 12 MP DDRM deblur: docs/measurements.md
+#: "At 12 MP").
+DEFAULT_MAX_MEGAPIXELS = 16.0
+
+#: Default of :attr:`RestoreOptions.max_minutes` (``--max-minutes``): images whose estimated solve
+#: (:mod:`invkit.runner.cost`, its low end) is longer are refused before any work.
+DEFAULT_MAX_MINUTES = 240.0
 
 #: What :attr:`RestoreOptions.tile` (``--tile``) may be.
 TILE_CHOICES = ("auto", "on", "off")
@@ -81,6 +88,7 @@ class RestoreOptions:
         crop: ``True`` for the largest centred size that works, or a region ``(Y, X, H, W)``.
         resize: Longest side in pixels (adjusted to a size that works), or an exact ``(H, W)``.
         max_megapixels: Refuse larger images before any work.
+        max_minutes: Refuse an image whose estimated solve (its range's low end) is longer, before any work.
         tile: Evaluate the prior on overlapping tiles (:class:`invkit.TiledPrior`): ``"on"``,
             ``"off"``, or ``"auto"`` (above :data:`TILE_AUTO_PIXELS` restored pixels, where tiles
             were measured faster than the whole image).
@@ -116,6 +124,7 @@ class RestoreOptions:
     crop: tuple[int, int, int, int] | Literal[True] | None = None
     resize: int | tuple[int, int] | None = None
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
+    max_minutes: float = DEFAULT_MAX_MINUTES
     tile: Literal["auto", "on", "off"] = "auto"
     tile_size: int = DEFAULT_TILE
     tile_overlap: int = DEFAULT_OVERLAP
@@ -182,11 +191,11 @@ def check_values(opts: RestoreOptions) -> None:
         raise bad("--seed", "an integer", opts.seed)
     if opts.bits not in (None, 8, 16) or isinstance(opts.bits, bool):
         raise bad("--bits", "8, 16 or None", opts.bits)
-    mp = opts.max_megapixels
-    if not isinstance(mp, (int, float)) or isinstance(mp, bool):
-        raise bad("--max-megapixels", "a number > 0", mp)
-    if not mp > 0:  # NaN too
-        raise bad("--max-megapixels", "> 0", mp)
+    for flag, limit in (("--max-megapixels", opts.max_megapixels), ("--max-minutes", opts.max_minutes)):
+        if not isinstance(limit, (int, float)) or isinstance(limit, bool):
+            raise bad(flag, "a number > 0", limit)
+        if not limit > 0:  # NaN too
+            raise bad(flag, "> 0", limit)
     if opts.sigma_y is not None and opts.sigma_y != "auto":
         check_sigma(opts.sigma_y, auto=True)
     if not (opts.noise is None or (isinstance(opts.noise, str) and opts.noise)):

@@ -40,6 +40,8 @@ class ProgressEvent:
         last: Last sample (from 1) of the solver call running.
         samples: Samples drawn for this image.
         elapsed: Seconds since the image started.
+        estimate: The image's solve as estimated before the run (seconds, ``(low, high)``:
+            :mod:`invkit.runner.cost`), or None (a small image, or no estimate).
     """
 
     kind: Literal["start", "step", "done"]
@@ -52,6 +54,7 @@ class ProgressEvent:
     last: int
     samples: int
     elapsed: float
+    estimate: tuple[float, float] | None = None
 
 
 #: What ``on_progress`` is: called with every :class:`ProgressEvent`.

@@ -49,6 +49,7 @@ JSON_KEYS = (
     "model_check",
     "operator_defaults",
     "prior_tiles",
+    "estimated_seconds",
 )
 
 

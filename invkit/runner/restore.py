@@ -13,18 +13,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..io import output_transaction
+from ..io import MEASUREMENT_SUFFIX, output_transaction
 from ..noise import noise_spec
 from ..problem import Problem
 from ..registry import Registry, get_registry
 from ..requirements import RequirementError
 from ..solver import Step
 from ..tiled import TiledPrior, tile_grid
-from .cost import Timer, cost_or_refuse
+from .cost import Estimate, Timer, cost_or_refuse
 from .devices import resolve_device
 from .errors import RestoreError
 from .inputs import Prepared, check_noise_fits, measurement_view, prepare
@@ -122,7 +123,8 @@ def restore(
     solver = registry.build("solver", opts.solver, opts.solver_args)
     prior = build_prior(registry, opts.prior, opts.prior_args, device=str(device))
     prior_for = tiling(prior, opts)
-    timer = Timer(prior, device, prior_multiple(prior), solver)
+    timer = Timer(prior, device, prior_multiple(prior), solver, prior_for=prior_for)
+    estimates: dict[Path, Estimate | None] = {}
     first: Prepared | None = None
 
     def too_big(name: str, c: int, h: int, w: int, scale: int = 1, resizable: bool = True) -> None:
@@ -144,7 +146,8 @@ def restore(
             prep = prepare(job, opts, registry, prior, too_big)
             _check_channels(prior, prep)
             _check_requirements(registry, opts, prep, prior)
-            cost_or_refuse(prep.job.src.name, *prep.op.in_shape, opts=opts, timer=timer, say_note=note)
+            estimates[job.src] = cost_or_refuse(prep.job.src.name, *prep.op.in_shape, opts=opts, timer=timer, say_note=note,
+                                                scale=_input_scale(prep), resizable=prep.job.src.suffix != MEASUREMENT_SUFFIX)
         except _PER_INPUT_ERRORS as exc:
             failed(job, exc)
             continue
@@ -172,7 +175,8 @@ def restore(
                 _, h, w = prep.op.in_shape
                 count = len(tile_grid(h, w, run_prior.tile, run_prior.overlap, run_prior.size_multiple))
                 note(f"{job.src.name}: the prior runs on {count} tiles of {run_prior.tile}x{run_prior.tile} (overlap {run_prior.overlap}) per evaluation (--tile {opts.tile})")
-            record = restore_prepared(prep, opts, solver, run_prior, device, index=i, images=len(jobs), on_progress=on_progress)
+            record = restore_prepared(prep, opts, solver, run_prior, device, index=i, images=len(jobs), on_progress=on_progress,
+                                      estimate=estimates.get(job.src))
         except _PER_INPUT_ERRORS as exc:
             failed(job, exc)
             continue
@@ -214,6 +218,14 @@ def tiling(prior: Any, opts: RestoreOptions) -> Callable[[tuple[int, ...]], Any]
     return choose
 
 
+def _input_scale(prep: Prepared) -> int:
+    """Restored pixels per measured pixel along a side (a super-resolution factor), else 1."""
+    h, y = prep.op.in_shape[-1], prep.y
+    if y.dim() != 4 or y.shape[-1] >= h or h % y.shape[-1]:
+        return 1
+    return h // y.shape[-1]
+
+
 def _some(names: Iterable[str], limit: int = 5) -> str:
     """The first ``limit`` names, comma-separated, with ``...`` when there are more."""
     names = list(names)
@@ -230,6 +242,7 @@ def restore_prepared(
     index: int = 0,
     images: int = 1,
     on_progress: ProgressCallback | None = None,
+    estimate: Estimate | None = None,
 ) -> dict[str, Any]:
     """Restore one prepared input: draw the samples, write the files, score, and return the record.
 
@@ -246,6 +259,8 @@ def restore_prepared(
         index: Index of this image in the run (for progress events).
         images: Number of images in the run (for progress events).
         on_progress: Called when the image starts, after every solver step, and when it is done.
+        estimate: The solve's cost as estimated before the run (:func:`~invkit.runner.cost_or_refuse`),
+            passed on in progress events and recorded.
 
     Returns:
         The image's record (keys :data:`~invkit.runner.report.JSON_KEYS`).
@@ -259,7 +274,8 @@ def restore_prepared(
     def event(kind: str, first: int = 1, last: int = 1) -> None:
         if on_progress is not None:
             elapsed = time.perf_counter() - started
-            on_progress(ProgressEvent(kind, job.src, index, images, done, total, first, last, n, elapsed))  # type: ignore[arg-type]
+            before = None if estimate is None else (estimate.low, estimate.high)
+            on_progress(ProgressEvent(kind, job.src, index, images, done, total, first, last, n, elapsed, before))  # type: ignore[arg-type]
 
     def on_step(step: Step, start: int, count: int) -> None:
         nonlocal done, total
@@ -314,6 +330,7 @@ def restore_prepared(
             model_check=prep.check.record(),
             operator_defaults=list(prep.defaults),
             prior_tiles=[prior.tile, prior.overlap] if isinstance(prior, TiledPrior) else None,
+            estimated_seconds=None if estimate is None else [round(estimate.low, 3), round(estimate.high, 3)],
         )
         if prep.clean is not None:
             scored, scored_samples = _aligned(prep, drawn.x, chosen)

@@ -1,0 +1,156 @@
+"""The cost model (invkit.runner.cost) on priors whose time is known: a fake clock advanced by
+each ``denoise`` call with a cost of its pixels, so the estimate is checked exactly, not timed."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor
+
+from invkit.prior import Prior
+from invkit.runner import Estimate, ProgressEvent, RestoreError, RestoreOptions, Timer, cost_or_refuse, projection_note
+from invkit.tiled import TiledPrior, tile_grid
+
+
+class Clock:
+    """A clock that only moves when a prior says it worked."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class CostPrior(Prior):
+    """Identity denoiser costing ``rows * (a p + b p^2 + c)`` seconds for ``p`` pixels per row."""
+
+    name = "cost"
+
+    def __init__(self, clock: Clock, a: float, b: float = 0.0, c: float = 0.0) -> None:
+        self.clock, self.a, self.b, self.c = clock, a, b, c
+        self.size_multiple = 8
+        self.sigma_grid = None
+        self.data_center = 0.5
+        self.channels = 3
+        self.calls = 0
+
+    def cost(self, pixels: int) -> float:
+        return self.a * pixels + self.b * pixels**2 + self.c
+
+    def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        self.calls += 1
+        self.clock.now += x.shape[0] * self.cost(x.shape[-1] * x.shape[-2])
+        return x
+
+
+def _timer(prior: Prior, clock: Clock, prior_for=None, steps: int = 20) -> Timer:
+    solver = type("S", (), {"default_steps": steps, "evaluations_per_step": 1.0})()
+    return Timer(prior, torch.device("cpu"), 8, solver, prior_for=prior_for, clock=clock)
+
+
+@pytest.mark.parametrize("h, w", [(600, 800), (1200, 1600), (3000, 4000)])
+def test_linear_cost_is_predicted_exactly(h, w):
+    clock = Clock()
+    prior = CostPrior(clock, a=2e-5)
+    est = _timer(prior, clock).per_eval(3, h, w)
+    assert est.low == pytest.approx(2e-5 * h * w) and est.high == pytest.approx(2e-5 * h * w)
+
+
+@pytest.mark.parametrize("h, w", [(600, 800), (1024, 1024), (1200, 1600), (2000, 3000)])
+def test_superlinear_cost_lies_within_the_range(h, w):
+    """Per-pixel cost growing with the pixels (attention): the power law is below, the quadratic fit above."""
+    clock = Clock()
+    prior = CostPrior(clock, a=1.5e-5, b=1.5e-5 / 4e6)  # 1.5x the linear cost at 2 MP
+    est = _timer(prior, clock).per_eval(3, h, w)
+    truth = prior.cost(h * w)
+    assert est.low <= truth * (1 + 1e-9) and truth <= est.high * (1 + 1e-9)
+    assert est.low < est.high
+    assert "from timings at 256x256 and 512x512" in est.how
+
+
+def test_small_images_are_timed_at_128_and_256():
+    clock = Clock()
+    prior = CostPrior(clock, a=1e-5, c=1e-3)  # a per-call overhead: dearer per pixel when small
+    est = _timer(prior, clock).per_eval(3, 300, 400)
+    assert "128x128 and 256x256" in est.how
+    assert est.low <= prior.cost(300 * 400) <= est.high
+
+
+def test_each_size_is_timed_once_after_one_warm_up():
+    clock = Clock()
+    prior = CostPrior(clock, a=1e-5)
+    timer = _timer(prior, clock)
+    timer.per_eval(3, 1000, 1000)
+    assert prior.calls == 4  # warm-up, 256² twice (the least of two), 512²
+    timer.per_eval(3, 2000, 1000)
+    assert prior.calls == 4
+
+
+def test_tiled_cost_is_linear_in_tiles():
+    """On tiles the estimate is the tile count times a tile's time, whatever the image's size."""
+    clock = Clock()
+    inner = CostPrior(clock, a=1e-5, b=1e-9)
+    tiled = TiledPrior(inner, tile=64, overlap=16)
+    timer = _timer(inner, clock, prior_for=lambda shape: tiled)
+    for h, w in ((304, 400), (1000, 1504)):
+        n = len(tile_grid(h, w, 64, 16, 8))
+        est = timer.per_eval(3, h, w)
+        assert est.low == pytest.approx(n * inner.cost(64 * 64)) and est.high == pytest.approx(est.low)
+        assert f"{n} tiles of 64x64" in est.how
+        # what the tiled prior really costs on the fake clock
+        before = clock.now
+        tiled.denoise(torch.zeros(1, 3, h, w), 0.3)
+        assert clock.now - before == pytest.approx(est.low)
+    # a size off the multiple (a file's header, before the size rules pad it) counts the padded tiles
+    assert timer.per_eval(3, 1001, 1500).low == pytest.approx(len(tile_grid(1008, 1504, 64, 16, 8)) * inner.cost(64 * 64))
+
+
+def test_a_failing_prior_gives_no_estimate():
+    class Broken(CostPrior):
+        def denoise(self, x, sigma):
+            raise RuntimeError("no")
+
+    clock = Clock()
+    assert _timer(Broken(clock, 1e-5), clock).per_eval(3, 1000, 1000) is None
+
+
+def _opts(**kw) -> RestoreOptions:
+    return RestoreOptions(input=Path("in.png"), output=Path("out.png"), operator="denoising", **kw)
+
+
+def test_time_budget_refuses_with_steps_and_resize_that_fit():
+    clock = Clock()
+    prior = CostPrior(clock, a=1e-4)  # 100 s per MP per evaluation
+    timer = _timer(prior, clock)
+    # 2 MP: 200 s per evaluation, 20 steps: 4000 s = 66.7 min
+    with pytest.raises(RestoreError) as info:
+        cost_or_refuse("p.png", 3, 1000, 2000, opts=_opts(max_minutes=30), timer=timer)
+    msg = str(info.value)
+    assert "over --max-minutes 30" in msg and "about 1 h 06 min" in msg
+    assert "pass --steps 9 (a coarser solve); or pass --resize" in msg  # 9 x 200 s = 30 min
+    assert "--max-minutes 71 to run it anyway" in msg  # 66.7 min, 5 % spare, rounded up
+    side = int(msg.split("pass --resize ")[1].split()[0])
+    assert 20 * 1e-4 * side * side / 2 <= 30 * 60  # the advised size fits the budget
+    assert 20 * 1e-4 * (side + 16) * (side + 16) / 2 > 30 * 60  # and is about the largest that does
+    # within the budget: announced, and the estimate returned
+    notes: list[str] = []
+    est = cost_or_refuse("p.png", 3, 1000, 2000, opts=_opts(max_minutes=120), timer=timer, say_note=notes.append)
+    assert est.low == pytest.approx(4000) and "about 1 h 06 min for 20 steps on cpu" in notes[0]
+
+
+def test_projection_note_sets_the_first_step_beside_the_estimate():
+    ev = ProgressEvent("step", Path("p.png"), 0, 1, 1, 20, 1, 1, 1, 100.0, (1500.0, 2400.0))
+    note = projection_note(ev)
+    assert note == "p.png: first step took 1 min 40 s; projected 33 min for this image (estimated 31 min before the run, 25 min to 40 min)"
+    assert "estimated" not in projection_note(ProgressEvent("step", Path("p.png"), 0, 1, 1, 20, 1, 1, 1, 100.0))
+
+
+def test_estimate_text():
+    assert Estimate(60.0, 60.0, "").text() == "about 1 min 00 s"
+    e = Estimate(100.0, 400.0, "")
+    assert e.mid == 200.0 and e.text() == "about 3 min 20 s (1 min 40 s to 6 min 40 s)"
+    assert math.isclose(e.scaled(2).high, 800.0)
