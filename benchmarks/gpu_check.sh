@@ -81,6 +81,29 @@ def solve_time(shape, batch, prior_used, steps=20, repeat=2):
     return min(times), 0.0 if dry else torch.cuda.max_memory_allocated() / 2**30, out
 
 
+# precision and memory layout of a batch of tiles (what the tiled prior feeds the network): float32,
+# float16 (the `half` prior argument) and bfloat16 (the whole network cast; not an option yet), each
+# NCHW and NHWC (channels-last), against float32 NCHW
+side, nt = (64, 2) if dry else (256, 8)
+xt = (0.5 + 0.2 * torch.randn(nt, 3, side, side, generator=g)).clamp(0, 1).to(dev)
+ref = None
+for label in ("float32", "float16", "bfloat16"):
+    p = reg.build("prior", "default", {"device": dev.type, "half": label == "float16" and not dry})
+    if label == "bfloat16":
+        p.rgb.model.to(torch.bfloat16)
+    for nhwc in (False, True):
+        p.rgb.set_channels_last(nhwc)
+        p.denoise(xt, 0.2)
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(5):
+            out = p.denoise(xt, 0.2)
+        sync()
+        ms = (time.perf_counter() - t0) / 5 / nt * 1e3
+        ref = out.float() if ref is None else ref
+        print(f"tiles {nt}x{side}x{side} {label} {'NHWC' if nhwc else 'NCHW'}: {ms:.2f} ms/tile, max |diff| vs float32 NCHW {float((out.float() - ref).abs().max()):.2e}", flush=True)
+    del p
+
 small, big, steps = ((3, 64, 64), (3, 96, 128), 2) if dry else ((3, 256, 256), (3, 3000, 4000), 20)
 for batch in (1, 8):
     t, mem, _ = solve_time(small, batch, prior, steps=steps)

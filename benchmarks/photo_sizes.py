@@ -58,11 +58,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    kept = invkit.keep_freed_memory()  # as the invkit command does
     reg = invkit.get_registry()
     prior = reg.build("prior", "default", [])
     tiled = invkit.TiledPrior(prior)
     solver = reg.build("solver", "ddrm", [])
-    print(f"threads {args.threads}, torch {torch.__version__}; DDRM {args.steps} steps, one sample; tiles above {TILE_AUTO_PIXELS / 1e6:g} MP\n")
+    print(f"threads {args.threads}, torch {torch.__version__}; DDRM {args.steps} steps, one sample; tiles above {TILE_AUTO_PIXELS / 1e6:g} MP; freed memory kept: {kept}\n")
     timer = Timer(prior, torch.device("cpu"), prior.size_multiple, solver, prior_for=lambda shape: tiled if shape[1] * shape[2] > TILE_AUTO_PIXELS else prior)
     print("| operator | size | MP | tiled | set-up (s) | s/step | s/step/MP | vs 1 MP | estimate of a step | step / estimate | peak RSS (GB) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

@@ -11,6 +11,7 @@ Example:
     True
 """
 
+from .allocator import keep_freed_memory
 from .checks import (
     CheckReport,
     CheckResult,
@@ -51,6 +52,7 @@ from .vp import alpha_bar_from_sigma, ddim_noise_scale, ddim_step, eps_from_x0, 
 __version__ = "0.1.0"
 
 __all__ = [
+    "keep_freed_memory",
     "CheckReport",
     "CheckResult",
     "check_adjoint",

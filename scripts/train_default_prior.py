@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from invkit.allocator import keep_freed_memory
 from invkit.devices import resolve_device
 from invkit.io import atomic_write
 from invkit.prior import alphas_bar_from_betas, linear_betas
@@ -322,6 +323,7 @@ def main() -> None:
         export(state_path, args.export)
         return
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # activations reused, not page-faulted in at every step (invkit.allocator)
     device = resolve_device(args.device)
 
     levels, sources = load_dataset(args.data, args.state / "dataset.pt", use_skimage=not args.no_skimage)

@@ -30,7 +30,7 @@ PINNED: dict[str, list[str]] = {
         "as_shape", "autograd_vjp", "build_noise", "capabilities", "check_adjoint", "check_autograd_adjoint",
         "check_requirements", "check_schedule", "check_shapes", "check_svd", "check_vjp", "conformance_cases",
         "ddim_noise_scale", "ddim_step", "ddpm_sigma_grid", "ddrm_schedule", "eps_from_x0", "float_tuple", "from_vp",
-        "get_registry", "hookimpl", "hookspec", "int_tuple", "is_noise_sigma", "jump_schedule", "linear_betas", "matrix_of",
+        "get_registry", "hookimpl", "hookspec", "int_tuple", "is_noise_sigma", "jump_schedule", "keep_freed_memory", "linear_betas", "matrix_of",
         "missing_capabilities", "noise_spec", "parse_bool", "parse_params", "quantization_sigma", "randn_rows",
         "reset_registry", "resolve_generator", "respaced_sigmas", "respaced_timesteps", "row_generators",
         "run_checks", "sample_generators", "sample_seed", "sampler_schedule", "schema_of", "sigma_from_alpha_bar", "sigma_rows",
