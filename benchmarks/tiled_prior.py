@@ -81,20 +81,24 @@ def main() -> None:
     p.add_argument("--restore-tiles", default="256:32", help="tile:overlap pairs for the restoration part")
     p.add_argument("--large-photos", type=int, default=1, help="photos restored at 1024² (--large)")
     p.add_argument("--large-steps", type=int, default=10, help="DDRM steps at 1024² (--large)")
+    p.add_argument("--sizes", default=None, help="comma-separated square sides for the speed part (default 128,256,512 and 1024 with --large)")
+    p.add_argument("--returned", action="store_true", help="leave glibc's default (freed memory returned): the invkit command keeps it")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if not args.returned:
+        invkit.keep_freed_memory()  # as the invkit command does
     skip = set(filter(None, args.skip.split(",")))
     reg = invkit.get_registry()
     prior = reg.build("prior", "default", [])
     tiles = [tuple(int(v) for v in pair.split(":")) for pair in args.tiles.split(",")]
     sizes = [256, 512] + ([1024] if args.large else [])
-    print(f"threads {args.threads}, torch {torch.__version__}\n")
+    print(f"threads {args.threads}, torch {torch.__version__}, freed memory {'returned' if args.returned else 'kept'}\n")
 
     if "speed" not in skip:
         print("| size | untiled s/MP | " + " | ".join(f"tile {t}/{o} s/MP" for t, o in tiles) + " |")
         print("|---|---|" + "---|" * len(tiles))
         g = torch.Generator().manual_seed(0)
-        for n in [128, *sizes]:
+        for n in ([int(v) for v in args.sizes.split(",")] if args.sizes else [128, *sizes]):
             x = (0.5 + 0.2 * torch.randn(1, 3, n, n, generator=g)).float()
             mp = n * n / 1e6
             cells = [f"{_time(prior, x, 0.2) / mp:.2f}"]

@@ -69,7 +69,7 @@ def test_superlinear_cost_lies_within_the_range(h, w):
     truth = prior.cost(h * w)
     assert est.low <= truth * (1 + 1e-9) and truth <= est.high * (1 + 1e-9)
     assert est.low < est.high
-    assert "from timings at 256x256 and 512x512" in est.how
+    assert ("from timings at 512x512 and 1024x1024" if h * w >= 1024 * 1024 else "from timings at 256x256 and 512x512") in est.how
 
 
 def test_small_images_are_timed_at_128_and_256():
@@ -86,8 +86,10 @@ def test_each_size_is_timed_once_after_one_warm_up():
     timer = _timer(prior, clock)
     timer.per_eval(3, 1000, 1000)
     assert prior.calls == 4  # warm-up, 256² twice (the least of two), 512²
-    timer.per_eval(3, 2000, 1000)
+    timer.per_eval(3, 1000, 900)
     assert prior.calls == 4
+    timer.per_eval(3, 2000, 1000)  # 512² from before, 1024² once
+    assert prior.calls == 5
 
 
 def test_tiled_cost_is_linear_in_tiles():
@@ -147,6 +149,12 @@ def test_projection_note_sets_the_first_step_beside_the_estimate():
     note = projection_note(ev)
     assert note == "p.png: first step took 1 min 40 s; projected 33 min for this image (estimated 31 min before the run, 25 min to 40 min)"
     assert "estimated" not in projection_note(ProgressEvent("step", Path("p.png"), 0, 1, 1, 20, 1, 1, 1, 100.0))
+    # after the second step: the time so far plus the second step's time for each step left (the
+    # first held one-off set-up)
+    second = ProgressEvent("step", Path("p.png"), 0, 1, 2, 20, 1, 1, 1, 160.0, (1500.0, 2400.0))
+    assert projection_note(second, previous=100.0).startswith("p.png: second step took 1 min 00 s; projected 20 min for this image (estimated")
+    assert projection_note(second) is None  # no previous step known
+    assert projection_note(ProgressEvent("step", Path("p.png"), 0, 1, 3, 20, 1, 1, 1, 220.0), previous=160.0) is None
 
 
 def test_estimate_text():

@@ -4,8 +4,8 @@ tqdm bar on stderr.
 It draws only when stderr is a terminal and ``--quiet`` is off, so logs and pipes stay clean:
 ``chelsea.png  [########............]  8/20 steps  00:12<00:18  1.52s/step, sample 2/4``. While
 a step runs the bar is redrawn every half second, so a slow prior evaluation (a large photo on a
-CPU) never looks like a hang. Without a terminal the runner's projection after the first step
-(:func:`~invkit.runner.projection_note`) is printed instead, when there is one.
+CPU) never looks like a hang. Without a terminal the runner's projections after the first and second steps
+(:func:`~invkit.runner.projection_note`) are printed instead, when there are any.
 """
 
 from __future__ import annotations
@@ -42,12 +42,14 @@ class SolveProgress:
         self.tty = is_terminal(self.stream)
         self.note = note
         self.bar: tqdm | None = None
+        self._previous: float | None = None  # elapsed at the image's previous step
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __call__(self, event: ProgressEvent) -> None:
         if event.kind == "start":
             self.close()
+            self._previous = None
             columns, rows = terminal_size(self.stream)
             label = f"[{event.index + 1}/{event.images}] {event.image.name}" if event.images > 1 else event.image.name
             self.bar = tqdm(
@@ -66,9 +68,10 @@ class SolveProgress:
                 self.bar.set_postfix_str(f"sample {which}/{event.samples}", refresh=False)
             self.bar.update(1)
             if not self.quiet and not self.tty:
-                projection = projection_note(event)
+                projection = projection_note(event, self._previous)
                 if projection is not None:
                     self.note(projection)
+            self._previous = event.elapsed
         elif event.kind == "done":
             self.close()
 

@@ -117,8 +117,9 @@ measurement changes its noise level: prefer --pad or --crop there).
 cost: images over 0.26 MP get an up-front estimate, a range, from the prior timed at two sizes
 (or, on tiles, one tile and a block of 2x2 tiles) and scaled by steps, samples and the
 solver's evaluations per step; a progress bar (stderr, terminals only, not with --quiet) shows
-steps, time per step and time left, and without a terminal the projection after the first step
-(beside the estimate) is printed when it exceeds 30 s. Images over --max-megapixels (a memory
+steps, time per step and time left, and without a terminal the projections after the first step
+and the second (the first also holds one-off set-up), beside the estimate, are printed when
+they exceed 30 s. Images over --max-megapixels (a memory
 bound), or whose estimate's low end is over --max-minutes, are refused before any work, with
 the estimate and the --steps or --resize that fits.
 

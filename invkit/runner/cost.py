@@ -8,8 +8,9 @@ draws no progress bar).
 
 The model (:meth:`Timer.per_eval`), for an image of ``p`` pixels:
 
-* untiled, timed at ``p1 < p2`` pixels (sides 128 and 256, or 256 and 512 for images of 512² or
-  more) with ``r1``, ``r2`` seconds per pixel: up to ``p2`` the range is ``[min(r1, r2), max(r1, r2)] * p``;
+* untiled, timed at ``p1 < p2`` pixels (sides 128 and 256; 256 and 512 for images of 512² or
+  more; 512 and 1024 from 1024², the prior's self-attention growing faster than the pixels
+  there) with ``r1``, ``r2`` seconds per pixel: up to ``p2`` the range is ``[min(r1, r2), max(r1, r2)] * p``;
   beyond it the low end grows per pixel as the power law through the two timings,
   ``r2 (p / p2)^g`` with ``g = log(r2 / r1) / log(p2 / p1)`` (within ±1), and the high end linearly in ``p``
   (a cost quadratic in pixels, as full self-attention is), ``r2 + (r2 - r1) (p - p2) / (p2 - p1)``;
@@ -153,7 +154,7 @@ class Timer:
                 return Estimate(n * per_tile[0], n * per_tile[1], f"{n} tiles of {run.tile}x{run.tile}, from timings of one tile and of {side}x{side} (2x2 tiles)")
             run = run.inner
         p = h * w
-        s2 = self._side(512 if p >= 512 * 512 else 256)
+        s2 = self._side(next(side for side in (1024, 512, 256) if p >= side * side or side == 256))
         s1 = self._side(s2 // 2)
         if s1 == s2:
             s2 = s1 * 2
@@ -272,23 +273,34 @@ def _shrunk(H: int, W: int, side: int) -> tuple[int, int]:
     return max(1, round(H * k)), max(1, round(W * k))
 
 
-def projection_note(event: ProgressEvent) -> str | None:
-    """The time projected for an image after its first solver step, when over :data:`ANNOUNCE_SECONDS`,
-    beside the estimate made before the run (``event.estimate``) when there was one.
+def projection_note(event: ProgressEvent, previous: float | None = None) -> str | None:
+    """The time projected for an image after its first solver step, and again after its second
+    (the first also holds one-off set-up, such as an operator's SVD), when over
+    :data:`ANNOUNCE_SECONDS`; beside the estimate made before the run (``event.estimate``) when
+    there was one.
 
     For a caller that shows no progress bar (``invkit solve`` without a terminal: a bar shows
     the time left itself).
 
+    Args:
+        event: The progress event.
+        previous: ``elapsed`` of the image's previous step event: after the second step the
+            projection is the time so far plus the second step's time for each step left.
+
     Returns:
-        The note, or None: not the first step, or a shorter projection.
+        The note, or None: not the first or second step, or a shorter projection.
     """
-    if event.kind != "step" or event.done != 1 or event.total is None:
+    if event.kind != "step" or event.total is None or event.done not in (1, 2) or (event.done == 2 and previous is None):
         return None
-    projected = event.elapsed * event.total
+    if event.done == 1:
+        projected, said = event.elapsed * event.total, f"first step took {format_duration(event.elapsed)}"
+    else:
+        step = event.elapsed - previous  # type: ignore[operator]
+        projected, said = event.elapsed + step * (event.total - 2), f"second step took {format_duration(step)}"
     if projected <= ANNOUNCE_SECONDS:
         return None
     before = ""
     if event.estimate is not None:
         low, high = event.estimate
         before = f" (estimated {format_duration(math.sqrt(low * high))} before the run, {format_duration(low)} to {format_duration(high)})"
-    return f"{event.image.name}: first step took {format_duration(event.elapsed)}; projected {format_duration(projected)} for this image{before}"
+    return f"{event.image.name}: {said}; projected {format_duration(projected)} for this image{before}"
