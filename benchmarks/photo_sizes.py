@@ -6,7 +6,8 @@ For each operator and size: build the operator (its set-up timed apart), then ru
 would use it (``--tile auto``: tiles above ``TILE_AUTO_PIXELS``), and print the seconds per step,
 per step and megapixel, the ratio to the 1 MP figure, the runner's estimate of a step's prior
 evaluation made before it (:class:`invkit.runner.Timer`: its range, and the measured step over
-the range's middle), and the process's peak resident memory so far. ``denoising`` times the prior's path alone; ``gaussian_blur`` adds the separable SVD's
+the range's middle), the step's system CPU time and minor page faults (memory zero-filled by the
+kernel: what :func:`invkit.keep_freed_memory` avoids), and the process's peak resident memory so far. ``denoising`` times the prior's path alone; ``gaussian_blur`` adds the separable SVD's
 O(C H W (H + W)) products, ``blur`` the FFT's O(n log n); ``compressed_sensing`` needs
 power-of-two sides and runs at 4096x2048 only.
 
@@ -56,17 +57,18 @@ def main() -> None:
     p.add_argument("--sizes", default="0.25,1,4,12", help="megapixel sizes among " + ", ".join(map(str, SIZES)) + ", or HxW")
     p.add_argument("--operators", default="denoising,gaussian_blur,blur,compressed_sensing")
     p.add_argument("--steps", type=int, default=1)
+    p.add_argument("--returned", action="store_true", help="leave glibc's default (freed memory returned): the invkit command keeps it")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    kept = invkit.keep_freed_memory()  # as the invkit command does
+    kept = False if args.returned else invkit.keep_freed_memory()  # as the invkit command does
     reg = invkit.get_registry()
     prior = reg.build("prior", "default", [])
     tiled = invkit.TiledPrior(prior)
     solver = reg.build("solver", "ddrm", [])
     print(f"threads {args.threads}, torch {torch.__version__}; DDRM {args.steps} steps, one sample; tiles above {TILE_AUTO_PIXELS / 1e6:g} MP; freed memory kept: {kept}\n")
     timer = Timer(prior, torch.device("cpu"), prior.size_multiple, solver, prior_for=lambda shape: tiled if shape[1] * shape[2] > TILE_AUTO_PIXELS else prior)
-    print("| operator | size | MP | tiled | set-up (s) | s/step | s/step/MP | vs 1 MP | estimate of a step | step / estimate | peak RSS (GB) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| operator | size | MP | tiled | set-up (s) | s/step | s/step/MP | vs 1 MP | estimate of a step | step / estimate | system CPU s/step | page faults/step | peak RSS (GB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.operators.split(","):
         per_mp_1 = None
         sizes = [(2048, 4096)] if name == "compressed_sensing" else [_size(v) for v in args.sizes.split(",")]
@@ -81,9 +83,12 @@ def main() -> None:
             problem = invkit.Problem(op, simulate_measurement(op, clean, noise, seed=0), noise)
             use = tiled if h * w > TILE_AUTO_PIXELS else prior
             est = timer.per_eval(3, h, w)
+            before = resource.getrusage(resource.RUSAGE_SELF)
             t0 = time.perf_counter()
             solver.solve(problem, use, steps=args.steps, generator=[torch.Generator().manual_seed(0)])
             per_step = (time.perf_counter() - t0) / args.steps
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            sys_step, faults = (after.ru_stime - before.ru_stime) / args.steps, (after.ru_minflt - before.ru_minflt) / args.steps
             mp = h * w / 1e6
             per_mp = per_step / mp
             if math.isclose(mp, 1.0, rel_tol=0.01):
@@ -92,7 +97,7 @@ def main() -> None:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
             guess = f"{format_duration(est.low)} to {format_duration(est.high)}" if est else "–"
             vs = f"{per_step / est.mid:.2f}" if est else "–"
-            print(f"| {name} | {w}x{h} | {mp:.2f} | {'yes' if use is tiled else 'no'} | {setup:.1f} | {per_step:.1f} | {per_mp:.1f} | {ratio} | {guess} | {vs} | {peak:.1f} |", flush=True)
+            print(f"| {name} | {w}x{h} | {mp:.2f} | {'yes' if use is tiled else 'no'} | {setup:.1f} | {per_step:.1f} | {per_mp:.1f} | {ratio} | {guess} | {vs} | {sys_step:.1f} | {faults:.0f} | {peak:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,54 +2,80 @@
 
 PyTorch's CPU tensors come from ``malloc``. glibc serves a block above its mmap threshold (at
 most 32 MiB by default) with a fresh ``mmap`` and returns it to the system on ``free``, so every
-network layer's activations (hundreds of MB for a batch of tiles) are zero-filled page by page
-again at every evaluation: on the 2-core machine one batch of eight 256² tiles through the
-default prior spent 6–8 s of 20–22 s of CPU in the kernel (3 M minor page faults), and ran
-1.5× faster with the blocks kept (docs/measurements.md, "Freed memory kept").
+network layer's activations (tens to hundreds of MB for tiles) are zero-filled page by page
+again at every evaluation: on the 2-core machine eight 256² tiles through the default prior
+spent 2.6–5.9 s of CPU in the kernel (1.3–3 M minor page faults) and took 8.6–10.1 s; with the
+blocks kept, none, and 6.9–7.3 s (docs/measurements.md, "Freed memory kept").
 
-:func:`keep_freed_memory` raises the mmap threshold and the trim threshold with ``mallopt``,
-so freed blocks stay in the heap and are reused. The process's resident memory then stays near
-its peak instead of falling between evaluations; the peak itself is what the largest step
-needs, as before. The ``invkit`` command calls it at start; a Python program restoring large
-images on a CPU may call it too. It does nothing outside glibc (macOS, Windows, musl).
+:func:`keep_freed_memory` raises the mmap threshold to :data:`MMAP_THRESHOLD` and turns off
+trimming with ``mallopt``, so freed blocks up to that size stay in the heap and are reused;
+larger ones (whole 12 MP images) are still mapped and returned, so that the heap does not
+fragment around them. The ``invkit`` command calls it at start (as a command, not when its
+``main`` is called from Python); a Python program restoring large images on a CPU may call it
+too. It does nothing outside glibc (macOS, Windows, musl).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
+import os
 import platform
+from collections.abc import Callable
 
 __all__ = ["keep_freed_memory", "MMAP_THRESHOLD"]
 
-#: Blocks up to this many bytes come from the heap and stay there when freed (``mallopt``'s int limit is 2 GiB).
-MMAP_THRESHOLD = 1 << 30
+#: Blocks up to this many bytes come from the heap and stay there when freed: a layer's
+#: activations for one 256² tile of the default prior (up to 33.5 MB), not whole 12 MP images
+#: (288 MB in float64), which kept in the heap fragmented it: a 12 MP DDRM deblur then peaked at
+#: 15.5 GB against 7.7 GB (a 1 GiB threshold; docs/measurements.md "Freed memory kept").
+MMAP_THRESHOLD = 64 << 20
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 
+@functools.lru_cache(maxsize=1)
+def _mallopt() -> Callable[[int, int], int] | None:
+    """glibc's ``mallopt``, or None outside glibc."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return None
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return mallopt
+
+
 def keep_freed_memory(threshold: int = MMAP_THRESHOLD) -> bool:
     """Have glibc's ``malloc`` keep freed blocks up to ``threshold`` bytes for reuse (see the module docstring).
 
+    Process-wide and for the rest of the process: call it in a program, not in a library. The
+    environment variable ``INVKIT_KEEP_FREED_MEMORY=0`` turns it off (it then returns False).
+
     Args:
-        threshold: Blocks up to this size come from the heap; also the free space at the heap's
-            top kept rather than returned to the system (``M_TRIM_THRESHOLD``). At most ``2**31 - 1``.
+        threshold: Blocks up to this size come from the heap (``M_MMAP_THRESHOLD``; at most
+            ``2**31 - 1``; glibc 2.36 takes it, older manuals state a 32 MiB maximum). The free
+            space at the heap's top is never returned to the system (``M_TRIM_THRESHOLD``).
 
     Returns:
-        Whether both settings took (False outside glibc, or when ``mallopt`` refused).
+        Whether both settings took (False outside glibc, when turned off, or when ``mallopt``
+        refused one; each is tried either way).
 
     Raises:
         ValueError: ``threshold`` not in ``[0, 2**31 - 1]``.
     """
     if not 0 <= threshold <= 2**31 - 1:
         raise ValueError(f"threshold must be in [0, 2**31 - 1] bytes, got {threshold}")
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if os.environ.get("INVKIT_KEEP_FREED_MEMORY", "1").strip() == "0":
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = _mallopt()
+    if mallopt is None:
         return False
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, threshold))
+    mmap_ok = bool(mallopt(_M_MMAP_THRESHOLD, threshold))
+    # -1 is SIZE_MAX to glibc: the heap's free top is never given back (a DDRM step at 12 MP frees
+    # several 288 MB images at once; trimmed, they were zero-filled again at the next step)
+    trim_ok = bool(mallopt(_M_TRIM_THRESHOLD, -1))
+    return mmap_ok and trim_ok

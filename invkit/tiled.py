@@ -41,7 +41,7 @@ from torch import Tensor
 
 from .prior import Prior, sigma_rows
 
-__all__ = ["DEFAULT_TILE", "DEFAULT_OVERLAP", "MAX_BATCH_PIXELS", "TiledPrior", "tile_grid", "tile_windows"]
+__all__ = ["DEFAULT_TILE", "DEFAULT_OVERLAP", "MAX_BATCH_PIXELS", "CPU_BATCH_PIXELS", "default_batch", "TiledPrior", "tile_grid", "tile_windows"]
 
 #: Tile side in pixels. Measured (benchmarks/tiled_prior.py, docs/measurements.md): with the
 #: default prior, 256 costs within 10 % of 128 per megapixel at 12 MP and gives the network 4x
@@ -50,9 +50,20 @@ DEFAULT_TILE = 256
 #: Overlap of neighbouring tiles in pixels: no seam above the untiled image's own pixel-to-pixel
 #: variation was measured at 32 (benchmarks/tiled_prior.py).
 DEFAULT_OVERLAP = 32
-#: With ``batch=None``, one forward of the inner prior gets at most this many tile pixels
+#: With ``batch=None`` on a GPU, one forward of the inner prior gets at most this many tile pixels
 #: (``H_tile * W_tile`` per tile, channels not counted), and at least one tile.
 MAX_BATCH_PIXELS = 2**19
+#: The same on a CPU: one 256² tile per forward. With the default prior on 2 threads, 8 tiles
+#: of 256² one at a time took 7.3 s and peaked at 0.65 GB, in one batch 6.9 s and 3.3 GB
+#: (freed memory kept, :func:`invkit.keep_freed_memory`; docs/measurements.md "Freed memory kept").
+CPU_BATCH_PIXELS = 2**16
+
+
+def default_batch(tile_pixels: int, device: torch.device | str) -> int:
+    """Tiles per inner forward when ``batch`` is None: :data:`MAX_BATCH_PIXELS` (CUDA and other
+    accelerators) or :data:`CPU_BATCH_PIXELS` (CPU) tile pixels, at least one tile."""
+    budget = CPU_BATCH_PIXELS if torch.device(device).type == "cpu" else MAX_BATCH_PIXELS
+    return max(1, budget // tile_pixels)
 
 
 def _check_grid(tile: int, overlap: int, multiple: int) -> None:
@@ -188,7 +199,7 @@ class TiledPrior(Prior):
         overlap: Overlap of neighbouring tiles, ``0 <= overlap < tile``, a multiple of ``prior.size_multiple``.
         margin: Zero-weight pixels at an inner tile edge, ``0 <= margin <= overlap / 2``; default
             ``overlap // 4``. The receptive-field radius that tiling reproduces exactly.
-        batch: Tiles per inner forward; ``None``: ``max(1, MAX_BATCH_PIXELS // (th * tw))``.
+        batch: Tiles per inner forward; ``None``: :func:`default_batch` for the tile and the input's device.
 
     Raises:
         ValueError: A tile, overlap, margin or batch that breaks the rules above.
@@ -259,7 +270,7 @@ class TiledPrior(Prior):
         boxes = [(y, xx, i, j) for i, y in enumerate(ys) for j, xx in enumerate(xs)]
         rows = [(bi, box) for bi in range(b) for box in boxes]  # (image, tile), image-major
         s = sigma_rows(sigma, b).repeat_interleave(len(boxes))
-        step = self.batch or max(1, MAX_BATCH_PIXELS // (th * tw))
+        step = self.batch or default_batch(th * tw, x.device)
         # Flat index of element (c, i, j) of a tile at offset 0: c H W + i W + j.
         base = (
             torch.arange(c, device=x.device).view(c, 1, 1) * (h * w)

@@ -285,6 +285,10 @@ def test_large_image_cost_is_stated_or_refused(tmp_path):
     proc = run("solve", "--operator", "denoising", *GAUSS, "--input", str(big), "--output", str(tmp_path / "t.png"), "--max-minutes", "1e-6")
     assert proc.returncode == 2 and not (tmp_path / "t.png").exists()
     assert "over --max-minutes 1e-06" in proc.stderr and "to run it anyway" in proc.stderr and "--max-minutes " in proc.stderr.split("or ")[-1]
+    # --simulate: the input is the image restored, so --resize is advised in its pixels, not the measurement's
+    proc = run("solve", "--simulate", "--operator", "super_resolution", "--arg", "factor=4", *GAUSS, "--input", str(big),
+               "--output", str(tmp_path / "s.png"), "--max-minutes", "1e-6", "--crop")
+    assert proc.returncode == 2 and "over --max-minutes" in proc.stderr and "input's longest side" not in proc.stderr, proc.stderr
     proc = run("solve", "--operator", "denoising", *GAUSS, "--input", str(big), "--output", str(tmp_path / "p.png"), "--max-megapixels", "0.1")
     assert proc.returncode == 2 and not (tmp_path / "p.png").exists()
     msg = proc.stderr.strip()

@@ -85,11 +85,11 @@ def test_each_size_is_timed_once_after_one_warm_up():
     prior = CostPrior(clock, a=1e-5)
     timer = _timer(prior, clock)
     timer.per_eval(3, 1000, 1000)
-    assert prior.calls == 4  # warm-up, 256² twice (the least of two), 512²
+    assert prior.calls == 5  # warm-up, 256² and 512² twice each (the least of two)
     timer.per_eval(3, 1000, 900)
-    assert prior.calls == 4
-    timer.per_eval(3, 2000, 1000)  # 512² from before, 1024² once
     assert prior.calls == 5
+    timer.per_eval(3, 2000, 1000)  # 512² from before, 1024² once
+    assert prior.calls == 6
 
 
 def test_tiled_cost_is_linear_in_tiles():
@@ -133,8 +133,8 @@ def test_time_budget_refuses_with_steps_and_resize_that_fit():
         cost_or_refuse("p.png", 3, 1000, 2000, opts=_opts(max_minutes=30), timer=timer)
     msg = str(info.value)
     assert "over --max-minutes 30" in msg and "about 1 h 06 min" in msg
-    assert "pass --steps 9 (a coarser solve); or pass --resize" in msg  # 9 x 200 s = 30 min
-    assert "--max-minutes 71 to run it anyway" in msg  # 66.7 min, 5 % spare, rounded up
+    assert "pass --steps 9 (a coarser solve); pass --resize" in msg  # 9 x 200 s = 30 min
+    assert "; or --max-minutes 71 to run it anyway" in msg  # 66.7 min, 5 % spare, rounded up
     side = int(msg.split("pass --resize ")[1].split()[0])
     assert 20 * 1e-4 * side * side / 2 <= 30 * 60  # the advised size fits the budget
     assert 20 * 1e-4 * (side + 16) * (side + 16) / 2 > 30 * 60  # and is about the largest that does
@@ -162,3 +162,56 @@ def test_estimate_text():
     e = Estimate(100.0, 400.0, "")
     assert e.mid == 200.0 and e.text() == "about 3 min 20 s (1 min 40 s to 6 min 40 s)"
     assert math.isclose(e.scaled(2).high, 800.0)
+
+
+def _advice(msg: str) -> int:
+    return int(msg.split("pass --resize ")[1].split()[0])
+
+
+def test_advised_resize_fits_where_the_cost_per_pixel_changes_with_size():
+    """Untiled below a threshold (dearer per pixel: attention), tiled above: the advice is
+    re-estimated at its own size, and following it is not refused again."""
+    clock = Clock()
+    inner = CostPrior(clock, a=1e-5, b=1e-11)  # 0.26 MP: 1.1x the linear cost; 1.5 MP: 1.6x
+    tiled = TiledPrior(inner, tile=256, overlap=32)
+    timer = _timer(inner, clock, prior_for=lambda shape: tiled if shape[1] * shape[2] > 1_500_000 else inner)
+    opts = _opts(max_minutes=90.0, samples=3)
+    with pytest.raises(RestoreError) as info:
+        cost_or_refuse("p.png", 3, 3000, 4000, opts=opts, timer=timer)
+    msg = str(info.value)
+    assert "pass --samples 1;" in msg and "pass --steps 10 " in msg  # fewer samples or steps
+    side = _advice(msg)
+    h, w = round(3000 * side / 4000), side
+    assert cost_or_refuse("p.png", 3, h, w, opts=opts, timer=timer).low <= 90 * 60  # following it runs
+    # and it is about the largest that does: 10 % more is refused
+    with pytest.raises(RestoreError):
+        cost_or_refuse("p.png", 3, round(h * 1.1), round(w * 1.1), opts=opts, timer=timer)
+
+
+def test_over_the_pixel_limit_without_an_estimate_still_advises_a_size():
+    class Broken(CostPrior):
+        def denoise(self, x, sigma):
+            raise RuntimeError("no")
+
+    clock = Clock()
+    with pytest.raises(RestoreError) as info:
+        cost_or_refuse("p.png", 3, 3000, 4000, opts=_opts(max_megapixels=4), timer=_timer(Broken(clock, 1e-5), clock))
+    msg = str(info.value)
+    assert "no estimate (the prior failed on a small test image)" in msg and "--max-minutes" not in msg
+    side = _advice(msg)
+    assert 3000 * side / 4000 * side <= 4e6 and side % 8 == 0 and side > 2250
+
+
+def test_super_resolution_and_measurement_advice_under_a_time_budget():
+    clock = Clock()
+    prior = CostPrior(clock, a=1e-4)
+    timer = _timer(prior, clock)
+    with pytest.raises(RestoreError) as info:  # SR x4: the advised --resize is in input pixels
+        cost_or_refuse("p.png", 3, 2000, 2000, opts=_opts(max_minutes=10), timer=timer, scale=4)
+    msg = str(info.value)
+    n = _advice(msg)
+    restored = int(msg.split("restored at ")[1].split(",")[0])
+    assert restored == 4 * n and 20 * 1e-4 * restored**2 <= 10 * 60
+    with pytest.raises(RestoreError) as info:  # a .safetensors measurement: no --resize
+        cost_or_refuse("m.safetensors", 3, 2000, 2000, opts=_opts(max_minutes=10), timer=timer, resizable=False)
+    assert "--resize" not in str(info.value) and "make the measurement from an image of at most" in str(info.value)

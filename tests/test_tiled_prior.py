@@ -18,7 +18,7 @@ from torch import Tensor
 
 import invkit
 from invkit.prior import Prior, sigma_rows
-from invkit.tiled import MAX_BATCH_PIXELS, TiledPrior, tile_grid, tile_windows
+from invkit.tiled import CPU_BATCH_PIXELS, MAX_BATCH_PIXELS, TiledPrior, default_batch, tile_grid, tile_windows
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -193,7 +193,7 @@ def test_batch_does_not_change_tiles_or_result():
         outs.append(TiledPrior(inner, tile=32, overlap=16, batch=batch).denoise(x, sigma))
         seen.append((torch.cat([c[0] for c in inner.calls]), torch.cat([c[1] for c in inner.calls])))
         n_tiles = len(tile_grid(72, 100, 32, 16)) * 2
-        assert [c[0].shape[0] for c in inner.calls] == _chunks(n_tiles, batch or MAX_BATCH_PIXELS // (32 * 32))
+        assert [c[0].shape[0] for c in inner.calls] == _chunks(n_tiles, batch or CPU_BATCH_PIXELS // (32 * 32))
     for out, (tiles, sigmas) in zip(outs[1:], seen[1:]):
         assert torch.equal(tiles, seen[0][0]) and torch.equal(sigmas, seen[0][1]), "the inner prior sees the same tiles"
         assert torch.equal(out, outs[0])
@@ -269,3 +269,9 @@ def test_bad_image_size_raises():
         tiled.denoise(torch.zeros(3, 64, 64), 0.1)
     with pytest.raises(ValueError, match="size_multiple 8"):
         tile_grid(100, 72, 32, 16, 8)
+
+
+def test_default_batch_is_one_256_tile_on_cpu_and_more_on_a_gpu():
+    assert default_batch(256 * 256, "cpu") == 1 and default_batch(512 * 512, "cpu") == 1
+    assert default_batch(128 * 128, "cpu") == 4
+    assert default_batch(256 * 256, "cuda") == MAX_BATCH_PIXELS // (256 * 256) == 8

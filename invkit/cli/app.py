@@ -124,8 +124,9 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``invkit`` command; returns the exit status."""
+    if argv is None:  # the command (not a Python caller): large tensors reused, not page-faulted in at every step
+        keep_freed_memory()
     argv = list(sys.argv[1:] if argv is None else argv)
-    keep_freed_memory()  # large tensors reused, not page-faulted in again at every step (invkit.allocator)
     debug = "--debug" in argv
     handle_term = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     if handle_term:  # SIGTERM unwinds like Ctrl-C, so temporary files are removed

@@ -120,7 +120,7 @@ def setup_solve(p: argparse.ArgumentParser, registry: Registry | None = None) ->
     g.add_argument("--crop", nargs="?", const="centre", default=None, metavar="Y,X,H,W", help="crop to the largest centred size that works, or to the region Y,X,H,W")
     g.add_argument("--resize", default=None, metavar="N|H,W", help="resize first: N = longest side in pixels (adjusted to a size that works), or exactly H,W")
     g.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_MEGAPIXELS, metavar="MP", help=f"refuse larger images up front, with an estimate and the options that work (default {DEFAULT_MAX_MEGAPIXELS:g})")
-    g.add_argument("--max-minutes", type=float, default=DEFAULT_MAX_MINUTES, metavar="MIN", help=f"refuse an image whose estimated solve is longer, up front, with the options that fit (default {DEFAULT_MAX_MINUTES:g})")
+    g.add_argument("--max-minutes", type=float, default=DEFAULT_MAX_MINUTES, metavar="MIN", help=f"refuse an image over 0.26 MP whose estimated solve (its low end, prior evaluations) is longer, up front, with the options that fit (default {DEFAULT_MAX_MINUTES:g})")
 
     g.add_argument("--tile", default="auto", choices=TILE_CHOICES,
                    help=f"evaluate the prior on overlapping tiles (its cost linear in pixels; each step still sees the whole image): "

@@ -115,13 +115,14 @@ measurement mode: operator parameters such as a blur's sigma stay in its pixels,
 measurement changes its noise level: prefer --pad or --crop there).
 
 cost: images over 0.26 MP get an up-front estimate, a range, from the prior timed at two sizes
-(or, on tiles, one tile and a block of 2x2 tiles) and scaled by steps, samples and the
-solver's evaluations per step; a progress bar (stderr, terminals only, not with --quiet) shows
-steps, time per step and time left, and without a terminal the projections after the first step
-and the second (the first also holds one-off set-up), beside the estimate, are printed when
-they exceed 30 s. Images over --max-megapixels (a memory
-bound), or whose estimate's low end is over --max-minutes, are refused before any work, with
-the estimate and the --steps or --resize that fits.
+(or, on tiles, one tile and a batch of tiles) and scaled by steps, samples and the solver's
+evaluations per step; it counts prior evaluations only (not an operator's set-up or products).
+A progress bar (stderr, terminals only, not with --quiet) shows steps, time per step and time
+left; without a terminal the projections after the first step and the second (the first also
+holds one-off set-up), beside the estimate, are printed when they exceed 30 s. Images over
+--max-megapixels (a memory bound), or whose estimate's low end is over --max-minutes, are
+refused before their pixels are read, with the estimate and the --steps, --samples or
+--resize that fits (images up to 0.26 MP are not timed).
 
 reproducibility: sample i draws only from its own generator, seeded from (--seed, i)
 (invkit.sample_seed), so the same --seed, device and inputs give the same samples whatever

@@ -17,8 +17,10 @@ The model (:meth:`Timer.per_eval`), for an image of ``p`` pixels:
   when the cost per pixel falls with size (a per-call overhead, as on a GPU), the power law is the
   low end and ``r2`` the high one;
 * tiled: ``n`` tiles (:func:`invkit.tiled.tile_grid`) times the seconds per tile, its range the
-  time of one tile alone and per tile of a ``2 tile - overlap`` square (four tiles, one batch,
-  blended), so linear in the tile count.
+  time of one tile alone and per tile of a block of two rows of tiles holding one batch of them,
+  at least 2x2 (as :class:`~invkit.TiledPrior` evaluates a large image: a batch per network
+  call, blended),
+  so linear in the tile count.
 
 The estimate counts prior evaluations only; the operator's products and the solver's arithmetic
 come in with the first step's correction."""
@@ -33,7 +35,7 @@ from typing import Any
 
 import torch
 
-from ..tiled import TiledPrior, tile_grid
+from ..tiled import TiledPrior, default_batch, tile_grid
 from .errors import RestoreError
 from .options import RestoreOptions
 from .progress import ProgressEvent, format_duration
@@ -146,20 +148,24 @@ class Timer:
             n = len(tile_grid(-(-h // m) * m, -(-w // m) * m, run.tile, run.overlap, m))  # as padded to the multiple
             if n > 1:
                 one = self.seconds(run.inner, c, run.tile, run.tile)
-                side = 2 * run.tile - run.overlap
-                block = self.seconds(run, c, side, side)
+                # a block of 2 rows of tiles holding one full batch of them, as a large image is evaluated
+                batch = run.batch or default_batch(run.tile * run.tile, self.device)
+                stride = run.tile - run.overlap
+                bh, bw = 2 * stride + run.overlap, max(2, -(-batch // 2)) * stride + run.overlap  # at least 2x2
+                block = self.seconds(run, c, bh, bw)
                 if one is None or block is None:
                     return None
-                per_tile = sorted((one, block / len(tile_grid(side, side, run.tile, run.overlap, m))))
-                return Estimate(n * per_tile[0], n * per_tile[1], f"{n} tiles of {run.tile}x{run.tile}, from timings of one tile and of {side}x{side} (2x2 tiles)")
+                per_tile = sorted((one, block / len(tile_grid(bh, bw, run.tile, run.overlap, m))))
+                return Estimate(n * per_tile[0], n * per_tile[1], f"{n} tiles of {run.tile}x{run.tile}, from timings of one tile and of {bw}x{bh} (a batch of tiles)")
             run = run.inner
         p = h * w
         s2 = self._side(next(side for side in (1024, 512, 256) if p >= side * side or side == 256))
         s1 = self._side(s2 // 2)
         if s1 == s2:
             s2 = s1 * 2
-        # the smaller size is cheap: the least of two timings steadies the growth from it to the larger
-        t1, t2 = self.seconds(run, c, s1, s1, repeats=2), self.seconds(run, c, s2, s2)
+        # the least of two timings (the first at a new size also pays for its first-touch memory);
+        # 1024² once (a whole-image evaluation there costs half a minute on 2 CPU cores)
+        t1, t2 = self.seconds(run, c, s1, s1, repeats=2), self.seconds(run, c, s2, s2, repeats=2 if s2 <= 512 else 1)
         if t1 is None or t2 is None:
             return None
         p1, p2 = s1 * s1, s2 * s2
@@ -178,13 +184,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _evaluations(steps: int, samples: int, batch: int, factor: float) -> float:
-    """Prior evaluations of one image (in images: a batch of ``b`` samples costs ``b``)."""
-    return factor * min(batch, samples) * steps * math.ceil(samples / batch)
+def _evaluations(steps: int, samples: int, factor: float) -> float:
+    """Prior evaluations of one image, in images (a batch of ``b`` samples costs ``b``)."""
+    return factor * samples * steps
 
 
-def _cost_text(per_eval: Estimate, steps: int, samples: int, batch: int, factor: float = 1.0) -> str:
-    total = per_eval.scaled(_evaluations(steps, samples, batch, factor))
+def _cost_text(per_eval: Estimate, steps: int, samples: int, factor: float = 1.0) -> str:
+    total = per_eval.scaled(_evaluations(steps, samples, factor))
     what = f"{steps} step{'s' if steps != 1 else ''}" + (f" x {samples} samples" if samples > 1 else "")
     per_step = "" if factor == 1.0 else f" (a step costs about {factor:g} of them)"
     return f"about {format_duration(per_eval.mid)} per prior evaluation{per_step}, {total.text()} for {what}"
@@ -221,50 +227,67 @@ def cost_or_refuse(
     if pixels <= ESTIMATE_PIXELS and pixels <= limit:
         return None
     per_eval = timer.per_eval(c, H, W) if factor > 0 else None
-    evaluations = _evaluations(steps, opts.samples, opts.batch, factor)
+    evaluations = _evaluations(steps, opts.samples, factor)
     total = per_eval.scaled(evaluations) if per_eval is not None else None
     if factor == 0:
         estimate = "no estimate (the solver does not evaluate the prior)"
     elif per_eval is not None:
-        estimate = f"{_cost_text(per_eval, steps, opts.samples, opts.batch, factor)} on {timer.device.type} ({per_eval.how})"
+        estimate = f"{_cost_text(per_eval, steps, opts.samples, factor)} on {timer.device.type} ({per_eval.how})"
     else:
         estimate = "no estimate (the prior failed on a small test image)"
     budget = opts.max_minutes * 60
     over_time = total is not None and total.low > budget
     if pixels > limit or over_time:
-        # the largest side within both limits (the prior's cost per pixel taken as the low end's at this size)
-        fraction = min(limit / pixels, budget / total.low if total is not None else 1.0)
-        side = max(H, W) * math.sqrt(fraction)
-        m = max(prior_multiple(timer.prior), 1)
-        n = max(m, int(side // m * m))
-        small = pixels * (n / max(H, W)) ** 2
-        small_eval = timer.per_eval(c, *_shrunk(H, W, n)) if per_eval is not None else None
-        small_cost = f", {_cost_text(small_eval, steps, opts.samples, opts.batch, factor)}" if small_eval is not None else ""
+        step = max(prior_multiple(timer.prior), 1) * scale  # restored sides whose input side is whole
+        n, small_eval = _fitting_side(c, H, W, step, limit, budget / evaluations if total is not None else None, timer)
+        h, w = _shrunk(H, W, n)
+        small_cost = f", {_cost_text(small_eval, steps, opts.samples, factor)}" if small_eval is not None else ""
         if pixels > limit:
             over = f"over --max-megapixels {opts.max_megapixels:g}: {estimate}"
-            anyway = f"--max-megapixels {math.ceil(pixels / 1e6 * 10) / 10:g}"
+            anyway = [f"--max-megapixels {math.ceil(pixels / 1e5) / 10:.10g}"]
         else:
             over = f"{estimate}: over --max-minutes {opts.max_minutes:g}"
-            anyway = ""
+            anyway = []
         if over_time:
-            anyway += (" and " if anyway else "") + f"--max-minutes {math.ceil(total.low / 60 * 1.05):g}"  # type: ignore[union-attr]
-        anyway += " to run it anyway"
-        fewer = ""
-        if over_time and pixels <= limit and (s := math.floor(steps * budget / total.low + 1e-9)) >= 1:  # type: ignore[union-attr]
-            fewer = f"pass --steps {s} (a coarser solve); or "
+            anyway.append(f"--max-minutes {math.ceil(total.low / 60 * 1.05)}")  # type: ignore[union-attr]
+        options = []
+        if over_time and pixels <= limit:
+            if (k := math.floor(steps * budget / total.low + 1e-9)) >= 1:  # type: ignore[union-attr]
+                options.append(f"pass --steps {k} (a coarser solve)")
+            if opts.samples > 1 and (k := math.floor(opts.samples * budget / total.low + 1e-9)) >= 1:  # type: ignore[union-attr]
+                options.append(f"pass --samples {k}")
         if not resizable:
-            fix = f"{fewer}make the measurement from an image of at most {n} pixels on its longest side ({small / 1e6:.3g} MP{small_cost}), or {anyway}"
-        elif scale > 1 and n // scale < 1:
-            fix = f"{fewer}no --resize of the input fits (each input pixel restores {scale}x{scale}); {anyway}"
+            options.append(f"make the measurement from an image of at most {n} pixels on its longest side ({h * w / 1e6:.3g} MP{small_cost})")
+        elif n // scale < 1 or (h * w > limit):
+            options.append("no --resize of the input fits" + (f" (each input pixel restores {scale}x{scale})" if scale > 1 else ""))
         elif scale > 1:
-            fix = (f"{fewer}pass --resize {n // scale} (the input's longest side; restored at {n // scale * scale}, "
-                   f"{small / 1e6:.3g} MP{small_cost}), crop a region with --crop Y,X,H,W, or {anyway}")
+            options += [f"pass --resize {n // scale} (the input's longest side; restored at {n}, {h * w / 1e6:.3g} MP{small_cost})", "crop a region with --crop Y,X,H,W"]
         else:
-            fix = f"{fewer}pass --resize {n} (longest side, {small / 1e6:.3g} MP{small_cost}), crop a region with --crop Y,X,H,W, or {anyway}"
-        raise RestoreError(f"{name} is {W}x{H} pixels ({pixels / 1e6:.3g} MP), {over}; {fix}")
+            options += [f"pass --resize {n} (longest side, {h * w / 1e6:.3g} MP{small_cost})", "crop a region with --crop Y,X,H,W"]
+        options.append(" and ".join(anyway) + " to run it anyway")
+        raise RestoreError(f"{name} is {W}x{H} pixels ({pixels / 1e6:.3g} MP), {over}; {'; '.join(options[:-1])}; or {options[-1]}")
     if say_note is not None:
         say_note(f"{name}: {W}x{H} pixels ({pixels / 1e6:.3g} MP): {estimate}")
     return total
+
+
+def _fitting_side(c: int, H: int, W: int, step: int, limit: float, seconds: float | None, timer: Timer) -> tuple[int, Estimate | None]:
+    """The longest side (a multiple of ``step``) of ``(H, W)`` scaled down that has at most ``limit``
+    pixels and, when ``seconds`` is given, whose estimated evaluation's low end is within it; and
+    that estimate. Starts from the cost taken linear in pixels and shrinks by 5 % until the
+    estimate agrees (the cost per pixel changes with size: untiled below the tiling threshold,
+    a whole tile count, a GPU's overhead per call). ``step`` when nothing fits."""
+    fraction = limit / (H * W)
+    if seconds is not None:
+        low = timer.per_eval(c, H, W)
+        fraction = min(fraction, seconds / low.low) if low is not None else fraction
+    n = max(step, int(max(H, W) * math.sqrt(min(fraction, 1.0)) // step * step))
+    while True:
+        h, w = _shrunk(H, W, n)
+        est = timer.per_eval(c, h, w) if seconds is not None else None
+        if n <= step or (h * w <= limit and (est is None or est.low <= seconds)):  # type: ignore[operator]
+            return n, est
+        n = max(step, min(n - step, int(n * 0.95) // step * step))
 
 
 def _shrunk(H: int, W: int, side: int) -> tuple[int, int]:

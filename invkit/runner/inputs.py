@@ -27,9 +27,10 @@ from .sizing import Geometry, SizeRules, apply_geometry, crop_back, planned_size
 
 __all__ = ["Prepared", "prepare", "simulate_measurement", "check_noise_fits", "measurement_view", "operator_params", "check_finite"]
 
-#: ``too_big(name, C, H, W, scale=1, resizable=True)``: called with the image size a run will restore (after ``--resize`` and
+#: ``too_big(name, C, H, W, scale=1, resizable=True, memory_only=False)``: called with the image size a run will restore (after ``--resize`` and
 #: ``--crop``, at the operator's input: ×factor for super-resolution), from the file's header,
-#: before its pixels are read; it raises to refuse.
+#: before its pixels are read; it raises to refuse. ``memory_only``: a size allocated on the way
+#: (``--resize`` before ``--crop``), not restored: only ``--max-megapixels`` applies.
 TooBig = Callable[..., None]
 
 
@@ -187,7 +188,7 @@ def _refuse_resize(src: Path, c: int, h0: int, w0: int, opts: RestoreOptions, to
     after it keeps a small region, but the resized image is made first)."""
     r = resized_size(h0, w0, opts)
     if r is not None and r[0] * r[1] > h0 * w0:
-        too_big(f"{src.name} ({h0}x{w0}, {r[0]}x{r[1]} after --resize, before --crop)", c, *r)
+        too_big(f"{src.name} ({h0}x{w0}, {r[0]}x{r[1]} after --resize, before --crop)", c, *r, memory_only=True)
 
 
 def _planned_label(src: Path, h0: int, w0: int, h: int, w: int) -> str:
@@ -243,7 +244,7 @@ def prepare(job: Job, opts: RestoreOptions, registry: Registry, prior: Any, too_
         if opts.operator is None:
             raise RestoreError(f"{src.name} is an image, which records no operator; pass --operator NAME (see `invkit plugins`)")
         if too_big is not None and opts.size is not None:
-            too_big(src.name, *image_size(src), resizable=False)  # the file as decoded
+            too_big(src.name, *image_size(src), resizable=False, memory_only=True)  # the file as decoded
             too_big(src.name, *opts.size, resizable=False)  # the image restored
         elif too_big is not None:
             cls0, owner = registry.operator_class(opts.operator), f"operator '{opts.operator}'"

@@ -21,8 +21,9 @@ __all__ = ["RestoreOptions", "DEFAULT_MAX_MEGAPIXELS", "DEFAULT_MAX_MINUTES", "S
 #: "At 12 MP").
 DEFAULT_MAX_MEGAPIXELS = 16.0
 
-#: Default of :attr:`RestoreOptions.max_minutes` (``--max-minutes``): images whose estimated solve
-#: (:mod:`invkit.runner.cost`, its low end) is longer are refused before any work.
+#: Default of :attr:`RestoreOptions.max_minutes` (``--max-minutes``): images over
+#: :data:`~invkit.runner.cost.ESTIMATE_PIXELS` whose estimated solve (:mod:`invkit.runner.cost`,
+#: its low end) is longer are refused before their pixels are read.
 DEFAULT_MAX_MINUTES = 240.0
 
 #: What :attr:`RestoreOptions.tile` (``--tile``) may be.
@@ -88,7 +89,8 @@ class RestoreOptions:
         crop: ``True`` for the largest centred size that works, or a region ``(Y, X, H, W)``.
         resize: Longest side in pixels (adjusted to a size that works), or an exact ``(H, W)``.
         max_megapixels: Refuse larger images before any work.
-        max_minutes: Refuse an image whose estimated solve (its range's low end) is longer, before any work.
+        max_minutes: Refuse an image over :data:`~invkit.runner.cost.ESTIMATE_PIXELS` whose estimated
+            solve (its range's low end) is longer, before its pixels are read.
         tile: Evaluate the prior on overlapping tiles (:class:`invkit.TiledPrior`): ``"on"``,
             ``"off"``, or ``"auto"`` (above :data:`TILE_AUTO_PIXELS` restored pixels, where tiles
             were measured faster than the whole image).

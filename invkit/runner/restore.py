@@ -25,7 +25,7 @@ from ..registry import Registry, get_registry
 from ..requirements import RequirementError
 from ..solver import Step
 from ..tiled import TiledPrior, tile_grid
-from .cost import Estimate, Timer, cost_or_refuse
+from .cost import ESTIMATE_PIXELS, Estimate, Timer, cost_or_refuse
 from .devices import resolve_device
 from .errors import RestoreError
 from .inputs import Prepared, check_noise_fits, measurement_view, prepare
@@ -127,8 +127,10 @@ def restore(
     estimates: dict[Path, Estimate | None] = {}
     first: Prepared | None = None
 
-    def too_big(name: str, c: int, h: int, w: int, scale: int = 1, resizable: bool = True) -> None:
-        if h * w > opts.max_megapixels * 1e6:
+    def too_big(name: str, c: int, h: int, w: int, scale: int = 1, resizable: bool = True, memory_only: bool = False) -> None:
+        # from the file's header: over --max-megapixels, or (the size restored) over --max-minutes,
+        # before the pixels are read or the operator set up
+        if h * w > opts.max_megapixels * 1e6 or (not memory_only and h * w > ESTIMATE_PIXELS):
             cost_or_refuse(name, c, h, w, opts=opts, timer=timer, scale=scale, resizable=resizable)
 
     failures: list[tuple[Job, str]] = []
@@ -147,7 +149,7 @@ def restore(
             _check_channels(prior, prep)
             _check_requirements(registry, opts, prep, prior)
             estimates[job.src] = cost_or_refuse(prep.job.src.name, *prep.op.in_shape, opts=opts, timer=timer, say_note=note,
-                                                scale=_input_scale(prep), resizable=prep.job.src.suffix != MEASUREMENT_SUFFIX)
+                                                scale=1 if opts.simulate else _input_scale(prep), resizable=prep.job.src.suffix != MEASUREMENT_SUFFIX)
         except _PER_INPUT_ERRORS as exc:
             failed(job, exc)
             continue
@@ -219,7 +221,8 @@ def tiling(prior: Any, opts: RestoreOptions) -> Callable[[tuple[int, ...]], Any]
 
 
 def _input_scale(prep: Prepared) -> int:
-    """Restored pixels per measured pixel along a side (a super-resolution factor), else 1."""
+    """Restored pixels per measured pixel along a side (a super-resolution factor), else 1 (for a
+    measurement: with ``--simulate`` the input is the image restored, scale 1)."""
     h, y = prep.op.in_shape[-1], prep.y
     if y.dim() != 4 or y.shape[-1] >= h or h % y.shape[-1]:
         return 1
