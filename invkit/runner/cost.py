@@ -91,7 +91,7 @@ class Timer:
             given) and ``evaluations_per_step`` (cost of a step in plain prior evaluations:
             about 3 for a solver that differentiates through the prior) scale the estimate.
         prior_for: The prior that will restore an image of a shape ``(C, H, W)``: ``prior`` or a
-            :class:`~invkit.TiledPrior` of it (:func:`invkit.runner.restore.tiling`); default ``prior``.
+            :class:`~invkit.TiledPrior` of it (the runner's ``tiling``); default ``prior``.
         clock: Seconds, for timing (tests pass a fake one).
     """
 
@@ -324,6 +324,6 @@ def projection_note(event: ProgressEvent, previous: float | None = None) -> str 
         return None
     before = ""
     if event.estimate is not None:
-        low, high = event.estimate
-        before = f" (estimated {format_duration(math.sqrt(low * high))} before the run, {format_duration(low)} to {format_duration(high)})"
+        est = Estimate(*event.estimate, how="")
+        before = f" (estimated {format_duration(est.mid)} before the run, {format_duration(est.low)} to {format_duration(est.high)})"
     return f"{event.image.name}: {said}; projected {format_duration(projected)} for this image{before}"
