@@ -66,7 +66,11 @@ def main() -> None:
     tiled = invkit.TiledPrior(prior)
     solver = reg.build("solver", "ddrm", [])
     print(f"threads {args.threads}, torch {torch.__version__}; DDRM {args.steps} steps, one sample; tiles above {TILE_AUTO_PIXELS / 1e6:g} MP; freed memory kept: {kept}\n")
-    timer = Timer(prior, torch.device("cpu"), prior.size_multiple, solver, prior_for=lambda shape: tiled if shape[1] * shape[2] > TILE_AUTO_PIXELS else prior)
+    def prior_for(shape: tuple[int, int, int]) -> invkit.Prior:
+        """As the runner's ``--tile auto``: tiles above TILE_AUTO_PIXELS."""
+        return tiled if shape[1] * shape[2] > TILE_AUTO_PIXELS else prior
+
+    timer = Timer(prior, torch.device("cpu"), prior.size_multiple, solver, prior_for=prior_for)
     print("| operator | size | MP | tiled | set-up (s) | s/step | s/step/MP | vs 1 MP | estimate of a step | step / estimate | system CPU s/step | page faults/step | peak RSS (GB) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.operators.split(","):
@@ -81,7 +85,7 @@ def main() -> None:
             setup = time.perf_counter() - t0
             noise = invkit.GaussianNoise(0.02)
             problem = invkit.Problem(op, simulate_measurement(op, clean, noise, seed=0), noise)
-            use = tiled if h * w > TILE_AUTO_PIXELS else prior
+            use = prior_for((3, h, w))
             est = timer.per_eval(3, h, w)
             before = resource.getrusage(resource.RUSAGE_SELF)
             t0 = time.perf_counter()

@@ -239,7 +239,7 @@ def cost_or_refuse(
     over_time = total is not None and total.low > budget
     if pixels > limit or over_time:
         step = max(prior_multiple(timer.prior), 1) * scale  # restored sides whose input side is whole
-        n, small_eval = _fitting_side(c, H, W, step, limit, budget / evaluations if total is not None else None, timer)
+        n, small_eval = _fitting_side(c, H, W, step, limit, per_eval, budget / evaluations if per_eval is not None else None, timer)
         h, w = _shrunk(H, W, n)
         small_cost = f", {_cost_text(small_eval, steps, opts.samples, factor)}" if small_eval is not None else ""
         if pixels > limit:
@@ -271,16 +271,18 @@ def cost_or_refuse(
     return total
 
 
-def _fitting_side(c: int, H: int, W: int, step: int, limit: float, seconds: float | None, timer: Timer) -> tuple[int, Estimate | None]:
+def _fitting_side(
+    c: int, H: int, W: int, step: int, limit: float, per_eval: Estimate | None, seconds: float | None, timer: Timer
+) -> tuple[int, Estimate | None]:
     """The longest side (a multiple of ``step``) of ``(H, W)`` scaled down that has at most ``limit``
     pixels and, when ``seconds`` is given, whose estimated evaluation's low end is within it; and
-    that estimate. Starts from the cost taken linear in pixels and shrinks by 5 % until the
-    estimate agrees (the cost per pixel changes with size: untiled below the tiling threshold,
-    a whole tile count, a GPU's overhead per call). ``step`` when nothing fits."""
+    that estimate. Starts from the cost taken linear in pixels (``per_eval``: the full size's
+    estimate) and shrinks by 5 % until the estimate agrees (the cost per pixel changes with size:
+    untiled below the tiling threshold, a whole tile count, a GPU's overhead per call). ``step``
+    when nothing fits."""
     fraction = limit / (H * W)
-    if seconds is not None:
-        low = timer.per_eval(c, H, W)
-        fraction = min(fraction, seconds / low.low) if low is not None else fraction
+    if seconds is not None and per_eval is not None:
+        fraction = min(fraction, seconds / per_eval.low)
     n = max(step, int(max(H, W) * math.sqrt(min(fraction, 1.0)) // step * step))
     while True:
         h, w = _shrunk(H, W, n)
