@@ -4,8 +4,8 @@ PyTorch's CPU tensors come from ``malloc``. glibc serves a block above its mmap 
 most 32 MiB by default) with a fresh ``mmap`` and returns it to the system on ``free``, so every
 network layer's activations (tens to hundreds of MB for tiles) are zero-filled page by page
 again at every evaluation: on the 2-core machine eight 256² tiles through the default prior
-spent 2.6–5.9 s of CPU in the kernel (1.3–3 M minor page faults) and took 8.6–10.1 s; with the
-blocks kept, none, and 6.9–7.3 s (docs/measurements.md, "Freed memory kept").
+spent 3.3–6.3 s of CPU in the kernel (1.5–3 M minor page faults) and took 9.5–10.7 s; with the
+blocks kept and one tile per call, 0.01 s and 7.27 s (docs/measurements.md, "Freed memory kept").
 
 :func:`keep_freed_memory` raises the mmap threshold to :data:`MMAP_THRESHOLD` and turns off
 trimming with ``mallopt``, so freed blocks up to that size stay in the heap and are reused;

@@ -53,9 +53,9 @@ DEFAULT_OVERLAP = 32
 #: With ``batch=None`` on a GPU, one forward of the inner prior gets at most this many tile pixels
 #: (``H_tile * W_tile`` per tile, channels not counted), and at least one tile.
 MAX_BATCH_PIXELS = 2**19
-#: The same on a CPU: one 256² tile per forward. With the default prior on 2 threads, 8 tiles
-#: of 256² one at a time took 7.3 s and peaked at 0.65 GB, in one batch 6.9 s and 3.3 GB
-#: (freed memory kept, :func:`invkit.keep_freed_memory`; docs/measurements.md "Freed memory kept").
+#: The same on a CPU: one 256² tile per forward. With the default prior on 2 threads and freed
+#: memory kept (:func:`invkit.keep_freed_memory`), 8 tiles of 256² one per call took 7.27 s and
+#: peaked at 0.66 GB, all 8 in one call 9.72 s and 2.23 GB (docs/measurements.md "Freed memory kept").
 CPU_BATCH_PIXELS = 2**16
 
 
