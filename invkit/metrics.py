@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["psnr", "ssim", "lpips", "lpips_available", "estimate_noise_sigma", "SSIM_WINDOW"]
+__all__ = ["psnr", "ssim", "lpips", "lpips_available", "estimate_noise_sigma", "SSIM_WINDOW", "SSIM_BAND_PIXELS"]
 
 #: Taps of the Gaussian SSIM window (sigma 1.5).
 SSIM_WINDOW = 11
@@ -64,8 +64,19 @@ def psnr(x: Tensor, target: Tensor) -> float:
     return float(kpsnr(x, target, 1.0))
 
 
-def ssim(x: Tensor, target: Tensor) -> float:
-    """Mean SSIM (Gaussian window 11, sigma 1.5, valid region, data range 1)."""
+#: Pixels of the SSIM map computed at once (all images and channels of a band of rows): bounds
+#: the memory of scoring a multi-megapixel image, where kornia's whole-image SSIM holds about a
+#: dozen float64 copies of it (over 3 GB at 12 MP).
+SSIM_BAND_PIXELS = 1 << 21
+
+
+def ssim(x: Tensor, target: Tensor, band_pixels: int = SSIM_BAND_PIXELS) -> float:
+    """Mean SSIM (Gaussian window 11, sigma 1.5, valid region, data range 1).
+
+    The map is computed on bands of rows (each with the ``window − 1`` rows of input below it
+    that its valid region needs), so the result is the whole image's mean SSIM; the bands only
+    bound the memory (``band_pixels`` map pixels at a time, at least one row).
+    """
     from kornia.metrics import ssim as kssim
 
     x, target = _prepare(x, target)
@@ -73,7 +84,16 @@ def ssim(x: Tensor, target: Tensor) -> float:
     window = min(SSIM_WINDOW, side if side % 2 else side - 1)
     if window < 1:
         raise ValueError(f"SSIM needs an image of at least 1x1 pixels, got {tuple(x.shape[-2:])}")
-    return float(kssim(x, target, window, max_val=1.0, eps=0.0, padding="valid").mean())
+    b, c, h, w = x.shape
+    rows, cols = h - window + 1, w - window + 1
+    band = max(1, band_pixels // (b * c * cols))
+    if band >= rows:
+        return float(kssim(x, target, window, max_val=1.0, eps=0.0, padding="valid").mean())
+    total = x.new_zeros(())
+    for r in range(0, rows, band):
+        end = min(r + band, rows) + window - 1
+        total += kssim(x[..., r:end, :], target[..., r:end, :], window, max_val=1.0, eps=0.0, padding="valid").sum()
+    return float(total / (b * c * rows * cols))
 
 
 def _alexnet_weights() -> Path | None:

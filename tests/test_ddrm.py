@@ -233,6 +233,20 @@ def test_seed_reproduces_bit_for_bit_and_differs_across_seeds():
     assert run(3).dtype == torch.float32
 
 
+def test_step_in_blocks_of_coefficients_is_bit_for_bit_the_whole_step(monkeypatch):
+    """The loop updates x̄ in place a block of coefficients at a time: same numbers as one block."""
+    import invkit_solvers.ddrm as ddrm_module
+
+    op = invkit.get_registry().build_operator("gaussian_blur", (3, 8, 10), {"sigma": 1.0})
+    y = torch.rand(2, 3, 8, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    run = lambda: DDRM(eta=0.7).solve(Problem(op, y, GaussianNoise(0.05)), IsoGaussian(0.1), steps=6, generator=torch.Generator().manual_seed(2)).x
+    whole = run()
+    assert len(ddrm_module._blocks(op.in_numel, 2)) == 1
+    monkeypatch.setattr(ddrm_module, "STEP_BLOCK", 14)
+    assert len(ddrm_module._blocks(op.in_numel, 2)) == 35  # 7 columns per block, the last one partial
+    assert torch.equal(run(), whole)
+
+
 def test_one_generator_per_row_makes_samples_independent_of_the_batch():
     op = invkit.get_registry().build_operator("gaussian_blur", (3, 8, 8), {"sigma": 1.0})
     y = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))

@@ -58,3 +58,13 @@ def test_noise_estimate():
         est = estimate_noise_sigma(flat + sigma * torch.randn(flat.shape, generator=g, dtype=torch.float64))
         assert est == pytest.approx(sigma, rel=0.1)
     assert estimate_noise_sigma(flat) == 0.0 and estimate_noise_sigma(torch.zeros(1, 1, 1, 5)) == 0.0
+
+
+@pytest.mark.parametrize("band_pixels", [1, 37 * 3, 500])
+def test_ssim_on_bands_of_rows_equals_the_whole_image(pair, band_pixels):
+    """Bands of 1 row, 3 rows and several rows (the last one partial) give the whole image's SSIM."""
+    clean, noisy = pair
+    whole = ssim(noisy, clean)
+    assert ssim(noisy, clean, band_pixels=band_pixels) == pytest.approx(whole, abs=1e-13, rel=0)
+    batch = torch.stack([noisy, clean.flip(-1)])
+    assert ssim(batch, clean, band_pixels=band_pixels) == pytest.approx(ssim(batch, clean), abs=1e-13, rel=0)

@@ -265,6 +265,38 @@ def test_orthogonality_and_ordering_float64():
     assert np.abs(av - umat * s).max() < TOL
 
 
+def test_effective_matrix_is_the_factor_itself_when_nothing_is_thresholded():
+    """No copy of a 1-D factor is kept when no singular value is cut (128 MB per factor at 12 MP)."""
+    exact = AnisotropicBlur((1, 9, 14), sigma_h=1.0, sigma_w=2.0, boundary="reflect")
+    a_h, a_w = exact.factors
+    assert np.shares_memory(exact.svd.a_h.numpy(), a_h) and np.shares_memory(exact.svd.a_w.numpy(), a_w)
+    cut = AnisotropicBlur((1, 9, 14), sigma_h=1.0, sigma_w=2.0, boundary="reflect", threshold=3e-2)
+    assert not np.shares_memory(cut.svd.a_h.numpy(), cut.factors[0])
+    assert (cut.svd.s_h == 0).any() and np.abs(cut.svd.a_h.numpy() - cut.factors[0]).max() > 1e-3
+
+
+@pytest.mark.parametrize("band_pixels", [1, 2 * 3 * 20 * 3, 10**9])
+def test_correlation_in_bands_of_rows_equals_one_call(band_pixels):
+    """Bands of 1 row, 3 rows (the last partial) and one band: kornia's whole-image numbers and gradient."""
+    from kornia.filters import filter2d_separable
+
+    from invkit_operators.blur import correlate_valid
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 3, 17, 26, generator=g, dtype=torch.float64)
+    k_w, k_h = torch.rand(1, 7, generator=g, dtype=torch.float64), torch.rand(1, 5, generator=g, dtype=torch.float64)
+    whole = filter2d_separable(x, k_w, k_h, border_type="constant", padding="valid")
+    got = correlate_valid(x, k_w, k_h, band_pixels=band_pixels)
+    assert got.shape == whole.shape == (2, 3, 13, 20)
+    torch.testing.assert_close(got, whole, rtol=0, atol=1e-14)
+    xg = x.clone().requires_grad_(True)
+    weights = torch.rand(whole.shape, generator=g, dtype=torch.float64)
+    (correlate_valid(xg, k_w, k_h, band_pixels=band_pixels) * weights).sum().backward()
+    ref = x.clone().requires_grad_(True)
+    (filter2d_separable(ref, k_w, k_h, border_type="constant", padding="valid") * weights).sum().backward()
+    torch.testing.assert_close(xg.grad, ref.grad, rtol=0, atol=1e-14)
+
+
 # ---------------------------------------------------------------------------- kernels and defaults
 def test_gaussian_kernel_and_defaults():
     op = GaussianBlur((1, 20, 24))
