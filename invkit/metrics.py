@@ -75,7 +75,8 @@ def ssim(x: Tensor, target: Tensor, band_pixels: int = SSIM_BAND_PIXELS) -> floa
 
     The map is computed on bands of rows (each with the ``window − 1`` rows of input below it
     that its valid region needs), so the result is the whole image's mean SSIM; the bands only
-    bound the memory (``band_pixels`` map pixels at a time, at least one row).
+    bound the memory (``band_pixels`` map pixels at a time, at least ``4 (window − 1)`` rows so
+    the overlap stays small).
     """
     from kornia.metrics import ssim as kssim
 
@@ -86,7 +87,7 @@ def ssim(x: Tensor, target: Tensor, band_pixels: int = SSIM_BAND_PIXELS) -> floa
         raise ValueError(f"SSIM needs an image of at least 1x1 pixels, got {tuple(x.shape[-2:])}")
     b, c, h, w = x.shape
     rows, cols = h - window + 1, w - window + 1
-    band = max(1, band_pixels // (b * c * cols))
+    band = max(1, 4 * (window - 1), band_pixels // (b * c * cols))
     if band >= rows:
         return float(kssim(x, target, window, max_val=1.0, eps=0.0, padding="valid").mean())
     total = x.new_zeros(())

@@ -234,7 +234,7 @@ def test_seed_reproduces_bit_for_bit_and_differs_across_seeds():
 
 
 def test_step_in_blocks_of_coefficients_is_bit_for_bit_the_whole_step(monkeypatch):
-    """The loop updates x̄ in place a block of coefficients at a time: same numbers as one block."""
+    """The loop writes the new x̄ a block of coefficients at a time: same numbers as one block."""
     import invkit_solvers.ddrm as ddrm_module
 
     op = invkit.get_registry().build_operator("gaussian_blur", (3, 8, 10), {"sigma": 1.0})
@@ -245,6 +245,23 @@ def test_step_in_blocks_of_coefficients_is_bit_for_bit_the_whole_step(monkeypatc
     monkeypatch.setattr(ddrm_module, "STEP_BLOCK", 14)
     assert len(ddrm_module._blocks(op.in_numel, 2)) == 35  # 7 columns per block, the last one partial
     assert torch.equal(run(), whole)
+
+
+def test_states_kept_by_a_callback_stay_intact_when_V_returns_a_view():
+    """An operator's V may return a view of x̄ (the plugin guide's example does): Step.x kept from
+    an earlier step must not be rewritten by the next step."""
+    base = invkit.get_registry().build_operator("denoising", (1, 4, 5))
+
+    class ViewV(type(base)):
+        def V(self, z):
+            return z.reshape(z.shape[0], *self.in_shape)
+
+    op = ViewV((1, 4, 5))
+    y = torch.rand(1, 1, 4, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    kept, copies = [], []
+    DDRM().solve(Problem(op, y, GaussianNoise(0.05)), IsoGaussian(0.1), steps=5, generator=torch.Generator().manual_seed(1),
+                 callback=lambda st: (kept.append(st.x), copies.append(st.x.clone())))
+    assert len(kept) == 5 and all(torch.equal(a, b) for a, b in zip(kept, copies))
 
 
 def test_one_generator_per_row_makes_samples_independent_of_the_batch():

@@ -60,11 +60,15 @@ def test_noise_estimate():
     assert estimate_noise_sigma(flat) == 0.0 and estimate_noise_sigma(torch.zeros(1, 1, 1, 5)) == 0.0
 
 
-@pytest.mark.parametrize("band_pixels", [1, 37 * 3, 500])
-def test_ssim_on_bands_of_rows_equals_the_whole_image(pair, band_pixels):
-    """Bands of 1 row, 3 rows and several rows (the last one partial) give the whole image's SSIM."""
-    clean, noisy = pair
-    whole = ssim(noisy, clean)
+@pytest.mark.parametrize("band_pixels, bands", [(1, 4), (3 * 38 * 50, 3), (10**9, 1)])
+def test_ssim_on_bands_of_rows_equals_the_whole_image(band_pixels, bands):
+    """Bands of 40 rows (the least; the last partial), 50 rows, and one band: the whole image's SSIM."""
+    g = torch.Generator().manual_seed(1)
+    clean = torch.rand(3, 150, 48, generator=g, dtype=torch.float64)
+    noisy = (clean + 0.1 * torch.randn(clean.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    rows, cols = 150 - 10, 48 - 10
+    assert -(-rows // max(40, band_pixels // (3 * cols))) == bands
+    whole = float(__import__("kornia").metrics.ssim(noisy[None], clean[None], 11, max_val=1.0, eps=0.0, padding="valid").mean())
     assert ssim(noisy, clean, band_pixels=band_pixels) == pytest.approx(whole, abs=1e-13, rel=0)
     batch = torch.stack([noisy, clean.flip(-1)])
-    assert ssim(batch, clean, band_pixels=band_pixels) == pytest.approx(ssim(batch, clean), abs=1e-13, rel=0)
+    assert ssim(batch, clean, band_pixels=band_pixels) == pytest.approx(ssim(batch, clean, band_pixels=10**9), abs=1e-13, rel=0)

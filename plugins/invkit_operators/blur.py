@@ -71,25 +71,24 @@ def correlate_valid(x: Tensor, k_w: Tensor, k_h: Tensor, band_pixels: int = CONV
 
     :func:`kornia.filters.filter2d_separable` (``padding="valid"``) on bands of output rows,
     each reading its rows and the ``K_h − 1`` below them, written into one output tensor: the
-    same numbers as one whole-image call, with temporaries bounded by ``band_pixels`` output
-    pixels (at 12 MP in float64: 0.3 GB of temporaries against 1.8 GB). When a
-    gradient is being recorded the bands are concatenated instead.
+    same numbers as one whole-image call (checked on the CPU), with temporaries bounded by
+    ``band_pixels`` output pixels, bands at least ``4 (K_h − 1)`` rows (at 12 MP in float64:
+    0.3 GB of temporaries against 1.8 GB). When a gradient is being recorded it is one
+    whole-image call.
     """
     b, c, h, w = x.shape
     rows, cols = h - k_h.shape[-1] + 1, w - k_w.shape[-1] + 1
-    band = max(1, band_pixels // max(1, b * c * cols))
-    if band >= rows:
-        return filter2d_separable(x, k_w, k_h, border_type="constant", padding="valid")
     halo = k_h.shape[-1] - 1
-    parts = (
-        filter2d_separable(x[..., r : min(r + band, rows) + halo, :], k_w, k_h, border_type="constant", padding="valid")
-        for r in range(0, rows, band)
-    )
-    if torch.is_grad_enabled() and (x.requires_grad or k_w.requires_grad or k_h.requires_grad):
-        return torch.cat(list(parts), dim=-2)
+    band = max(1, 4 * halo, band_pixels // max(1, b * c * cols))
+    recording = torch.is_grad_enabled() and (x.requires_grad or k_w.requires_grad or k_h.requires_grad)
+    if band >= rows or recording:
+        # one call when a gradient is recorded: the backward of sliced bands would allocate a
+        # whole-image gradient per band
+        return filter2d_separable(x, k_w, k_h, border_type="constant", padding="valid")
     out = x.new_empty(b, c, rows, cols)
-    for r, part in zip(range(0, rows, band), parts):
-        out[..., r : r + part.shape[-2], :] = part
+    for r in range(0, rows, band):
+        end = min(r + band, rows)
+        out[..., r:end, :] = filter2d_separable(x[..., r : end + halo, :], k_w, k_h, border_type="constant", padding="valid")
     return out
 
 BOUNDARIES = ("zero", "reflect", "mirror")

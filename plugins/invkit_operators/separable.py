@@ -54,7 +54,8 @@ class SeparableSVD:
         v_w: ``W × W`` right singular vectors of ``A_w``.
         s_h: the ``k_h = min(m_h, H)`` singular values of ``A_h`` (thresholded if asked).
         s_w: the ``k_w = min(m_w, W)`` singular values of ``A_w`` (thresholded if asked).
-        a_h: ``U_h S_h V_hᵀ`` -- the effective (thresholded) 1-D matrix.
+        a_h: ``U_h S_h V_hᵀ`` -- the effective (thresholded) 1-D matrix; when no singular
+            value is cut, the input matrix itself (shared memory: never modify it).
         a_w: ``U_w S_w V_wᵀ``.
     """
 

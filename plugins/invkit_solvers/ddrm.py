@@ -61,8 +61,9 @@ Table 1); the spacing ``0, 50, ..., 950`` is the official code's (``skip = 1000 
 
 Cost per step: one prior evaluation, one ``V`` and one ``Vᵀ`` (the state is kept in the
 spectral domain), plus O(n) elementwise work. Memory: the loop applies :func:`ddrm_step` to
-blocks of :data:`STEP_BLOCK` coefficients and writes ``x̄`` in place (same numbers), so the
-step's temporaries do not scale with the image (measured at 12 MP in docs/measurements.md).
+blocks of :data:`STEP_BLOCK` coefficients written into the new ``x̄`` (same numbers), so the
+step's temporaries are bounded by the block, not the image (the 12 MP solve's peak is in
+docs/measurements.md).
 """
 
 from __future__ import annotations
@@ -272,14 +273,17 @@ class DDRM(Solver):
             del x  # recomputed from x̄ below; one full-size image fewer while the step runs
             xhat = op.Vt(x0)
             eps = noise()
-            # eq. 8 is per coefficient: x̄ is updated in place, a block of coefficients at a
-            # time, so that the step's temporaries are bounded (not a dozen copies of the image)
+            # eq. 8 is per coefficient: the new x̄ is written a block of coefficients at a time,
+            # so that the step's temporaries are bounded (not a dozen copies of the image); a new
+            # tensor, not in place, since an operator's V may return a view of x̄ (Step.x)
+            new = torch.empty_like(xbar)
             for cols in _blocks(n, batch):
-                xbar[:, cols] = ddrm_step(
+                new[:, cols] = ddrm_step(
                     xbar[:, cols], xhat[:, cols], ybar[:, cols], observed[cols], nstd[cols],
                     sig_t, sig_next, self.eta, self.eta_b, eps[:, cols],
                 )
             del xhat, eps
+            xbar = new
             x = op.V(xbar)
             if callback is not None:
                 callback(Step(index=i, total=total, sigma=sig_t, x=x, x0_hat=x0))
