@@ -156,11 +156,12 @@ def _skimage_levels() -> tuple[list[torch.Tensor], list[str]]:
     return levels, sources
 
 
-def load_dataset(folders: list[Path], cache: Path, use_skimage: bool = True) -> tuple[list[torch.Tensor], list[str]]:
+def load_dataset(folders: list[Path], cache: Path, use_skimage: bool = True, eval_check: bool = True) -> tuple[list[torch.Tensor], list[str]]:
     """Multi-scale pyramid levels of every training image (cached as one tensor file).
 
     The cache is brought up to date with the ``--data`` folders: files that appeared are added,
-    files that are gone are dropped (with no ``--data`` the cache is used as it is).
+    files that are gone are dropped (with no ``--data`` the cache is used as it is). New files that
+    match an evaluation image's thumbnail are skipped unless ``eval_check`` is false.
     """
     from PIL import Image
 
@@ -180,7 +181,7 @@ def load_dataset(folders: list[Path], cache: Path, use_skimage: bool = True) -> 
         return levels, sources
     dropped = sorted({sources[i] for i in range(len(sources)) if i not in set(keep)})
     levels, sources = [levels[i] for i in keep], [sources[i] for i in keep]
-    thumbs = evaluation_thumbnails() if new else {}
+    thumbs = evaluation_thumbnails() if new and eval_check else {}
     for path in new:
         with Image.open(path) as im:
             arr = np.asarray(im.convert("RGB"))
@@ -304,6 +305,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-skimage", action="store_true", help="leave scikit-image's training photos out (tests)")
+    p.add_argument("--no-eval-check", action="store_true",
+                   help="skip the check of new files against the evaluation images (it needs scikit-image's downloadable "
+                   "photos); only for folders made from an already checked training set (scripts/gpu_training_data.py)")
     p.add_argument("--flags", default=None, help="ADM flags as JSON instead of the small preset (experiments, tests); "
                    "a resumed state keeps its own")
     p.add_argument("--device", default="auto")
@@ -325,8 +329,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # activations reused, not page-faulted in at every step (invkit.allocator)
     device = resolve_device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = True  # CUDA only: TF32 matmuls (the attention's); convolutions already use it
 
-    levels, sources = load_dataset(args.data, args.state / "dataset.pt", use_skimage=not args.no_skimage)
+    levels, sources = load_dataset(args.data, args.state / "dataset.pt", use_skimage=not args.no_skimage, eval_check=not args.no_eval_check)
     print(f"dataset: {len(set(sources))} images, {len(levels)} pyramid levels, {sum(lv.numel() for lv in levels) / 1e6:.0f} M bytes")
 
     config = ADMConfig.small() if args.flags is None else ADMConfig.from_flags(json.loads(args.flags))

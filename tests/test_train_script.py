@@ -77,6 +77,28 @@ def test_evaluation_images_under_other_names_are_skipped(train, tmp_path, monkey
     assert "holiday.jpg: it is the evaluation image astronaut" in out and "bike.png: it is the evaluation image motorcycle_right" in out
 
 
+def test_without_the_evaluation_check_no_thumbnails_are_needed(train, tmp_path, monkeypatch):
+    """``eval_check=False`` (``--no-eval-check``, for the GPU carry of an already checked set) never
+    asks for the evaluation thumbnails, which need scikit-image's downloadable photos."""
+    from skimage import data
+
+    monkeypatch.setattr(train, "TRAIN_SKIMAGE", ())
+
+    def unavailable():
+        raise RuntimeError("no network")
+
+    monkeypatch.setattr(train, "evaluation_thumbnails", unavailable)
+    folder = tmp_path / "d"
+    folder.mkdir()
+    Image.fromarray(data.astronaut()).resize((300, 300)).save(folder / "holiday.jpg", quality=80)
+    _photo(folder / "noise.png", 7)
+    _, sources = train.load_dataset([folder], tmp_path / "cache.pt", eval_check=False)
+    assert set(sources) == {str(folder / "holiday.jpg"), str(folder / "noise.png")}
+    with pytest.raises(RuntimeError, match="no network"):  # the default path does ask for them
+        _photo(folder / "more.png", 8)
+        train.load_dataset([folder], tmp_path / "cache.pt")
+
+
 TINY = '{"image_size": 32, "num_channels": 32, "channel_mult": "1,2", "num_res_blocks": 1, "attention_resolutions": "2", "num_head_channels": 16}'
 
 
