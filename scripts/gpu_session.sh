@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What a session lent a GPU runs there, in one call: the GPU check of issue 18
 # (benchmarks/gpu_check.sh), then the default prior's training (issue 19) until END_S seconds
-# after the start, then the EMA weights exported to $OUT. Used 2026-12-04 (docs/measurements.md,
-# "The GPU check, run").
+# after the start, then the EMA weights exported to $OUT. Written from the hand-made version run on
+# 2026-12-04 (docs/measurements.md, "The GPU check, run"); this file itself has not run on a GPU yet.
 #
 # Here, first (needs PyPI once, then the extracted wallpaper packages and the training state):
 #     bash benchmarks/gpu_check.sh --prepare                                  # gpu_wheels/
@@ -11,10 +11,10 @@
 #     python scripts/train_default_prior.py --state /work/train_state --export gpu_train/init.safetensors
 # There (the device tool; 15 minutes of device time in all, the start included):
 #     run(command="END_S=500 bash scripts/gpu_session.sh", carry=["gpu_wheels", "gpu_train"], timeout_s=600)
-# SKIP_CHECK=1 trains only. Back here: train on from the returned weights with --init-from into a
+# SKIP_CHECK=1 trains only. To chain runs, copy the returned weights to gpu_train/init.safetensors. Back here: train on from the returned weights with --init-from into a
 # fresh --state (the optimizer state does not travel: the state file is over the 16 MiB a
 # returned file may have).
-set -u
+set -uo pipefail
 T0=$(date +%s)
 PY=${PYTHON:-python3}
 OUTDIR=${OUT:-/tmp}
@@ -27,10 +27,11 @@ fi
 E=$(( $(date +%s) - T0 ))
 MIN=$("$PY" -c "print(max(0.5, (${END_S:-500} - $E - 45) / 60))")
 echo "== training: $E s so far, training for $MIN min"
+rm -rf /tmp/gpu_state  # a warm machine keeps it: --init-from would be ignored and the log appended to
 export PYTHONUNBUFFERED=1
 "$PY" scripts/train_default_prior.py --data gpu_train/data --state /tmp/gpu_state --init-from gpu_train/init.safetensors \
     --no-skimage --no-eval-check --device cuda --threads 8 --seed "${SEED:-3}" --curriculum "${CURRICULUM:-0:128x32}" \
-    --steps 100000000 --max-minutes "$MIN" --save-every 1000 --log-every 100 2>&1 | tail -n 40
-"$PY" scripts/train_default_prior.py --state /tmp/gpu_state --export "$OUTDIR/gpu_weights.safetensors"
-cp /tmp/gpu_state/log.jsonl "$OUTDIR/gpu_train_log.jsonl"
+    --steps 100000000 --max-minutes "$MIN" --save-every 1000 --log-every 100 2>&1 | tail -n 40 || { echo "training failed"; exit 1; }
+"$PY" scripts/train_default_prior.py --state /tmp/gpu_state --export "$OUTDIR/gpu_weights.safetensors" || exit 1
+cp /tmp/gpu_state/log.jsonl "$OUTDIR/gpu_train_log.jsonl" || exit 1
 echo "== done after $(( $(date +%s) - T0 )) s"

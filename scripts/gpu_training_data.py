@@ -5,12 +5,12 @@ The device tool carries at most 64 MiB with the working tree, and the extracted 
 packages are ~150 MB (Plasma ships each wallpaper at several resolutions). This keeps, per
 wallpaper, only its largest file, reduced exactly as the training pyramid's top level
 (``to_pyramid``: halved until the short side is at most ``MAX_SIDE``), saved as JPEG quality 90
-with 4:4:4 chroma. The training script rebuilds the lower levels from it. 90 wallpapers ->
-18.6 MB (2026-12-04).
+with 4:4:4 chroma. The training script rebuilds the lower levels from it. The extracted packages
+of 2026-12-04: 246 files -> 61 images, 17.8 MB. Files matching an evaluation image's thumbnail
+are skipped here (as the training script does), so the GPU run may use ``--no-eval-check``.
 
-The folders given must already be checked against the evaluation set (the training script's
-``--data`` check); train from the output with ``--no-eval-check --no-skimage``. Never point this
-at ``mate-backgrounds`` (the independent evaluation set).
+Train from the output with ``--no-eval-check --no-skimage`` (scikit-image's photos need a
+download there). ``mate-backgrounds`` (the independent evaluation set) is refused.
 
 Usage:
     python scripts/gpu_training_data.py /work/data/extracted gpu_train/data
@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_default_prior import find_images, to_pyramid  # noqa: E402
+from train_default_prior import MIN_SIDE, evaluation_thumbnails, find_images, matches_evaluation, to_pyramid  # noqa: E402
 
 
 def main() -> None:
@@ -41,15 +41,29 @@ def main() -> None:
         key = str(path).split("/contents/")[0]  # Plasma: <name>/contents/images/<W>x<H>.jpg
         groups[key].append(path)
     args.out.mkdir(parents=True, exist_ok=True)
-    total = 0
-    for i, (_, paths) in enumerate(sorted(groups.items())):
-        best = max(paths, key=lambda q: np.prod(Image.open(q).size))
+    for stale in args.out.glob("*.jpg"):  # an earlier run's files would otherwise stay and be trained on
+        stale.unlink()
+
+    def pixels(path: Path) -> int:
+        with Image.open(path) as im:
+            return im.size[0] * im.size[1]
+
+    thumbs = evaluation_thumbnails()
+    total, kept = 0, 0
+    for _, paths in sorted(groups.items()):
+        best = max(paths, key=pixels)
         with Image.open(best) as im:
-            top = to_pyramid(np.asarray(im.convert("RGB")))[0]
-        dst = args.out / f"{i:03d}.jpg"
+            arr = np.asarray(im.convert("RGB"))
+        twin = matches_evaluation(arr, thumbs)
+        if twin is not None or min(arr.shape[:2]) < MIN_SIDE:
+            print(f"skipping {best}: " + (f"it is the evaluation image {twin}" if twin else "too small"))
+            continue
+        top = to_pyramid(arr)[0]
+        dst = args.out / f"{kept:03d}.jpg"
         Image.fromarray(top.permute(1, 2, 0).numpy()).save(dst, quality=args.quality, subsampling=0)
         total += dst.stat().st_size
-    print(f"{len(groups)} images, {total / 1e6:.1f} MB in {args.out}")
+        kept += 1
+    print(f"{kept} images, {total / 1e6:.1f} MB in {args.out}")
 
 
 if __name__ == "__main__":

@@ -329,7 +329,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # activations reused, not page-faulted in at every step (invkit.allocator)
     device = resolve_device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = True  # CUDA only: TF32 matmuls (the attention's); convolutions already use it
+    torch.backends.cuda.matmul.allow_tf32 = True  # CUDA only: TF32 matmuls (the attention's), as convolutions already do; effect not measured
 
     levels, sources = load_dataset(args.data, args.state / "dataset.pt", use_skimage=not args.no_skimage, eval_check=not args.no_eval_check)
     print(f"dataset: {len(set(sources))} images, {len(levels)} pyramid levels, {sum(lv.numel() for lv in levels) / 1e6:.0f} M bytes")
