@@ -5,6 +5,7 @@
 #     bash benchmarks/gpu_check.sh --prepare          # -> gpu_wheels/ (git-ignored, ~7 MB)
 # There (the device tool's run; everything else it needs is already installed on that image):
 #     run(command="bash benchmarks/gpu_check.sh", carry=["gpu_wheels"], timeout_s=420)
+# `--install-only` stops after the offline install and the CUDA probe (scripts/gpu_session.sh uses it).
 #
 # It installs invkit offline (`pip install --no-deps --no-build-isolation -e .`, so the entry
 # points exist), runs the CUDA tests (`-k cuda`), then times on the GPU: a 256x256 DDRM
@@ -38,6 +39,7 @@ if ! "$PY" -c "import kornia" 2>/dev/null; then
 fi
 "$PY" -m pip install -q --no-deps --no-build-isolation -e . || exit 2
 "$PY" -c "import torch, invkit; assert torch.cuda.is_available(), 'no CUDA'; print('torch', torch.__version__, torch.cuda.get_device_name(0)); print('solvers', invkit.get_registry().names('solver'))" || exit 2
+[[ "${1:-}" == "--install-only" ]] && exit 0  # what scripts/gpu_session.sh's SKIP_CHECK=1 needs
 
 echo "== CUDA tests"
 timeout 150 "$PY" -m pytest -q -x -p no:cacheprovider -k cuda tests/test_solver_conformance.py tests/test_op_separable_blur.py \

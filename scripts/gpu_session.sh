@@ -19,8 +19,7 @@ T0=$(date +%s)
 PY=${PYTHON:-python3}
 OUTDIR=${OUT:-/tmp}
 if [[ "${SKIP_CHECK:-0}" == 1 ]]; then
-    "$PY" -m pip install -q --no-index --no-deps --find-links gpu_wheels kornia kornia_rs
-    "$PY" -m pip install -q --no-deps --no-build-isolation -e .
+    bash benchmarks/gpu_check.sh --install-only || exit 1
 else
     bash benchmarks/gpu_check.sh
 fi
