@@ -36,6 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from invkit.bands import row_bands
+
 __all__ = ["psnr", "ssim", "lpips", "lpips_available", "estimate_noise_sigma", "SSIM_WINDOW", "SSIM_BAND_PIXELS"]
 
 #: Taps of the Gaussian SSIM window (sigma 1.5).
@@ -76,7 +78,7 @@ def ssim(x: Tensor, target: Tensor, band_pixels: int = SSIM_BAND_PIXELS) -> floa
     The map is computed on bands of rows (each with the ``window − 1`` rows of input below it
     that its valid region needs), so the result is the whole image's mean SSIM; the bands only
     bound the memory (``band_pixels`` map pixels at a time, at least ``4 (window − 1)`` rows so
-    the overlap stays small).
+    the overlap stays small; :func:`invkit.bands.row_bands`).
     """
     from kornia.metrics import ssim as kssim
 
@@ -87,13 +89,13 @@ def ssim(x: Tensor, target: Tensor, band_pixels: int = SSIM_BAND_PIXELS) -> floa
         raise ValueError(f"SSIM needs an image of at least 1x1 pixels, got {tuple(x.shape[-2:])}")
     b, c, h, w = x.shape
     rows, cols = h - window + 1, w - window + 1
-    band = max(1, 4 * (window - 1), band_pixels // (b * c * cols))
-    if band >= rows:
+    bands = row_bands(rows, window - 1, b * c * cols, band_pixels)
+    if len(bands) == 1:
         return float(kssim(x, target, window, max_val=1.0, eps=0.0, padding="valid").mean())
     total = x.new_zeros(())
-    for r in range(0, rows, band):
-        end = min(r + band, rows) + window - 1
-        total += kssim(x[..., r:end, :], target[..., r:end, :], window, max_val=1.0, eps=0.0, padding="valid").sum()
+    for start, end in bands:
+        stop = end + window - 1
+        total += kssim(x[..., start:stop, :], target[..., start:stop, :], window, max_val=1.0, eps=0.0, padding="valid").sum()
     return float(total / (b * c * rows * cols))
 
 

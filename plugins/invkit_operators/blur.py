@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from kornia.filters import filter2d_separable
 from torch import Tensor
 
+from invkit.bands import row_bands
 from invkit.params import Arg
 
 from .kernels import MAX_SIGMA, MAX_SIZE, gaussian_kernel_1d, gaussian_size
@@ -73,22 +74,21 @@ def correlate_valid(x: Tensor, k_w: Tensor, k_h: Tensor, band_pixels: int = CONV
     each reading its rows and the ``K_h − 1`` below them, written into one output tensor: the
     same numbers as one whole-image call (checked on the CPU), with temporaries bounded by
     ``band_pixels`` output pixels, bands at least ``4 (K_h − 1)`` rows (at 12 MP in float64:
-    0.3 GB of temporaries against 1.8 GB). When a gradient is being recorded it is one
-    whole-image call.
+    0.3 GB of temporaries against 1.8 GB; bands by :func:`invkit.bands.row_bands`). When a
+    gradient is being recorded it is one whole-image call.
     """
     b, c, h, w = x.shape
     rows, cols = h - k_h.shape[-1] + 1, w - k_w.shape[-1] + 1
     halo = k_h.shape[-1] - 1
-    band = max(1, 4 * halo, band_pixels // max(1, b * c * cols))
+    bands = row_bands(rows, halo, b * c * cols, band_pixels)
     recording = torch.is_grad_enabled() and (x.requires_grad or k_w.requires_grad or k_h.requires_grad)
-    if band >= rows or recording:
+    if len(bands) == 1 or recording:
         # one call when a gradient is recorded: the backward of sliced bands would allocate a
         # whole-image gradient per band
         return filter2d_separable(x, k_w, k_h, border_type="constant", padding="valid")
     out = x.new_empty(b, c, rows, cols)
-    for r in range(0, rows, band):
-        end = min(r + band, rows)
-        out[..., r:end, :] = filter2d_separable(x[..., r : end + halo, :], k_w, k_h, border_type="constant", padding="valid")
+    for start, end in bands:
+        out[..., start:end, :] = filter2d_separable(x[..., start : end + halo, :], k_w, k_h, border_type="constant", padding="valid")
     return out
 
 BOUNDARIES = ("zero", "reflect", "mirror")
