@@ -98,7 +98,7 @@ def main() -> None:
             if math.isclose(mp, 1.0, rel_tol=0.01):
                 per_mp_1 = per_mp
             ratio = f"{per_mp / per_mp_1:.2f}" if per_mp_1 else "–"
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB -> GB (10^9 bytes)
             guess = f"{format_duration(est.low)} to {format_duration(est.high)}" if est else "–"
             vs = f"{per_step / est.mid:.2f}" if est else "–"
             print(f"| {name} | {w}x{h} | {mp:.2f} | {'yes' if use is tiled else 'no'} | {setup:.1f} | {per_step:.1f} | {per_mp:.1f} | {ratio} | {guess} | {vs} | {sys_step:.1f} | {faults:.0f} | {peak:.1f} |", flush=True)

@@ -49,8 +49,8 @@ def main() -> None:
         h, w = (int(v) for v in size.split("x"))
         out = subprocess.run([sys.executable, "-c", CHILD, str(h), str(w), batch, str(args.threads)], capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        gb = 2**20
-        print(f"| {w}x{h} | {h * w / 1e6:.2f} | {batch} | {3 * h * w * 4 / 2**30:.3f} | {(r['peak_kib'] - r['base_kib']) / gb:.2f} | "
+        gb = 1e9 / 1024  # KiB per GB (10^9 bytes)
+        print(f"| {w}x{h} | {h * w / 1e6:.2f} | {batch} | {3 * h * w * 4 / 1e9:.3f} | {(r['peak_kib'] - r['base_kib']) / gb:.2f} | "
               f"{r['base_kib'] / gb:.2f} | {r['seconds']:.0f} |", flush=True)
 
 

@@ -26,7 +26,8 @@ def row_bands(rows: int, halo: int, pixels_per_row: int, band_pixels: int) -> li
 
     Returns:
         Consecutive half-open ranges of ``max(1, 4 · halo, band_pixels // pixels_per_row)`` rows
-        (the last one shorter); one range ``[(0, rows)]`` when a band would hold every row. Band
+        (the last one shorter); one range ``[(0, rows)]`` when a band would hold every row (or a
+        row holds no pixels). Band
         ``(s, e)`` reads input rows ``[s, e + halo)``.
 
     Raises:
@@ -40,7 +41,9 @@ def row_bands(rows: int, halo: int, pixels_per_row: int, band_pixels: int) -> li
     """
     if rows < 1 or halo < 0:
         raise ValueError(f"row_bands needs rows >= 1 and halo >= 0, got rows={rows}, halo={halo}")
-    band = max(1, 4 * halo, band_pixels // max(1, pixels_per_row))
+    if pixels_per_row <= 0:  # an empty batch: nothing to bound
+        return [(0, rows)]
+    band = max(1, 4 * halo, band_pixels // pixels_per_row)
     if band >= rows:
         return [(0, rows)]
     return [(r, min(r + band, rows)) for r in range(0, rows, band)]

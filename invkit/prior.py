@@ -115,6 +115,11 @@ class Prior(ABC):
             [-1, 1], whose 0 is mid-grey); DDRM starts unobserved coefficients around it.
         differentiable: ``denoise`` supports autograd with respect to ``x`` (solvers that need
             gradients through the prior require it; a wrapped external denoiser sets False).
+        tileable: ``denoise`` may be evaluated on overlapping tiles of a large image
+            (:class:`invkit.TiledPrior`) without changing what the prior means: a network trained
+            on crops, whose output at a pixel depends on a neighbourhood. The runner's
+            ``--tile auto`` tiles only such priors; a prior with a global model (an analytic
+            Gaussian on the whole image) keeps False, and ``--tile on`` still forces tiles.
     """
 
     name: ClassVar[str] = ""
@@ -125,6 +130,7 @@ class Prior(ABC):
     sigma_grid: Tensor | None = None
     data_center: float = 0.5
     differentiable: bool = True
+    tileable: bool = False
 
     @property
     def sigma_min(self) -> float:

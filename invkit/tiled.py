@@ -43,12 +43,13 @@ from .prior import Prior, sigma_rows
 
 __all__ = ["DEFAULT_TILE", "DEFAULT_OVERLAP", "MAX_BATCH_PIXELS", "CPU_BATCH_PIXELS", "default_batch", "TiledPrior", "tile_grid", "tile_windows"]
 
-#: Tile side in pixels. Measured (benchmarks/tiled_prior.py, docs/measurements.md): with the
-#: default prior, 256 costs within 10 % of 128 per megapixel at 12 MP and gives the network 4x
-#: the context; 512 costs 25 % more.
+#: Tile side in pixels. With the default prior on the CPU a pixel of tile costs about the same at
+#: 128, 256 and 512 (21.6, 22.1, 22.9 µs at 1024², benchmarks/tiled_prior.py); at 12 MP the tiles
+#: of 128 hold 1.33x the image's pixels, those of 256 and 512 1.38x, so 256 should cost about 6 %
+#: more than 128 (an extrapolation, not timed at 12 MP) and gives the network 4x the context.
 DEFAULT_TILE = 256
-#: Overlap of neighbouring tiles in pixels: no seam above the untiled image's own pixel-to-pixel
-#: variation was measured at 32 (benchmarks/tiled_prior.py).
+#: Overlap of neighbouring tiles in pixels: at 32 the tiled result's pixel-to-pixel jumps in the
+#: blend zones were within 4 % of the untiled image's at the same places (benchmarks/tiled_prior.py).
 DEFAULT_OVERLAP = 32
 #: With ``batch=None`` on a GPU, one forward of the inner prior gets at most this many tile pixels
 #: (``H_tile * W_tile`` per tile, channels not counted), and at least one tile.

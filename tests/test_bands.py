@@ -9,16 +9,22 @@ from invkit.bands import row_bands
 
 
 def _check(rows: int, halo: int, per_row: int, band_pixels: int) -> None:
+    """The contract, stated without the function's formula."""
     bands = row_bands(rows, halo, per_row, band_pixels)
-    size = max(1, 4 * halo, band_pixels // max(1, per_row))
+    floor = max(1, 4 * halo)  # the least band: 4 halos (the re-read overlap at most a quarter)
     assert bands[0][0] == 0 and bands[-1][1] == rows
     assert all(a[1] == b[0] for a, b in zip(bands, bands[1:])), "consecutive, no gap or overlap"
-    assert all(0 < e - s <= size for s, e in bands)
-    assert all(e - s == size for s, e in bands[:-1]), "only the last band is shorter"
-    if len(bands) > 1:
-        assert size * per_row <= max(band_pixels, 4 * halo * per_row, per_row)
-    else:
-        assert size >= rows
+    sizes = [e - s for s, e in bands]
+    assert all(n > 0 for n in sizes)
+    if len(bands) == 1:
+        # one band only when a band of the size the budget allows would hold every row
+        assert per_row == 0 or rows <= max(floor, band_pixels // per_row)
+        return
+    size = sizes[0]
+    assert all(n == size for n in sizes[:-1]) and sizes[-1] <= size, "equal bands, only the last shorter"
+    assert size >= floor
+    assert size * per_row <= band_pixels or size == floor, "within the pixel budget unless at the floor"
+    assert size == floor or (size + 1) * per_row > band_pixels, "as large as the budget allows"
 
 
 @pytest.mark.parametrize(

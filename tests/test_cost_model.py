@@ -93,7 +93,7 @@ def test_each_size_is_timed_once_after_one_warm_up():
 
 
 def test_tiled_cost_is_linear_in_tiles():
-    """On tiles the estimate is the tile count times a tile's time, whatever the image's size."""
+    """On tiles the estimate is the tile count times a tile's time (the high end +20 % for the whole-image work)."""
     clock = Clock()
     inner = CostPrior(clock, a=1e-5, b=1e-9)
     tiled = TiledPrior(inner, tile=64, overlap=16)
@@ -101,7 +101,7 @@ def test_tiled_cost_is_linear_in_tiles():
     for h, w in ((304, 400), (1000, 1504)):
         n = len(tile_grid(h, w, 64, 16, 8))
         est = timer.per_eval(3, h, w)
-        assert est.low == pytest.approx(n * inner.cost(64 * 64)) and est.high == pytest.approx(est.low)
+        assert est.low == pytest.approx(n * inner.cost(64 * 64)) and est.high == pytest.approx(1.2 * est.low)
         assert f"{n} tiles of 64x64" in est.how
         # what the tiled prior really costs on the fake clock
         before = clock.now

@@ -277,7 +277,8 @@ def test_effective_matrix_is_the_factor_itself_when_nothing_is_thresholded():
 
 @pytest.mark.parametrize("band_pixels", [1, 2 * 3 * 20 * 20, 10**9])
 def test_correlation_in_bands_of_rows_equals_one_call(band_pixels):
-    """Bands of 16 rows (the least), 20 rows (the last partial) and one band: kornia's numbers and gradient."""
+    """Bands of 16 rows (the least), 20 rows (the last partial) and one band: kornia's numbers; the
+    values and the gradient also equal the explicit valid-correlation matrices ``M_h x M_wᵀ``."""
     from kornia.filters import filter2d_separable
 
     from invkit_operators.blur import correlate_valid
@@ -289,12 +290,19 @@ def test_correlation_in_bands_of_rows_equals_one_call(band_pixels):
     got = correlate_valid(x, k_w, k_h, band_pixels=band_pixels)
     assert got.shape == whole.shape == (2, 3, 56, 20)
     torch.testing.assert_close(got, whole, rtol=0, atol=1e-14)
+
+    def valid(k: torch.Tensor, n: int) -> torch.Tensor:  # (n - K + 1, n): out[i] = sum_t k[t] x[i + t]
+        m = torch.zeros(n - k.shape[-1] + 1, n, dtype=torch.float64)
+        for i in range(m.shape[0]):
+            m[i, i : i + k.shape[-1]] = k[0]
+        return m
+
+    m_h, m_w = valid(k_h, 60), valid(k_w, 26)
+    torch.testing.assert_close(got, m_h @ x @ m_w.T, rtol=0, atol=1e-13)
     xg = x.clone().requires_grad_(True)
     weights = torch.rand(whole.shape, generator=g, dtype=torch.float64)
     (correlate_valid(xg, k_w, k_h, band_pixels=band_pixels) * weights).sum().backward()
-    ref = x.clone().requires_grad_(True)
-    (filter2d_separable(ref, k_w, k_h, border_type="constant", padding="valid") * weights).sum().backward()
-    torch.testing.assert_close(xg.grad, ref.grad, rtol=0, atol=1e-14)
+    torch.testing.assert_close(xg.grad, m_h.T @ weights @ m_w, rtol=0, atol=1e-13)
 
 
 # ---------------------------------------------------------------------------- kernels and defaults

@@ -176,7 +176,7 @@ def test_gradient_equals_untiled():
         grads.append(x.grad)
         outs.append(out.detach())
     torch.testing.assert_close(grads[0], grads[1], atol=1e-12, rtol=0)
-    # The recorded (out-of-place) blend gives the same values as the unrecorded (in-place) one.
+    # With a gradient recorded the values are those of an unrecorded call.
     assert torch.equal(outs[0], tiled.denoise(_rand(2, 3, 48, 68, seed=3), sigma))
 
 

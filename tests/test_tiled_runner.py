@@ -61,3 +61,29 @@ def test_bad_tiles_are_refused_before_any_work(extra, says, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("args, tiled", [(["kind=isotropic"], True), (["kind=dct"], False)])
+def test_auto_tiles_only_tileable_priors(args, tiled):
+    """``--tile auto`` tiles a prior only when it says tiles keep its meaning (``Prior.tileable``):
+    the pixel-wise isotropic Gaussian yes, the DCT-basis Gaussian (a whole-image model) no;
+    ``--tile on`` forces tiles either way."""
+    from invkit import TiledPrior, get_registry
+    from invkit.runner import RestoreOptions
+    from invkit.runner.restore import tiling
+
+    prior = get_registry().build("prior", "gaussian", args)
+    assert prior.tileable is tiled
+    large = (3, 1024, 1032)
+    assert isinstance(tiling(prior, RestoreOptions(input="in.png", output="out.png", tile="auto"))(large), TiledPrior) is tiled
+    assert isinstance(tiling(prior, RestoreOptions(input="in.png", output="out.png", tile="on"))(large), TiledPrior)
+    assert tiling(prior, RestoreOptions(input="in.png", output="out.png", tile="auto"))((3, 64, 64)) is prior
+
+
+def test_network_priors_are_tileable():
+    from invkit import get_registry
+
+    assert get_registry().build("prior", "default", []).tileable
+    from invkit_priors.adapters.vp import VPDiffusionPrior
+
+    assert VPDiffusionPrior.tileable

@@ -41,7 +41,7 @@ from .options import RestoreOptions
 from .progress import ProgressEvent, format_duration
 from .sizing import prior_multiple
 
-__all__ = ["Timer", "Estimate", "cost_or_refuse", "projection_note", "ESTIMATE_PIXELS", "ANNOUNCE_SECONDS", "ASSUMED_STEPS"]
+__all__ = ["Timer", "Estimate", "cost_or_refuse", "projection_note", "ESTIMATE_PIXELS", "ANNOUNCE_SECONDS", "ASSUMED_STEPS", "TILED_OVERHEAD"]
 
 #: Images above this many pixels get an up-front cost estimate (timed prior evaluations).
 ESTIMATE_PIXELS = 512 * 512
@@ -49,6 +49,11 @@ ESTIMATE_PIXELS = 512 * 512
 ANNOUNCE_SECONDS = 30.0
 #: Steps assumed for estimates when neither ``--steps`` nor the solver's ``default_steps`` says (DDRM's default).
 ASSUMED_STEPS = 20
+#: The high end of a tiled estimate over the tiles' own time: a large solve also pays for the
+#: blending, the operator, the solver's arithmetic on the whole image and a slower large process.
+#: Five tiled runs at 4 and 12 MP on the CPU (docs/measurements.md, "Photo sizes and the cost
+#: estimate") took 1.02–1.14× the middle of the tiles-only range.
+TILED_OVERHEAD = 1.2
 
 
 @dataclass(frozen=True)
@@ -156,7 +161,12 @@ class Timer:
                 if one is None or block is None:
                     return None
                 per_tile = sorted((one, block / len(tile_grid(bh, bw, run.tile, run.overlap, m))))
-                return Estimate(n * per_tile[0], n * per_tile[1], f"{n} tiles of {run.tile}x{run.tile}, from timings of one tile and of {bw}x{bh} (a batch of tiles)")
+                return Estimate(
+                    n * per_tile[0],
+                    n * per_tile[1] * TILED_OVERHEAD,
+                    f"{n} tiles of {run.tile}x{run.tile}, from timings of one tile and of {bw}x{bh} (a batch of tiles), "
+                    f"high end +{TILED_OVERHEAD - 1:.0%} for the whole-image work",
+                )
             run = run.inner
         p = h * w
         s2 = self._side(next(side for side in (1024, 512, 256) if p >= side * side or side == 256))

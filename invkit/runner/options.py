@@ -17,8 +17,8 @@ __all__ = ["RestoreOptions", "DEFAULT_MAX_MEGAPIXELS", "DEFAULT_MAX_MINUTES", "S
 
 #: Default of :attr:`RestoreOptions.max_megapixels` (``--max-megapixels``): a bound on memory.
 #: Above :data:`TILE_AUTO_PIXELS` the prior runs on tiles (its memory set by the tile batch); the
-#: operators and the solver's images grow with the pixels (a 12 MP DDRM deblur peaked at 7.9 GB:
-#: docs/measurements.md "A 12 MP photo through invkit solve").
+#: operators and the solver's images grow with the pixels (a 12 MP DDRM deblur with the default
+#: prior peaked at 4.3 GB: docs/measurements.md "Peak memory of a 12 MP solve, bounded").
 DEFAULT_MAX_MEGAPIXELS = 16.0
 
 #: Default of :attr:`RestoreOptions.max_minutes` (``--max-minutes``): images over

@@ -200,13 +200,14 @@ _PER_INPUT_ERRORS = (RestoreError, RequirementError, ValueError, OSError, Memory
 
 def tiling(prior: Any, opts: RestoreOptions) -> Callable[[tuple[int, ...]], Any]:
     """The prior to restore an image of a given shape with: ``prior`` itself, or (``--tile on``, or
-    ``auto`` above :data:`~invkit.runner.options.TILE_AUTO_PIXELS` pixels) ``prior`` evaluated on
-    overlapping tiles (:class:`invkit.TiledPrior`; an image no larger than one tile is the same either way).
+    ``auto`` above :data:`~invkit.runner.options.TILE_AUTO_PIXELS` pixels for a prior whose
+    :attr:`~invkit.Prior.tileable` is true) ``prior`` evaluated on overlapping tiles
+    (:class:`invkit.TiledPrior`; an image no larger than one tile is the same either way).
 
     Raises:
         RestoreError: A tile size or overlap the prior cannot take (not a multiple of its size multiple).
     """
-    if opts.tile == "off":
+    if opts.tile == "off" or (opts.tile == "auto" and not getattr(prior, "tileable", False)):
         return lambda shape: prior
     try:
         tiled = TiledPrior(prior, tile=opts.tile_size, overlap=opts.tile_overlap)

@@ -169,6 +169,8 @@ class VPDiffusionPrior(Prior):
         ValueError: On an unknown ``prediction`` or a non-decreasing ``alphas_bar``.
     """
 
+    tileable = True  # a diffusion network: its output at a pixel depends on a neighbourhood
+
     def __init__(
         self,
         model: nn.Module | Callable[..., Tensor],

@@ -64,6 +64,7 @@ class DefaultPrior(Prior):
     """
 
     name = "default"
+    tileable = True  # a convolutional network trained on crops (docs/measurements.md, "The prior on tiles")
 
     def __init__(self, rgb: VPDiffusionPrior) -> None:
         self.rgb = rgb
