@@ -215,3 +215,65 @@ def test_super_resolution_and_measurement_advice_under_a_time_budget():
     with pytest.raises(RestoreError) as info:  # a .safetensors measurement: no --resize
         cost_or_refuse("m.safetensors", 3, 2000, 2000, opts=_opts(max_minutes=10), timer=timer, resizable=False)
     assert "--resize" not in str(info.value) and "make the measurement from an image of at most" in str(info.value)
+
+
+# ---------------------------------------------------------------------------- gradients' memory
+def _gradient_timer(prior: Prior, clock: Clock) -> Timer:
+    from invkit.requirements import Capability
+
+    solver = type("G", (), {"default_steps": 20, "evaluations_per_step": 3.0, "requires": frozenset({Capability.PRIOR_GRADIENTS})})()
+    return Timer(prior, torch.device("cpu"), 8, solver, clock=clock)
+
+
+def test_gradients_through_a_network_prior_are_refused_over_memory(monkeypatch):
+    """A solver that differentiates through a network prior needs ~20 kB a pixel: refused (no
+    "run it anyway") with a --resize that fits, before any pixel is read."""
+    import invkit.runner.cost as cost
+
+    monkeypatch.setattr(cost, "device_memory_bytes", lambda device: 2 * 10**9)  # 2 GB: 75 000 pixels
+    clock = Clock()
+    prior = CostPrior(clock, a=1e-7)
+    prior.tileable = True
+    timer = _gradient_timer(prior, clock)
+    assert cost.gradient_pixel_limit(timer) == pytest.approx(0.75 * 2e9 / 20_000)
+    opts = RestoreOptions(input=Path("in.png"), output=Path("out.png"))
+    with pytest.raises(RestoreError) as info:
+        cost_or_refuse("in.png", 3, 300, 400, opts=opts, timer=timer)
+    text = str(info.value)
+    assert "differentiates through the prior: about 2.4 GB of activations (20 kB a pixel" in text
+    assert "over 75% of the 2 GB of the cpu" in text
+    assert "run it anyway" not in text and "use a solver that does not differentiate through the prior" in text
+    side = int(text.split("--resize ")[1].split()[0])
+    assert side * (side * 3 // 4) <= 75_000 < (side + 8) * ((side + 8) * 3 // 4)  # the largest that fits, multiple of 8
+    # under the limit: no refusal (an estimate only above ESTIMATE_PIXELS)
+    assert cost_or_refuse("in.png", 3, 200, 300, opts=opts, timer=timer) is None
+
+
+def test_no_gradient_limit_for_analytic_priors_or_plain_solvers(monkeypatch):
+    import invkit.runner.cost as cost
+
+    monkeypatch.setattr(cost, "device_memory_bytes", lambda device: 2 * 10**9)
+    clock = Clock()
+    analytic = CostPrior(clock, a=1e-7)  # tileable False: its gradient is a few images
+    assert cost.gradient_pixel_limit(_gradient_timer(analytic, clock)) is None
+    network = CostPrior(clock, a=1e-7)
+    network.tileable = True
+    assert cost.gradient_pixel_limit(_timer(network, clock)) is None  # the solver does not differentiate
+
+
+def test_cli_refuses_dps_on_a_photo_too_large_for_its_gradients(tmp_path, capsys, monkeypatch):
+    """Through ``invkit solve``: exit 2 and one line, from the header, no output written."""
+    from PIL import Image
+
+    import invkit.runner.cost as cost
+    from invkit.cli import main
+
+    monkeypatch.setattr(cost, "device_memory_bytes", lambda device: 2 * 10**9)
+    src = tmp_path / "big.png"
+    Image.new("RGB", (400, 300)).save(src)
+    code = main(["solve", "--solver", "dps", "--operator", "gaussian_blur", "--sigma-y", "0.05", "--steps", "20",
+                 "--input", str(src), "--output", str(tmp_path / "out.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "differentiates through the prior" in err and "--resize" in err
+    assert not (tmp_path / "out.png").exists()

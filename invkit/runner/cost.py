@@ -28,6 +28,7 @@ come in with the first step's correction."""
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,13 +36,15 @@ from typing import Any
 
 import torch
 
+from ..requirements import Capability
 from ..tiled import TiledPrior, default_batch, tile_grid
 from .errors import RestoreError
 from .options import RestoreOptions
 from .progress import ProgressEvent, format_duration
 from .sizing import prior_multiple
 
-__all__ = ["Timer", "Estimate", "cost_or_refuse", "projection_note", "ESTIMATE_PIXELS", "ANNOUNCE_SECONDS", "ASSUMED_STEPS", "TILED_OVERHEAD"]
+__all__ = ["Timer", "Estimate", "cost_or_refuse", "projection_note", "ESTIMATE_PIXELS", "ANNOUNCE_SECONDS", "ASSUMED_STEPS", "TILED_OVERHEAD",
+           "GRADIENT_BYTES_PER_PIXEL", "GRADIENT_MEMORY_SHARE", "device_memory_bytes", "gradient_pixel_limit"]
 
 #: Images above this many pixels get an up-front cost estimate (timed prior evaluations).
 ESTIMATE_PIXELS = 512 * 512
@@ -54,6 +57,14 @@ ASSUMED_STEPS = 20
 #: Five tiled runs at 4 and 12 MP on the CPU (docs/measurements.md, "Photo sizes and the cost
 #: estimate") took 1.02–1.14× the middle of the tiles-only range.
 TILED_OVERHEAD = 1.2
+#: Memory per restored pixel of a solver that differentiates through a network prior (autograd
+#: keeps every layer's activations for the backward pass, tiles or not): a DPS step on
+#: 1x3x256x256 with the default prior grew the peak by 1326 MB (benchmarks/dps_memory.py,
+#: docs/measurements.md), about 20 kB a pixel. Larger networks need more, so it is a lower bound.
+GRADIENT_BYTES_PER_PIXEL = 20_000
+#: The share of the device's memory those activations may take (the rest: the process, the
+#: operator, the solver's images, other programs).
+GRADIENT_MEMORY_SHARE = 0.75
 
 
 @dataclass(frozen=True)
@@ -110,6 +121,7 @@ class Timer:
         self.default_steps: int = steps if isinstance(steps, int) and steps > 0 else ASSUMED_STEPS
         factor = getattr(solver, "evaluations_per_step", 1.0)
         self.evaluations_per_step: float = float(factor) if isinstance(factor, (int, float)) and factor >= 0 else 1.0
+        self.prior_gradients = Capability.PRIOR_GRADIENTS in (getattr(solver, "requires", None) or ())
         self.prior_for = prior_for or (lambda shape: prior)
         self.clock = clock
         self.cache: dict[tuple[int, int, int, int], float | None] = {}
@@ -189,6 +201,27 @@ class Timer:
         return Estimate(lo * p, hi * p, f"from timings at {s1}x{s1} and {s2}x{s2}")
 
 
+def device_memory_bytes(device: torch.device) -> int | None:
+    """The device's whole memory in bytes (a GPU's, or the machine's RAM for the CPU), or None if unknown."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.get_device_properties(device).total_memory)
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError, RuntimeError):
+        return None
+
+
+def gradient_pixel_limit(timer: Timer) -> float | None:
+    """The most restored pixels whose gradients through the prior fit in the device's memory
+    (:data:`GRADIENT_BYTES_PER_PIXEL` each, within :data:`GRADIENT_MEMORY_SHARE` of it), or None when no such limit applies: the solver does not
+    differentiate through the prior, or the prior is not a network (``Prior.tileable`` false: an
+    analytic prior's gradient costs a few images)."""
+    if not timer.prior_gradients or not getattr(timer.prior, "tileable", False):
+        return None
+    total = device_memory_bytes(timer.device)
+    return GRADIENT_MEMORY_SHARE * total / GRADIENT_BYTES_PER_PIXEL if total else None
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -232,6 +265,10 @@ def cost_or_refuse(
     """
     pixels = H * W
     limit = opts.max_megapixels * 1e6
+    gradient_limit = gradient_pixel_limit(timer)
+    over_memory = gradient_limit is not None and pixels > gradient_limit
+    if gradient_limit is not None:
+        limit = min(limit, gradient_limit)
     steps = opts.steps or timer.default_steps
     factor = timer.evaluations_per_step
     if pixels <= ESTIMATE_PIXELS and pixels <= limit:
@@ -252,13 +289,21 @@ def cost_or_refuse(
         n, small_eval = _fitting_side(c, H, W, step, limit, per_eval, budget / evaluations if per_eval is not None else None, timer)
         h, w = _shrunk(H, W, n)
         small_cost = f", {_cost_text(small_eval, steps, opts.samples, factor)}" if small_eval is not None else ""
-        if pixels > limit:
+        if over_memory:
+            memory = device_memory_bytes(timer.device) or 0
+            over = (
+                f"and the solver differentiates through the prior: about {pixels * GRADIENT_BYTES_PER_PIXEL / 1e9:.3g} GB "
+                f"of activations ({GRADIENT_BYTES_PER_PIXEL // 1000} kB a pixel, measured with the default prior), "
+                f"over {GRADIENT_MEMORY_SHARE:.0%} of the {memory / 1e9:.3g} GB of the {timer.device.type}"
+            ) + (f"; {estimate}: over --max-minutes {opts.max_minutes:g}" if over_time else "")
+            anyway = []
+        elif pixels > limit:
             over = f"over --max-megapixels {opts.max_megapixels:g}: {estimate}"
             anyway = [f"--max-megapixels {math.ceil(pixels / 1e5) / 10:.10g}"]
         else:
             over = f"{estimate}: over --max-minutes {opts.max_minutes:g}"
             anyway = []
-        if over_time:
+        if over_time and not over_memory:  # memory cannot be overridden
             anyway.append(f"--max-minutes {math.ceil(total.low / 60 * 1.05)}")  # type: ignore[union-attr]
         options = []
         if over_time and pixels <= limit:
@@ -274,7 +319,10 @@ def cost_or_refuse(
             options += [f"pass --resize {n // scale} (the input's longest side; restored at {n}, {h * w / 1e6:.3g} MP{small_cost})", "crop a region with --crop Y,X,H,W"]
         else:
             options += [f"pass --resize {n} (longest side, {h * w / 1e6:.3g} MP{small_cost})", "crop a region with --crop Y,X,H,W"]
-        options.append(" and ".join(anyway) + " to run it anyway")
+        if anyway:
+            options.append(" and ".join(anyway) + " to run it anyway")
+        else:
+            options.append("use a solver that does not differentiate through the prior (ddrm, ddnm, diffpir)")
         raise RestoreError(f"{name} is {W}x{H} pixels ({pixels / 1e6:.3g} MP), {over}; {'; '.join(options[:-1])}; or {options[-1]}")
     if say_note is not None:
         say_note(f"{name}: {W}x{H} pixels ({pixels / 1e6:.3g} MP): {estimate}")
