@@ -44,7 +44,7 @@ from .progress import ProgressEvent, format_duration
 from .sizing import prior_multiple
 
 __all__ = ["Timer", "Estimate", "cost_or_refuse", "projection_note", "ESTIMATE_PIXELS", "ANNOUNCE_SECONDS", "ASSUMED_STEPS", "TILED_OVERHEAD",
-           "GRADIENT_BYTES_PER_PIXEL", "GRADIENT_MEMORY_SHARE", "device_memory_bytes", "gradient_pixel_limit"]
+           "GRADIENT_BYTES_PER_PIXEL", "GRADIENT_MEMORY_SHARE", "device_memory_bytes", "gradient_pixel_limit", "pixel_limit"]
 
 #: Images above this many pixels get an up-front cost estimate (timed prior evaluations).
 ESTIMATE_PIXELS = 512 * 512
@@ -222,6 +222,11 @@ def gradient_pixel_limit(timer: Timer) -> float | None:
     return GRADIENT_MEMORY_SHARE * total / GRADIENT_BYTES_PER_PIXEL if total else None
 
 
+def pixel_limit(opts: RestoreOptions, timer: Timer) -> float:
+    """The most restored pixels allowed: ``--max-megapixels``, and :func:`gradient_pixel_limit` where it applies."""
+    return min(opts.max_megapixels * 1e6, gradient_pixel_limit(timer) or math.inf)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -264,11 +269,9 @@ def cost_or_refuse(
         RestoreError: Over a limit.
     """
     pixels = H * W
-    limit = opts.max_megapixels * 1e6
+    limit = pixel_limit(opts, timer)
     gradient_limit = gradient_pixel_limit(timer)
     over_memory = gradient_limit is not None and pixels > gradient_limit
-    if gradient_limit is not None:
-        limit = min(limit, gradient_limit)
     steps = opts.steps or timer.default_steps
     factor = timer.evaluations_per_step
     if pixels <= ESTIMATE_PIXELS and pixels <= limit:

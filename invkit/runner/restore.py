@@ -25,7 +25,7 @@ from ..registry import Registry, get_registry
 from ..requirements import RequirementError
 from ..solver import Step
 from ..tiled import TiledPrior, tile_grid
-from .cost import ESTIMATE_PIXELS, Estimate, Timer, cost_or_refuse, gradient_pixel_limit
+from .cost import ESTIMATE_PIXELS, Estimate, Timer, cost_or_refuse, pixel_limit
 from .devices import resolve_device
 from .errors import RestoreError
 from .inputs import Prepared, check_noise_fits, measurement_view, prepare
@@ -130,8 +130,7 @@ def restore(
     def too_big(name: str, c: int, h: int, w: int, scale: int = 1, resizable: bool = True, memory_only: bool = False) -> None:
         # from the file's header: over --max-megapixels, or (the size restored) over --max-minutes,
         # before the pixels are read or the operator set up
-        limit = min(opts.max_megapixels * 1e6, gradient_pixel_limit(timer) or math.inf)
-        if h * w > limit or (not memory_only and h * w > ESTIMATE_PIXELS):
+        if h * w > pixel_limit(opts, timer) or (not memory_only and h * w > ESTIMATE_PIXELS):
             cost_or_refuse(name, c, h, w, opts=opts, timer=timer, scale=scale, resizable=resizable)
 
     failures: list[tuple[Job, str]] = []
