@@ -259,6 +259,12 @@ def test_no_gradient_limit_for_analytic_priors_or_plain_solvers(monkeypatch):
     network = CostPrior(clock, a=1e-7)
     network.tileable = True
     assert cost.gradient_pixel_limit(_timer(network, clock)) is None  # the solver does not differentiate
+    from invkit import get_registry
+
+    iso = get_registry().build("prior", "gaussian", ["kind=isotropic"])  # tileable, but analytic
+    assert iso.tileable and cost.gradient_pixel_limit(_gradient_timer(iso, clock)) is None
+    fixed = get_registry().build("prior", "gaussian", ["kind=isotropic"]).isotropic(0.5, 0.04, shape=(3, 16, 16))
+    assert not fixed.tileable  # a fixed shape: tiles would not fit it
 
 
 def test_cli_refuses_dps_on_a_photo_too_large_for_its_gradients(tmp_path, capsys, monkeypatch):

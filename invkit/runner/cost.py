@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from ..prior import Prior
 from ..requirements import Capability
 from ..tiled import TiledPrior, default_batch, tile_grid
 from .errors import RestoreError
@@ -214,9 +215,12 @@ def device_memory_bytes(device: torch.device) -> int | None:
 def gradient_pixel_limit(timer: Timer) -> float | None:
     """The most restored pixels whose gradients through the prior fit in the device's memory
     (:data:`GRADIENT_BYTES_PER_PIXEL` each, within :data:`GRADIENT_MEMORY_SHARE` of it), or None when no such limit applies: the solver does not
-    differentiate through the prior, or the prior is not a network (``Prior.tileable`` false: an
-    analytic prior's gradient costs a few images)."""
-    if not timer.prior_gradients or not getattr(timer.prior, "tileable", False):
+    differentiate through the prior, or the prior is not a network: not ``Prior.tileable`` (a
+    whole-image model), or one with a closed Gaussian form (its own ``gaussian_form``: an
+    analytic prior, whose gradient costs a few images)."""
+    prior = timer.prior
+    analytic = type(prior).gaussian_form is not Prior.gaussian_form
+    if not timer.prior_gradients or not getattr(prior, "tileable", False) or analytic:
         return None
     total = device_memory_bytes(timer.device)
     return GRADIENT_MEMORY_SHARE * total / GRADIENT_BYTES_PER_PIXEL if total else None

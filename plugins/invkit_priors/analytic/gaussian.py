@@ -233,10 +233,10 @@ class GaussianPrior(Prior):
         self.data_center = float(self._mean.mean()) if isinstance(self._mean, Tensor) else float(self._mean)
         self._parts: dict[Shape, GaussianParts] = {}
         self._consts: dict[tuple[Shape, str, torch.device, torch.dtype], Tensor] = {}
-        # N(m, lam I) with constant m and lam is denoised pixel by pixel: tiles change nothing;
-        # a basis (DCT, ...) or an image-shaped mean ties the model to the whole image
+        # N(m, lam I) with constant m and lam on any shape is denoised pixel by pixel: tiles change
+        # nothing; a basis (DCT, ...), an image-shaped mean or a fixed shape ties it to the whole image
         self.tileable = (
-            basis is None and isinstance(self._mean, float) and isinstance(self._eig, float) and self._eig_factory is None
+            basis is None and fixed is None and isinstance(self._mean, float) and isinstance(self._eig, float) and self._eig_factory is None
         )
 
     # ------------------------------------------------------------------ constructors
