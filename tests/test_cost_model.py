@@ -247,6 +247,30 @@ def test_gradients_through_a_network_prior_are_refused_over_memory(monkeypatch):
     assert side * (side * 3 // 4) <= 75_000 < (side + 8) * ((side + 8) * 3 // 4)  # the largest that fits, multiple of 8
     # under the limit: no refusal (an estimate only above ESTIMATE_PIXELS)
     assert cost_or_refuse("in.png", 3, 200, 300, opts=opts, timer=timer) is None
+    # the solvers to use instead are named as given; none given: no such option
+    with pytest.raises(RestoreError) as info:
+        cost_or_refuse("in.png", 3, 300, 400, opts=opts, timer=timer, alternatives=["ddrm", "mine"])
+    assert "does not differentiate through the prior (ddrm, mine; `invkit plugins` says what each needs)" in str(info.value)
+    with pytest.raises(RestoreError) as info:
+        cost_or_refuse("in.png", 3, 300, 400, opts=opts, timer=timer, alternatives=[])
+    assert "use a solver" not in str(info.value) and str(info.value).endswith("or crop a region with --crop Y,X,H,W")
+
+
+def test_over_memory_and_max_megapixels_names_both(monkeypatch):
+    import invkit.runner.cost as cost
+
+    monkeypatch.setattr(cost, "device_memory_bytes", lambda device: 2 * 10**9)  # 75 000 pixels
+    clock = Clock()
+    prior = CostPrior(clock, a=1e-7)
+    prior.tileable = True
+    timer = _gradient_timer(prior, clock)
+    opts = RestoreOptions(input=Path("in.png"), output=Path("out.png"), max_megapixels=0.05)
+    with pytest.raises(RestoreError) as info:
+        cost_or_refuse("in.png", 3, 300, 400, opts=opts, timer=timer)
+    text = str(info.value)
+    assert "differentiates through the prior" in text and "also over --max-megapixels 0.05" in text
+    side = int(text.split("--resize ")[1].split()[0])
+    assert side * (side * 3 // 4) <= 50_000  # the advice fits the lower of the two limits
 
 
 def test_no_gradient_limit_for_analytic_priors_or_plain_solvers(monkeypatch):
@@ -282,4 +306,24 @@ def test_cli_refuses_dps_on_a_photo_too_large_for_its_gradients(tmp_path, capsys
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "differentiates through the prior" in err and "--resize" in err
+    # the solvers named are the registered ones that evaluate the prior without its gradients
+    named = err.split("does not differentiate through the prior (")[1].split(";")[0].split(", ")
+    assert {"ddrm", "diffpir"} <= set(named) and not {"dps", "pigdm", "exact", "hio"} & set(named)
     assert not (tmp_path / "out.png").exists()
+
+
+def test_gradient_free_solvers_follow_the_registry_and_the_problem():
+    """The alternatives named are read from the registry (and, given a problem, its requirements)."""
+    from invkit import GaussianNoise, Problem, get_registry
+    from invkit.runner.restore import _gradient_free_solvers
+
+    registry = get_registry()
+    every = _gradient_free_solvers(registry)
+    assert {"ddrm", "ddnm", "diffpir"} <= set(every) and not {"dps", "pigdm", "exact", "hio"} & set(every)
+    prior = registry.build("prior", "gaussian", ["kind=isotropic"])
+    blur = registry.build_operator("gaussian_blur", (3, 16, 16), {"sigma": 1.0})
+    linear = _gradient_free_solvers(registry, Problem(blur, torch.zeros(1, *blur.out_shape), GaussianNoise(0.05)), prior)
+    assert "ddrm" in linear and set(linear) <= set(every)
+    phase = registry.build_operator("phase_retrieval", (1, 8, 8), {})
+    y = phase.forward(torch.rand(1, 1, 8, 8))
+    assert _gradient_free_solvers(registry, Problem(phase, y, GaussianNoise(0.05)), prior) == []  # only dps and hio take it

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,7 +250,7 @@ def _cost_text(per_eval: Estimate, steps: int, samples: int, factor: float = 1.0
 
 def cost_or_refuse(
     name: str, c: int, H: int, W: int, *, opts: RestoreOptions, timer: Timer, say_note: Callable[[str], None] | None = None,
-    scale: int = 1, resizable: bool = True,
+    scale: int = 1, resizable: bool = True, alternatives: Sequence[str] | None = None,
 ) -> Estimate | None:
     """Refuse an image over ``opts.max_megapixels``, or whose estimate's low end is over
     ``opts.max_minutes`` (with the estimate and a ``--resize``/``--steps`` that fits); announce a large one.
@@ -264,6 +264,9 @@ def cost_or_refuse(
             advised ``--resize`` is in input pixels, so following it restores within the limit.
         resizable: Whether ``--resize``/``--crop`` apply to the input (not to a ``.safetensors``
             measurement): otherwise the advice is to make the measurement smaller.
+        alternatives: Registered solvers that evaluate the prior without its gradients (those
+            that take the problem, when it is known), named when the gradients' memory refuses the
+            image; None: the message points to ``invkit plugins`` only.
 
     Returns:
         The estimate of the image's solve (seconds of prior evaluations), or None (a small
@@ -302,7 +305,8 @@ def cost_or_refuse(
                 f"and the solver differentiates through the prior: about {pixels * GRADIENT_BYTES_PER_PIXEL / 1e9:.3g} GB "
                 f"of activations ({GRADIENT_BYTES_PER_PIXEL // 1000} kB a pixel, measured with the default prior), "
                 f"over {GRADIENT_MEMORY_SHARE:.0%} of the {memory / 1e9:.3g} GB of the {timer.device.type}"
-            ) + (f"; {estimate}: over --max-minutes {opts.max_minutes:g}" if over_time else "")
+            ) + (f"; also over --max-megapixels {opts.max_megapixels:g}" if pixels > opts.max_megapixels * 1e6 else "") + (
+                f"; {estimate}: over --max-minutes {opts.max_minutes:g}" if over_time else "")
             anyway = []
         elif pixels > limit:
             over = f"over --max-megapixels {opts.max_megapixels:g}: {estimate}"
@@ -328,9 +332,13 @@ def cost_or_refuse(
             options += [f"pass --resize {n} (longest side, {h * w / 1e6:.3g} MP{small_cost})", "crop a region with --crop Y,X,H,W"]
         if anyway:
             options.append(" and ".join(anyway) + " to run it anyway")
-        else:
-            options.append("use a solver that does not differentiate through the prior (ddrm, ddnm, diffpir)")
-        raise RestoreError(f"{name} is {W}x{H} pixels ({pixels / 1e6:.3g} MP), {over}; {'; '.join(options[:-1])}; or {options[-1]}")
+        elif alternatives is None:
+            options.append("use a solver that does not differentiate through the prior (`invkit plugins` lists them)")
+        elif alternatives:
+            options.append(f"use a solver that does not differentiate through the prior ({', '.join(alternatives)}; "
+                           "`invkit plugins` says what each needs)")
+        advice = options[0] if len(options) == 1 else f"{'; '.join(options[:-1])}; or {options[-1]}"
+        raise RestoreError(f"{name} is {W}x{H} pixels ({pixels / 1e6:.3g} MP), {over}; {advice}")
     if say_note is not None:
         say_note(f"{name}: {W}x{H} pixels ({pixels / 1e6:.3g} MP): {estimate}")
     return total

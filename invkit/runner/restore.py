@@ -22,7 +22,7 @@ from ..io import MEASUREMENT_SUFFIX, output_transaction
 from ..noise import noise_spec
 from ..problem import Problem
 from ..registry import Registry, get_registry
-from ..requirements import RequirementError
+from ..requirements import Capability, RequirementError
 from ..solver import Step
 from ..tiled import TiledPrior, tile_grid
 from .cost import ESTIMATE_PIXELS, Estimate, Timer, cost_or_refuse, pixel_limit
@@ -131,7 +131,8 @@ def restore(
         # from the file's header: over --max-megapixels, or (the size restored) over --max-minutes,
         # before the pixels are read or the operator set up
         if h * w > pixel_limit(opts, timer) or (not memory_only and h * w > ESTIMATE_PIXELS):
-            cost_or_refuse(name, c, h, w, opts=opts, timer=timer, scale=scale, resizable=resizable)
+            cost_or_refuse(name, c, h, w, opts=opts, timer=timer, scale=scale, resizable=resizable,
+                           alternatives=_gradient_free_solvers(registry))
 
     failures: list[tuple[Job, str]] = []
 
@@ -149,7 +150,8 @@ def restore(
             _check_channels(prior, prep)
             _check_requirements(registry, opts, prep, prior)
             estimates[job.src] = cost_or_refuse(prep.job.src.name, *prep.op.in_shape, opts=opts, timer=timer, say_note=note,
-                                                scale=1 if opts.simulate else _input_scale(prep), resizable=prep.job.src.suffix != MEASUREMENT_SUFFIX)
+                                                scale=1 if opts.simulate else _input_scale(prep), resizable=prep.job.src.suffix != MEASUREMENT_SUFFIX,
+                                                alternatives=_gradient_free_solvers(registry, Problem(prep.op, prep.y, prep.noise), prior))
         except _PER_INPUT_ERRORS as exc:
             failed(job, exc)
             continue
@@ -376,6 +378,21 @@ def _check_requirements(registry: Registry, opts: RestoreOptions, prep: Prepared
         registry.check_solver(opts.solver, problem, prior, opts.solver_args)
     except RequirementError as exc:
         raise RestoreError(f"{prep.job.src.name}: {exc}") from None
+
+
+def _gradient_free_solvers(registry: Registry, problem: Problem | None = None, prior: Any = None) -> list[str]:
+    """Registered solvers that evaluate the prior without its gradients (and, given ``problem``, whose
+    declared requirements it and ``prior`` meet): what to use instead of one whose gradients do not fit."""
+    names = registry.solvers_for(problem, prior) if problem is not None else registry.names("solver")
+    out = []
+    for name in names:
+        cls = registry.get("solver", name).factory
+        requires = getattr(cls, "requires", None) or ()
+        per_step = getattr(cls, "evaluations_per_step", 1.0)  # a property on the class: depends on parameters
+        if Capability.PRIOR_GRADIENTS in requires or Capability.GAUSSIAN_PRIOR in requires or per_step == 0:
+            continue
+        out.append(name)
+    return out
 
 
 def _check_channels(prior: Any, prep: Prepared) -> None:
