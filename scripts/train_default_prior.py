@@ -21,6 +21,8 @@ Usage:
         --threads 1 --steps 200000
     python scripts/train_default_prior.py --state /work/train_state --export \\
         plugins/invkit_priors/default/weights/default.safetensors
+    python scripts/train_default_prior.py --state /work/train_state --crop 128 --eval-loss \
+        plugins/invkit_priors/default/weights/default.safetensors /tmp/newer.safetensors
 """
 
 from __future__ import annotations
@@ -288,6 +290,78 @@ def export(state_path: Path, out: Path) -> None:
     print(f"exported EMA weights of step {state['step']} to {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 
+def _load_weights_model(path: Path, device: torch.device) -> ADMUNet:
+    """The network of an exported prior file (what ``--export`` writes), float32, in eval mode."""
+    meta = read_invkit_metadata(path)
+    if meta is None:
+        raise SystemExit(f"{path} is not an invkit prior file (what --export writes)")
+    model = ADMUNet(ADMConfig.from_flags(json.loads(meta["flags"])))
+    model.load_state_dict({k: v.to(torch.float32) for k, v in load_state_dict_file(path).items()})
+    return model.to(device).eval().requires_grad_(False)
+
+
+def eval_loss(weights: list[Path], levels: list[torch.Tensor], *, crops: int, crop: int, per_band: int, seed: int,
+              p_gray: float, device: torch.device, batch: int = 16) -> dict[str, torch.Tensor]:
+    """The training loss ``|eps_theta(x_t, t) - eps|^2`` of each weights file on one fixed draw.
+
+    Common random numbers: the same ``crops`` training crops, per crop ``per_band`` timesteps drawn
+    uniformly in each :data:`LOSS_BANDS` band, and the same noise, for every file, so differences
+    between files are free of the draw's variance (which dominates the training log's 20-step
+    means). In-sample: it measures how well the data are fitted, the quantity the training log shows.
+
+    Returns:
+        Per file, the per-sample losses ``(crops, bands, per_band)``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    x0 = sample_batch(levels, crops, crop, gen, p_gray)
+    n_bands = len(LOSS_BANDS) - 1
+    t = torch.stack([torch.randint(lo, hi, (crops, per_band), generator=gen) for lo, hi in zip(LOSS_BANDS[:-1], LOSS_BANDS[1:])], 1)
+    eps = torch.randn((crops, n_bands, per_band, *x0.shape[1:]), generator=gen)
+    ab = alphas_bar_from_betas(linear_betas()).to(torch.float32)
+    flat_t = t.reshape(-1)
+    flat_x0 = x0[:, None, None].expand(-1, n_bands, per_band, -1, -1, -1).reshape(-1, *x0.shape[1:])
+    flat_eps = eps.reshape(-1, *x0.shape[1:])
+    out = {}
+    for path in weights:
+        model = _load_weights_model(path, device)
+        losses = torch.empty(flat_t.numel())
+        with torch.no_grad():
+            for i in range(0, flat_t.numel(), batch):
+                tt, e = flat_t[i : i + batch], flat_eps[i : i + batch]
+                a = ab[tt].view(-1, 1, 1, 1)
+                xt = a.sqrt() * flat_x0[i : i + batch] + (1 - a).sqrt() * e
+                pred = model(xt.to(device), tt.float().to(device)).cpu()
+                losses[i : i + batch] = (pred - e).square().mean(dim=(1, 2, 3))
+        out[str(path)] = losses.view(crops, n_bands, per_band)
+    return out
+
+
+def eval_loss_table(results: dict[str, torch.Tensor]) -> str:
+    """Markdown table: per band and over uniform t (bands weighted by their width), each file's mean
+    loss, and for the later files the paired difference from the first with its standard error
+    (over crops)."""
+    widths = torch.tensor([hi - lo for lo, hi in zip(LOSS_BANDS[:-1], LOSS_BANDS[1:])], dtype=torch.float64) / LOSS_BANDS[-1]
+    names = [f"t {lo}-{hi}" for lo, hi in zip(LOSS_BANDS[:-1], LOSS_BANDS[1:])] + ["all (uniform t)"]
+
+    def per_crop(v: torch.Tensor) -> torch.Tensor:  # (crops, bands + 1)
+        band = v.double().mean(2)
+        return torch.cat([band, (band * widths).sum(1, keepdim=True)], 1)
+
+    files = list(results)
+    first = per_crop(results[files[0]])
+    lines = ["| weights | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+    for f in files:
+        pc = per_crop(results[f])
+        cells = [f"{float(m):.5f}" for m in pc.mean(0)]
+        if f != files[0]:
+            d = pc - first
+            se = d.std(0) / d.shape[0] ** 0.5
+            cells = [f"{c} ({100 * float(m) / float(b):+.1f}% ± {100 * float(s) / float(b):.1f})"
+                     for c, m, s, b in zip(cells, d.mean(0), se, first.mean(0))]
+        lines.append(f"| {Path(f).name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, action="append", default=[], help="folder of training images (repeatable)")
@@ -319,6 +393,11 @@ def main() -> None:
                    help="when --state holds no state yet: start model and EMA from these exported weights (e.g. the "
                    "committed plugins/invkit_priors/default/weights/default.safetensors), with a fresh optimizer and step count "
                    "taken from the file's metadata")
+    p.add_argument("--eval-loss", type=Path, nargs="+", default=None, metavar="WEIGHTS",
+                   help="only measure the loss of these exported weights files on one fixed draw of training crops, timesteps "
+                   "and noise (the first is the reference for paired differences), print a table and exit")
+    p.add_argument("--eval-crops", type=int, default=64, help="--eval-loss: crops drawn")
+    p.add_argument("--eval-per-band", type=int, default=2, help="--eval-loss: timesteps per crop in each loss band")
     args = p.parse_args()
 
     args.state.mkdir(parents=True, exist_ok=True)
@@ -333,6 +412,13 @@ def main() -> None:
 
     levels, sources = load_dataset(args.data, args.state / "dataset.pt", use_skimage=not args.no_skimage, eval_check=not args.no_eval_check)
     print(f"dataset: {len(set(sources))} images, {len(levels)} pyramid levels, {sum(lv.numel() for lv in levels) / 1e6:.0f} M bytes")
+    if args.eval_loss is not None:
+        crop = parse_curriculum(args.curriculum)[-1][1] if args.curriculum else args.crop
+        results = eval_loss(args.eval_loss, levels, crops=args.eval_crops, crop=crop, per_band=args.eval_per_band, seed=args.seed,
+                            p_gray=args.p_gray, device=device)
+        print(f"loss on {args.eval_crops} crops of {crop}x{crop} (seed {args.seed}), {args.eval_per_band} timesteps per band each")
+        print(eval_loss_table(results))
+        return
 
     config = ADMConfig.small() if args.flags is None else ADMConfig.from_flags(json.loads(args.flags))
     state = torch.load(state_path, weights_only=True, map_location="cpu") if state_path.exists() else None

@@ -282,3 +282,40 @@ def test_export_keeps_the_v1_file_layout_and_init_from_reads_only_invkit_files(t
     shutil.copy(STATE_V1 / "dataset.pt", other / "dataset.pt")
     proc = run("--state", str(other), "--init-from", str(plain), *common)
     assert proc.returncode != 0 and "is not an invkit prior file" in proc.stderr
+
+
+def test_eval_loss_uses_common_random_numbers_and_the_training_target(tmp_path, train):
+    """``--eval-loss``: the same draw for every file (a copy differs by exactly 0), independent of
+    the batch size; untrained weights (ADM's zero-initialised output layer predicts 0) score
+    ``E|eps|^2 = 1`` in every band, so the target is the unit-variance noise; trained ones less."""
+    import shutil
+    import subprocess
+    import sys
+
+    import torch
+
+    _train(tmp_path, tmp_path / "fresh", "--steps", "0")
+    _train(tmp_path, tmp_path / "fresh", "--export", str(tmp_path / "fresh.safetensors"))
+    _train(tmp_path, tmp_path / "trained", "--steps", "30", "--lr", "1e-3", "--warmup", "1")
+    _train(tmp_path, tmp_path / "trained", "--export", str(tmp_path / "trained.safetensors"))
+    shutil.copy(tmp_path / "trained.safetensors", tmp_path / "copy.safetensors")
+    levels, _ = train.load_dataset([tmp_path / "data"], tmp_path / "cache.pt", use_skimage=False, eval_check=False)
+    files = [tmp_path / "fresh.safetensors", tmp_path / "trained.safetensors", tmp_path / "copy.safetensors"]
+    kw = dict(crops=6, crop=32, per_band=3, seed=0, p_gray=0.1, device=torch.device("cpu"))
+    res = train.eval_loss(files, levels, batch=16, **kw)
+    assert res[str(files[0])].shape == (6, 4, 3)
+    assert torch.allclose(res[str(files[0])], torch.ones(6, 4, 3), atol=0.12)  # mean of 3072 squared N(0,1)
+    assert torch.equal(res[str(files[1])], res[str(files[2])])
+    assert res[str(files[1])].mean() < 0.9 * res[str(files[0])].mean()
+    again = train.eval_loss(files[1:2], levels, batch=5, **kw)[str(files[1])]
+    assert torch.allclose(again, res[str(files[1])], rtol=1e-4, atol=1e-6)  # batch-independent
+    table = train.eval_loss_table(res)  # paired differences from the first file: trained is lower
+    assert table.count("\n") == 4 and "| trained.safetensors | " in table and "(-" in table
+    same = train.eval_loss_table({k: res[str(k)] for k in map(str, files[1:])})
+    assert same.splitlines()[-1].count("(+0.0% ± 0.0)") == 5
+    # through the command line
+    cmd = [sys.executable, str(SCRIPT), "--state", str(tmp_path / "trained"), "--crop", "32", "--threads", "1", "--eval-crops", "4",
+           "--eval-loss", *map(str, files)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "loss on 4 crops of 32x32" in proc.stdout and "| fresh.safetensors | 1.0" in proc.stdout
