@@ -17,4 +17,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "$TORCH_SPEC" -e '.[dev,diffusers,docs]' 2>&1 \
   | { grep -v "^WARNING: Location 'file:" || true; }
+# In CI (CI set) on Debian as root: Debian's chromium (~15 s), so the documentation's math is
+# checked in a real browser (tests/test_docs.py; there a missing browser fails rather than skips).
+# Elsewhere nothing is installed system-wide: `apt-get install chromium` to run that test.
+if [ -n "${CI:-}" ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  { apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+    || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends chromium >/dev/null 2>&1; }; } \
+    || echo "setup.sh: could not install chromium with apt-get; the documentation's browser test will fail in CI" >&2
+fi
 .venv/bin/python -c "import invkit, torch; print(f'invkit {invkit.__version__} with torch {torch.__version__} ready in .venv')"
