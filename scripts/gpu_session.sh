@@ -25,12 +25,17 @@ else
 fi
 E=$(( $(date +%s) - T0 ))
 MIN=$("$PY" -c "print(max(0.5, (${END_S:-500} - $E - 45) / 60))")
-echo "== training: $E s so far, training for $MIN min"
+# Steps that fit the time at STEPS_PER_S (10.2 measured at 128x32 on the H200, 2026-12-04; a little
+# under it so the decay finishes), the learning rate cosine-decayed over the last DECAY (0.4) of them
+# to LR_MIN: the constant-rate run of 2026-12-04 had flattened over its last 1,500 steps.
+STEPS=$("$PY" -c "print(int(${STEPS_PER_S:-9} * $MIN * 60))")
+DECAY=$("$PY" -c "print(int(${DECAY:-0.4} * $STEPS))")
+echo "== training: $E s so far, training for $MIN min: $STEPS steps, the last $DECAY decaying to ${LR_MIN:-2e-5}"
 rm -rf /tmp/gpu_state  # a warm machine keeps it: --init-from would be ignored and the log appended to
 export PYTHONUNBUFFERED=1
 "$PY" scripts/train_default_prior.py --data gpu_train/data --state /tmp/gpu_state --init-from gpu_train/init.safetensors \
     --no-skimage --no-eval-check --device cuda --threads 8 --seed "${SEED:-3}" --curriculum "${CURRICULUM:-0:128x32}" \
-    --steps 100000000 --max-minutes "$MIN" --save-every 1000 --log-every 100 2>&1 | tail -n 40 || { echo "training failed"; exit 1; }
+    --more-steps "$STEPS" --decay-steps "$DECAY" --lr-min "${LR_MIN:-2e-5}" --max-minutes "$MIN" --save-every 1000 --log-every 100 2>&1 | tail -n 40 || { echo "training failed"; exit 1; }
 "$PY" scripts/train_default_prior.py --state /tmp/gpu_state --export "$OUTDIR/gpu_weights.safetensors" || exit 1
 cp /tmp/gpu_state/log.jsonl "$OUTDIR/gpu_train_log.jsonl" || exit 1
 echo "== done after $(( $(date +%s) - T0 )) s"

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import re
 import signal
 import time
@@ -264,6 +265,22 @@ def band_losses(per_sample: torch.Tensor, t: torch.Tensor) -> dict[str, tuple[fl
     return out
 
 
+def learning_rate(step: int, *, lr: float, warmup: int, warm_from: int, total: int, decay_steps: int = 0, lr_min: float = 0.0) -> float:
+    """The learning rate of optimisation step ``step`` (0-based; ``step + 1`` steps done after it).
+
+    A linear warm-up over ``warmup`` steps from ``warm_from`` (where the optimizer state began),
+    then ``lr``; with ``decay_steps`` > 0, a cosine from ``lr`` down to ``lr_min`` over the last
+    ``decay_steps`` steps before ``total`` (the last step runs at ``lr_min``):
+    ``lr_min + (lr - lr_min) (1 + cos(pi u)) / 2`` with ``u = (step + 1 - (total - decay_steps)) / decay_steps``.
+    """
+    rate = lr * min(1.0, (step + 1 - warm_from) / max(warmup, 1))
+    start = total - decay_steps
+    if decay_steps > 0 and step + 1 > start:
+        u = min(1.0, (step + 1 - start) / decay_steps)
+        rate = min(rate, lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * u)))
+    return rate
+
+
 def save_atomic(obj: dict, path: Path) -> None:
     """``torch.save`` onto ``path`` atomically (:func:`invkit.io.atomic_write`)."""
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
@@ -374,6 +391,12 @@ def main() -> None:
                    "(overrides --crop/--batch; the step is the global one, so a resumed run stays on schedule)")
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--decay-steps", type=int, default=0,
+                   help="cosine-decay the learning rate to --lr-min over the last this many steps before --steps (0: constant)")
+    p.add_argument("--lr-min", type=float, default=2e-5, help="the learning rate at the end of --decay-steps")
+    p.add_argument("--more-steps", type=int, default=None,
+                   help="train this many steps beyond where this run starts (resumed or --init-from): sets --steps; "
+                   "resuming with it again extends the target again (one-shot runs, e.g. a lent GPU)")
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--p-gray", type=float, default=0.1, help="fraction of crops converted to grey (R=G=B)")
     p.add_argument("--seed", type=int, default=0)
@@ -459,6 +482,9 @@ def main() -> None:
         images_seen = int(meta.get("train_images_seen", 0))
         warm_from = step
         print(f"initialised from {args.init_from} (EMA weights of step {step}); optimizer state starts fresh")
+    if args.more_steps is not None:
+        args.steps = step + args.more_steps
+        print(f"training to step {args.steps}" + (f", the learning rate decaying from step {args.steps - args.decay_steps}" if args.decay_steps else ""))
     ab = alphas_bar_from_betas(linear_betas()).to(torch.float32).to(device)
 
     def save() -> None:
@@ -513,7 +539,8 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        lr = args.lr * min(1.0, (step + 1 - warm_from) / args.warmup)
+        lr = learning_rate(step, lr=args.lr, warmup=args.warmup, warm_from=warm_from, total=args.steps,
+                           decay_steps=args.decay_steps, lr_min=args.lr_min)
         for group in opt.param_groups:
             group["lr"] = lr
         opt.step()

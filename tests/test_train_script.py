@@ -319,3 +319,27 @@ def test_eval_loss_uses_common_random_numbers_and_the_training_target(tmp_path, 
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "loss on 4 crops of 32x32" in proc.stdout and "| fresh.safetensors | 1.0" in proc.stdout
+
+
+def test_learning_rate_warms_up_then_decays_by_a_cosine(train):
+    lr = lambda step, **kw: train.learning_rate(step, lr=1e-3, warmup=10, warm_from=100, total=200, **kw)  # noqa: E731
+    assert lr(100) == pytest.approx(1e-4) and lr(109) == pytest.approx(1e-3) and lr(150) == 1e-3  # warm-up, then flat
+    assert lr(199) == 1e-3  # no decay asked
+    d = dict(decay_steps=40, lr_min=1e-5)
+    assert lr(159, **d) == 1e-3 and lr(199, **d) == pytest.approx(1e-5)  # decay over steps 160..199, the last at lr_min
+    assert lr(179, **d) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)  # halfway: the cosine's midpoint
+    rates = [lr(s, **d) for s in range(150, 200)]
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    # a decay that overlaps the warm-up takes the lower of the two
+    assert train.learning_rate(0, lr=1e-3, warmup=10, warm_from=0, total=4, decay_steps=4, lr_min=0.0) == pytest.approx(1e-4)
+
+
+def test_more_steps_and_decay_through_the_command_line(tmp_path):
+    import json
+
+    _train(tmp_path, tmp_path / "s", "--steps", "2")
+    _train(tmp_path, tmp_path / "s", "--more-steps", "4", "--decay-steps", "3", "--lr", "1e-3", "--lr-min", "1e-5", "--warmup", "1")
+    recs = [json.loads(line) for line in (tmp_path / "s" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs] == [1, 2, 3, 4, 5, 6]
+    assert recs[2]["lr"] == pytest.approx(1e-3) and recs[-1]["lr"] == pytest.approx(1e-5)
+    assert recs[3]["lr"] > recs[4]["lr"] > recs[5]["lr"]
