@@ -3,7 +3,7 @@
 
 For each operator and size: build the operator (its set-up timed apart), then run DDRM for
 ``--steps`` steps (one sample) on a synthetic photo-like image with the prior as the runner
-would use it (``--tile auto``: tiles above ``TILE_AUTO_PIXELS``), and print the seconds per step,
+would use it (``--tile auto``: tiles above ``TILE_AUTO_PIXELS``; ``--tile on|off|both`` to compare), and print the seconds per step,
 per step and megapixel, the ratio to the 1 MP figure, the runner's estimate of a step's prior
 evaluation made before it (:class:`invkit.runner.Timer`: its range, and the measured step over
 the range's middle), the step's system CPU time and minor page faults (memory zero-filled by the
@@ -15,6 +15,7 @@ Stop the background training first; the table states the threads.
 
 Usage:
     python benchmarks/photo_sizes.py --threads 2 [--sizes 0.25,1,4,12] [--operators denoising,gaussian_blur,blur,compressed_sensing]
+    python benchmarks/photo_sizes.py --sizes 0.25,624x832,1 --operators denoising --steps 3 --tile both   # where tiles start to pay
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def main() -> None:
     p.add_argument("--sizes", default="0.25,1,4,12", help="megapixel sizes among " + ", ".join(map(str, SIZES)) + ", or HxW")
     p.add_argument("--operators", default="denoising,gaussian_blur,blur,compressed_sensing")
     p.add_argument("--steps", type=int, default=1)
+    p.add_argument("--tile", choices=("auto", "on", "off", "both"), default="auto",
+                   help="as the runner's --tile (auto: tiles above TILE_AUTO_PIXELS); both: each size untiled, then tiled")
     p.add_argument("--returned", action="store_true", help="leave glibc's default (freed memory returned): the invkit command keeps it")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -66,17 +69,20 @@ def main() -> None:
     tiled = invkit.TiledPrior(prior)
     solver = reg.build("solver", "ddrm", [])
     print(f"threads {args.threads}, torch {torch.__version__}; DDRM {args.steps} steps, one sample; tiles above {TILE_AUTO_PIXELS / 1e6:g} MP; freed memory kept: {kept}\n")
-    def prior_for(shape: tuple[int, int, int]) -> invkit.Prior:
+    def auto(shape: tuple[int, int, int]) -> invkit.Prior:
         """As the runner's ``--tile auto``: tiles above TILE_AUTO_PIXELS."""
         return tiled if shape[1] * shape[2] > TILE_AUTO_PIXELS else prior
 
-    timer = Timer(prior, torch.device("cpu"), prior.size_multiple, solver, prior_for=prior_for)
+    choices = {"auto": [auto], "on": [lambda shape: tiled], "off": [lambda shape: prior]}
+    choices["both"] = choices["off"] + choices["on"]
+    timers = [Timer(prior, torch.device("cpu"), prior.size_multiple, solver, prior_for=f) for f in choices[args.tile]]
     print("| operator | size | MP | tiled | set-up (s) | s/step | s/step/MP | vs 1 MP | estimate of a step | step / estimate | system CPU s/step | page faults/step | peak RSS (GB) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.operators.split(","):
-        per_mp_1 = None
+        per_mp_1: dict[int, float] = {}  # per tiling choice
         sizes = [(2048, 4096)] if name == "compressed_sensing" else [_size(v) for v in args.sizes.split(",")]
-        for h, w in sizes:
+        for (h, w), timer in ((size, timer) for size in sizes for timer in timers):
+            prior_for = timer.prior_for
             clean = _photo(h, w)
             t0 = time.perf_counter()
             op = reg.build_operator(name, (3, h, w), {"sigma": 2.0} if name == "gaussian_blur" else {})
@@ -96,8 +102,8 @@ def main() -> None:
             mp = h * w / 1e6
             per_mp = per_step / mp
             if math.isclose(mp, 1.0, rel_tol=0.01):
-                per_mp_1 = per_mp
-            ratio = f"{per_mp / per_mp_1:.2f}" if per_mp_1 else "–"
+                per_mp_1[id(timer)] = per_mp
+            ratio = f"{per_mp / per_mp_1[id(timer)]:.2f}" if id(timer) in per_mp_1 else "–"
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB -> GB (10^9 bytes)
             guess = f"{format_duration(est.low)} to {format_duration(est.high)}" if est else "–"
             vs = f"{per_step / est.mid:.2f}" if est else "–"
