@@ -350,6 +350,7 @@ def eval_loss(weights: list[Path], levels: list[torch.Tensor], *, crops: int, cr
                 pred = model(xt.to(device), tt.float().to(device)).cpu()
                 losses[i : i + batch] = (pred - e).square().mean(dim=(1, 2, 3))
         out[str(path)] = losses.view(crops, n_bands, per_band)
+        print(f"{path.name}: {float(losses.mean()):.5f} (mean over the draw)", flush=True)
     return out
 
 
