@@ -272,6 +272,18 @@ def learning_rate(step: int, *, lr: float, warmup: int, warm_from: int, total: i
     then ``lr``; with ``decay_steps`` > 0, a cosine from ``lr`` down to ``lr_min`` over the last
     ``decay_steps`` steps before ``total`` (the last step runs at ``lr_min``):
     ``lr_min + (lr - lr_min) (1 + cos(pi u)) / 2`` with ``u = (step + 1 - (total - decay_steps)) / decay_steps``.
+
+    Args:
+        step: The step about to run (0-based, global: a resumed run continues the count).
+        lr: The peak learning rate.
+        warmup: Warm-up length in steps (at least 1 is used).
+        warm_from: The step at which the optimizer state began (the warm-up restarts there).
+        total: The step count at which training ends (``--steps``).
+        decay_steps: Length of the final cosine decay (0: none).
+        lr_min: The rate the decay ends at (``0 <= lr_min <= lr``; the command line checks it).
+
+    Returns:
+        The learning rate, the lower of the warm-up's and the decay's where both apply.
     """
     rate = lr * min(1.0, (step + 1 - warm_from) / max(warmup, 1))
     start = total - decay_steps
@@ -310,14 +322,21 @@ def export(state_path: Path, out: Path) -> None:
 def _load_weights_model(path: Path, device: torch.device) -> ADMUNet:
     """The network of an exported prior file (what ``--export`` writes), float32, in eval mode."""
     meta = read_invkit_metadata(path)
-    if meta is None:
-        raise SystemExit(f"{path} is not an invkit prior file (what --export writes)")
+    if meta is None or "flags" not in meta:
+        raise ValueError(f"{path} is not an invkit prior file (what --export writes)")
     model = ADMUNet(ADMConfig.from_flags(json.loads(meta["flags"])))
     model.load_state_dict({k: v.to(torch.float32) for k, v in load_state_dict_file(path).items()})
     return model.to(device).eval().requires_grad_(False)
 
 
-def eval_loss(weights: list[Path], levels: list[torch.Tensor], *, crops: int, crop: int, per_band: int, seed: int,
+def noised(x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, alphas_bar: torch.Tensor) -> torch.Tensor:
+    """DDPM's forward process at timesteps ``t``: ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` (the
+    network is trained to predict ``eps`` from ``x_t`` and ``t``)."""
+    a = alphas_bar[t].view(-1, *([1] * (x0.dim() - 1)))
+    return a.sqrt() * x0 + (1 - a).sqrt() * eps
+
+
+def eval_loss(weights: list[Path], levels: list[torch.Tensor], *, crops: int, crop: int, per_band: int, generator: torch.Generator,
               p_gray: float, device: torch.device, batch: int = 16) -> dict[str, torch.Tensor]:
     """The training loss ``|eps_theta(x_t, t) - eps|^2`` of each weights file on one fixed draw.
 
@@ -326,10 +345,20 @@ def eval_loss(weights: list[Path], levels: list[torch.Tensor], *, crops: int, cr
     between files are free of the draw's variance (which dominates the training log's 20-step
     means). In-sample: it measures how well the data are fitted, the quantity the training log shows.
 
+    Args:
+        weights: Exported prior files (what ``--export`` writes); each may have its own flags.
+        levels: The training pyramid levels (:func:`load_dataset`).
+        crops: Crops drawn (:func:`sample_batch`), each ``crop`` pixels square.
+        per_band: Timesteps per crop in each band.
+        generator: The draw's source (crops, timesteps, noise), on the CPU.
+        p_gray: Fraction of crops converted to grey, as in training.
+        device: Where the networks run.
+        batch: Images per network call (the result does not depend on it beyond rounding).
+
     Returns:
-        Per file, the per-sample losses ``(crops, bands, per_band)``.
+        Per file (by its path as given), the per-sample losses ``(crops, bands, per_band)``.
     """
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator
     x0 = sample_batch(levels, crops, crop, gen, p_gray)
     n_bands = len(LOSS_BANDS) - 1
     t = torch.stack([torch.randint(lo, hi, (crops, per_band), generator=gen) for lo, hi in zip(LOSS_BANDS[:-1], LOSS_BANDS[1:])], 1)
@@ -345,8 +374,7 @@ def eval_loss(weights: list[Path], levels: list[torch.Tensor], *, crops: int, cr
         with torch.no_grad():
             for i in range(0, flat_t.numel(), batch):
                 tt, e = flat_t[i : i + batch], flat_eps[i : i + batch]
-                a = ab[tt].view(-1, 1, 1, 1)
-                xt = a.sqrt() * flat_x0[i : i + batch] + (1 - a).sqrt() * e
+                xt = noised(flat_x0[i : i + batch], tt, e, ab)
                 pred = model(xt.to(device), tt.float().to(device)).cpu()
                 losses[i : i + batch] = (pred - e).square().mean(dim=(1, 2, 3))
         out[str(path)] = losses.view(crops, n_bands, per_band)
@@ -384,7 +412,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, action="append", default=[], help="folder of training images (repeatable)")
     p.add_argument("--state", type=Path, required=True, help="folder for the resumable training state (outside the repo)")
-    p.add_argument("--steps", type=int, default=200_000, help="total optimisation steps")
+    p.add_argument("--steps", type=int, default=None, help="total optimisation steps (default 200000)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=64)
     p.add_argument("--curriculum", default=None,
@@ -396,8 +424,8 @@ def main() -> None:
                    help="cosine-decay the learning rate to --lr-min over the last this many steps before --steps (0: constant)")
     p.add_argument("--lr-min", type=float, default=2e-5, help="the learning rate at the end of --decay-steps")
     p.add_argument("--more-steps", type=int, default=None,
-                   help="train this many steps beyond where this run starts (resumed or --init-from): sets --steps; "
-                   "resuming with it again extends the target again (one-shot runs, e.g. a lent GPU)")
+                   help="instead of --steps: train this many steps beyond where the run starts (--init-from or a fresh "
+                   "state); the target is kept in the state, so resuming with the same command ends at the same step")
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--p-gray", type=float, default=0.1, help="fraction of crops converted to grey (R=G=B)")
     p.add_argument("--seed", type=int, default=0)
@@ -419,10 +447,23 @@ def main() -> None:
                    "taken from the file's metadata")
     p.add_argument("--eval-loss", type=Path, nargs="+", default=None, metavar="WEIGHTS",
                    help="only measure the loss of these exported weights files on one fixed draw of training crops, timesteps "
-                   "and noise (the first is the reference for paired differences), print a table and exit")
+                   "and noise (the first is the reference for paired differences), print a table and exit; the crops come "
+                   "from --state's dataset cache, which --data brings up to date (use a separate --state for other data)")
     p.add_argument("--eval-crops", type=int, default=64, help="--eval-loss: crops drawn")
     p.add_argument("--eval-per-band", type=int, default=2, help="--eval-loss: timesteps per crop in each loss band")
     args = p.parse_args()
+    if args.more_steps is not None and args.steps is not None:
+        p.error("give --steps (the total) or --more-steps (beyond the start), not both")
+    if args.more_steps is not None and args.more_steps < 1:
+        p.error(f"--more-steps must be at least 1, got {args.more_steps}")
+    if args.decay_steps < 0 or not 0 <= args.lr_min <= args.lr:
+        p.error(f"need --decay-steps >= 0 and 0 <= --lr-min <= --lr, got {args.decay_steps}, {args.lr_min:g}, {args.lr:g}")
+    if args.more_steps is not None and args.decay_steps > args.more_steps:
+        p.error(f"--decay-steps {args.decay_steps} is longer than --more-steps {args.more_steps}")
+    if args.eval_loss is not None:
+        for path in args.eval_loss:
+            if not path.is_file() or (read_invkit_metadata(path) or {}).get("flags") is None:
+                p.error(f"--eval-loss {path}: not an invkit prior file (what --export writes)")
 
     args.state.mkdir(parents=True, exist_ok=True)
     state_path = args.state / "state.pt"
@@ -438,8 +479,8 @@ def main() -> None:
     print(f"dataset: {len(set(sources))} images, {len(levels)} pyramid levels, {sum(lv.numel() for lv in levels) / 1e6:.0f} M bytes")
     if args.eval_loss is not None:
         crop = parse_curriculum(args.curriculum)[-1][1] if args.curriculum else args.crop
-        results = eval_loss(args.eval_loss, levels, crops=args.eval_crops, crop=crop, per_band=args.eval_per_band, seed=args.seed,
-                            p_gray=args.p_gray, device=device)
+        results = eval_loss(args.eval_loss, levels, crops=args.eval_crops, crop=crop, per_band=args.eval_per_band,
+                            generator=torch.Generator().manual_seed(args.seed), p_gray=args.p_gray, device=device)
         print(f"loss on {args.eval_crops} crops of {crop}x{crop} (seed {args.seed}), {args.eval_per_band} timesteps per band each")
         print(eval_loss_table(results))
         return
@@ -483,9 +524,14 @@ def main() -> None:
         images_seen = int(meta.get("train_images_seen", 0))
         warm_from = step
         print(f"initialised from {args.init_from} (EMA weights of step {step}); optimizer state starts fresh")
-    if args.more_steps is not None:
-        args.steps = step + args.more_steps
+    if args.more_steps is not None:  # the target of the run that began the state, when it set one
+        args.steps = state["target"] if state is not None and state.get("target") is not None else step + args.more_steps
         print(f"training to step {args.steps}" + (f", the learning rate decaying from step {args.steps - args.decay_steps}" if args.decay_steps else ""))
+    if args.steps is None:
+        args.steps = 200_000
+    if args.decay_steps > args.steps - step:
+        print(f"note: --decay-steps {args.decay_steps} reaches back before this run's start (step {step}): it starts inside the decay")
+    target = args.steps if args.more_steps is not None else None
     ab = alphas_bar_from_betas(linear_betas()).to(torch.float32).to(device)
 
     def save() -> None:
@@ -500,6 +546,7 @@ def main() -> None:
                 "seconds": seconds,
                 "thread_seconds": thread_seconds,
                 "warm_from": warm_from,
+                "target": target,
                 "images_seen": images_seen,
                 "crop": crop_and_batch(curriculum, max(step - 1, 0))[0],
                 "config": config.to_flags(),
@@ -529,8 +576,7 @@ def main() -> None:
         x0 = sample_batch(levels, batch, crop, gen, args.p_gray).to(device)
         t = torch.randint(0, 1000, (batch,), generator=gen).to(device)
         eps = torch.randn(x0.shape, generator=gen).to(device)
-        a = ab[t].view(-1, 1, 1, 1)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        xt = noised(x0, t, eps, ab)
         per_sample = (model(xt, t.float()) - eps).square().mean(dim=(1, 2, 3))
         loss = per_sample.mean()
         for name, (total, count) in band_losses(per_sample.detach(), t).items():

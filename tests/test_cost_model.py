@@ -249,10 +249,10 @@ def test_gradients_through_a_network_prior_are_refused_over_memory(monkeypatch):
     assert cost_or_refuse("in.png", 3, 200, 300, opts=opts, timer=timer) is None
     # the solvers to use instead are named as given; none given: no such option
     with pytest.raises(RestoreError) as info:
-        cost_or_refuse("in.png", 3, 300, 400, opts=opts, timer=timer, alternatives=["ddrm", "mine"])
+        cost_or_refuse("in.png", 3, 300, 400, opts=opts, timer=timer, alternatives=lambda: ["ddrm", "mine"])
     assert "does not differentiate through the prior (ddrm, mine; `invkit plugins` says what each needs)" in str(info.value)
     with pytest.raises(RestoreError) as info:
-        cost_or_refuse("in.png", 3, 300, 400, opts=opts, timer=timer, alternatives=[])
+        cost_or_refuse("in.png", 3, 300, 400, opts=opts, timer=timer, alternatives=lambda: [])
     assert "use a solver" not in str(info.value) and str(info.value).endswith("or crop a region with --crop Y,X,H,W")
 
 

@@ -301,13 +301,13 @@ def test_eval_loss_uses_common_random_numbers_and_the_training_target(tmp_path, 
     shutil.copy(tmp_path / "trained.safetensors", tmp_path / "copy.safetensors")
     levels, _ = train.load_dataset([tmp_path / "data"], tmp_path / "cache.pt", use_skimage=False, eval_check=False)
     files = [tmp_path / "fresh.safetensors", tmp_path / "trained.safetensors", tmp_path / "copy.safetensors"]
-    kw = dict(crops=6, crop=32, per_band=3, seed=0, p_gray=0.1, device=torch.device("cpu"))
-    res = train.eval_loss(files, levels, batch=16, **kw)
+    kw = dict(crops=6, crop=32, per_band=3, p_gray=0.1, device=torch.device("cpu"))
+    res = train.eval_loss(files, levels, batch=16, generator=torch.Generator().manual_seed(0), **kw)
     assert res[str(files[0])].shape == (6, 4, 3)
     assert torch.allclose(res[str(files[0])], torch.ones(6, 4, 3), atol=0.12)  # mean of 3072 squared N(0,1)
     assert torch.equal(res[str(files[1])], res[str(files[2])])
     assert res[str(files[1])].mean() < 0.9 * res[str(files[0])].mean()
-    again = train.eval_loss(files[1:2], levels, batch=5, **kw)[str(files[1])]
+    again = train.eval_loss(files[1:2], levels, batch=5, generator=torch.Generator().manual_seed(0), **kw)[str(files[1])]
     assert torch.allclose(again, res[str(files[1])], rtol=1e-4, atol=1e-6)  # batch-independent
     table = train.eval_loss_table(res)  # paired differences from the first file: trained is lower
     assert table.count("\n") == 4 and "| trained.safetensors | " in table and "(-" in table
@@ -319,6 +319,30 @@ def test_eval_loss_uses_common_random_numbers_and_the_training_target(tmp_path, 
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "loss on 4 crops of 32x32" in proc.stdout and "| fresh.safetensors | 1.0" in proc.stdout
+    # a file that is not an exported prior: one line, exit 2, before the data are read
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not safetensors")
+    proc = subprocess.run([*cmd[:-3], str(bad)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "not an invkit prior file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_eval_loss_noises_forward_in_t(train, tmp_path, monkeypatch):
+    """With a network that returns its input, the loss is |x_t - eps|^2: ~0 where x_t is nearly all
+    noise (t >= 600, abar_t <= 0.05) and about |x0 - 0.9 eps|^2 where it is nearly the image (t < 100,
+    abar_t >= 0.96): the forward process runs the right way in t, with the training schedule."""
+    import torch
+
+    _photo(tmp_path / "d" / "a.png", 8, (128, 100))
+    levels, _ = train.load_dataset([tmp_path / "d"], tmp_path / "cache.pt", use_skimage=False, eval_check=False)
+    monkeypatch.setattr(train, "_load_weights_model", lambda path, device: (lambda x, t: x))
+    res = train.eval_loss([tmp_path / "identity"], levels, crops=4, crop=32, per_band=4, generator=torch.Generator().manual_seed(1),
+                          p_gray=0.0, device=torch.device("cpu"))[str(tmp_path / "identity")]
+    assert res[:, 3].max() < 0.06 and res[:, 0].min() > 0.5 and (res[:, 0].mean(1) > res[:, 1].mean(1)).all()
+    x0 = torch.rand(2, 3, 4, 4) * 2 - 1
+    eps = torch.randn(2, 3, 4, 4)
+    ab = torch.tensor([0.9, 0.25])
+    assert torch.allclose(train.noised(x0, torch.tensor([0, 1]), eps, ab),
+                          torch.stack([0.9**0.5 * x0[0] + 0.1**0.5 * eps[0], 0.5 * x0[1] + 0.75**0.5 * eps[1]]))
 
 
 def test_learning_rate_warms_up_then_decays_by_a_cosine(train):
@@ -336,10 +360,24 @@ def test_learning_rate_warms_up_then_decays_by_a_cosine(train):
 
 def test_more_steps_and_decay_through_the_command_line(tmp_path):
     import json
+    import subprocess
+    import sys
 
     _train(tmp_path, tmp_path / "s", "--steps", "2")
-    _train(tmp_path, tmp_path / "s", "--more-steps", "4", "--decay-steps", "3", "--lr", "1e-3", "--lr-min", "1e-5", "--warmup", "1")
+    decay = ("--decay-steps", "3", "--lr", "1e-3", "--lr-min", "1e-5", "--warmup", "1")
+    _train(tmp_path, tmp_path / "s", "--more-steps", "4", *decay)
     recs = [json.loads(line) for line in (tmp_path / "s" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in recs] == [1, 2, 3, 4, 5, 6]
     assert recs[2]["lr"] == pytest.approx(1e-3) and recs[-1]["lr"] == pytest.approx(1e-5)
     assert recs[3]["lr"] > recs[4]["lr"] > recs[5]["lr"]
+    # stopped inside the decay and resumed with the same command: it ends where it would have, on the same rates
+    _train(tmp_path, tmp_path / "a", "--steps", "2")
+    _train(tmp_path, tmp_path / "a", "--more-steps", "4", "--max-minutes", "0", *decay)  # stops after its first step
+    _train(tmp_path, tmp_path / "a", "--more-steps", "4", *decay)
+    again = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in again] == [1, 2, 3, 4, 5, 6] and [r["lr"] for r in again] == [r["lr"] for r in recs]
+    # bad values: one line, exit 2
+    for bad, why in ((("--more-steps", "3", "--steps", "9"), "not both"), (("--lr-min", "-1e-4"), "--lr-min"),
+                     (("--more-steps", "2", "--decay-steps", "5"), "longer than --more-steps"), (("--decay-steps", "-1"), "--decay-steps")):
+        proc = subprocess.run([sys.executable, str(SCRIPT), "--state", str(tmp_path / "x"), *bad], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and why in proc.stderr, (bad, proc.stderr)

@@ -250,7 +250,7 @@ def _cost_text(per_eval: Estimate, steps: int, samples: int, factor: float = 1.0
 
 def cost_or_refuse(
     name: str, c: int, H: int, W: int, *, opts: RestoreOptions, timer: Timer, say_note: Callable[[str], None] | None = None,
-    scale: int = 1, resizable: bool = True, alternatives: Sequence[str] | None = None,
+    scale: int = 1, resizable: bool = True, alternatives: Callable[[], Sequence[str]] | None = None,
 ) -> Estimate | None:
     """Refuse an image over ``opts.max_megapixels``, or whose estimate's low end is over
     ``opts.max_minutes`` (with the estimate and a ``--resize``/``--steps`` that fits); announce a large one.
@@ -264,9 +264,9 @@ def cost_or_refuse(
             advised ``--resize`` is in input pixels, so following it restores within the limit.
         resizable: Whether ``--resize``/``--crop`` apply to the input (not to a ``.safetensors``
             measurement): otherwise the advice is to make the measurement smaller.
-        alternatives: Registered solvers that evaluate the prior without its gradients (those
-            that take the problem, when it is known), named when the gradients' memory refuses the
-            image; None: the message points to ``invkit plugins`` only.
+        alternatives: Gives the registered solvers that evaluate the prior without its gradients
+            (those that take the problem, when it is known), named when the gradients' memory
+            refuses the image (called only then); None: the message points to ``invkit plugins``.
 
     Returns:
         The estimate of the image's solve (seconds of prior evaluations), or None (a small
@@ -334,8 +334,8 @@ def cost_or_refuse(
             options.append(" and ".join(anyway) + " to run it anyway")
         elif alternatives is None:
             options.append("use a solver that does not differentiate through the prior (`invkit plugins` lists them)")
-        elif alternatives:
-            options.append(f"use a solver that does not differentiate through the prior ({', '.join(alternatives)}; "
+        elif names := list(alternatives()):
+            options.append(f"use a solver that does not differentiate through the prior ({', '.join(names)}; "
                            "`invkit plugins` says what each needs)")
         advice = options[0] if len(options) == 1 else f"{'; '.join(options[:-1])}; or {options[-1]}"
         raise RestoreError(f"{name} is {W}x{H} pixels ({pixels / 1e6:.3g} MP), {over}; {advice}")

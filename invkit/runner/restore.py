@@ -132,7 +132,7 @@ def restore(
         # before the pixels are read or the operator set up
         if h * w > pixel_limit(opts, timer) or (not memory_only and h * w > ESTIMATE_PIXELS):
             cost_or_refuse(name, c, h, w, opts=opts, timer=timer, scale=scale, resizable=resizable,
-                           alternatives=_gradient_free_solvers(registry))
+                           alternatives=lambda: _gradient_free_solvers(registry))
 
     failures: list[tuple[Job, str]] = []
 
@@ -151,7 +151,7 @@ def restore(
             _check_requirements(registry, opts, prep, prior)
             estimates[job.src] = cost_or_refuse(prep.job.src.name, *prep.op.in_shape, opts=opts, timer=timer, say_note=note,
                                                 scale=1 if opts.simulate else _input_scale(prep), resizable=prep.job.src.suffix != MEASUREMENT_SUFFIX,
-                                                alternatives=_gradient_free_solvers(registry, Problem(prep.op, prep.y, prep.noise), prior))
+                                                alternatives=lambda: _gradient_free_solvers(registry, Problem(prep.op, prep.y, prep.noise), prior))
         except _PER_INPUT_ERRORS as exc:
             failed(job, exc)
             continue
@@ -381,15 +381,26 @@ def _check_requirements(registry: Registry, opts: RestoreOptions, prep: Prepared
 
 
 def _gradient_free_solvers(registry: Registry, problem: Problem | None = None, prior: Any = None) -> list[str]:
-    """Registered solvers that evaluate the prior without its gradients (and, given ``problem``, whose
-    declared requirements it and ``prior`` meet): what to use instead of one whose gradients do not fit."""
+    """What to use instead of a solver whose gradients through the prior do not fit in memory.
+
+    Args:
+        registry: The registry whose solvers are judged, from their classes' declarations.
+        problem: The problem, when it is known: then only solvers whose declared requirements it
+            and ``prior`` meet (:meth:`~invkit.Registry.solvers_for`).
+        prior: The prior the run uses.
+
+    Returns:
+        Names of the registered solvers that declare their requirements (``requires``; as
+        :meth:`~invkit.Registry.solvers_for` counts them), evaluate the prior (a class-level
+        ``evaluations_per_step`` of 0 does not), and need neither its gradients nor a Gaussian form.
+    """
     names = registry.solvers_for(problem, prior) if problem is not None else registry.names("solver")
     out = []
     for name in names:
         cls = registry.get("solver", name).factory
-        requires = getattr(cls, "requires", None) or ()
-        per_step = getattr(cls, "evaluations_per_step", 1.0)  # a property on the class: depends on parameters
-        if Capability.PRIOR_GRADIENTS in requires or Capability.GAUSSIAN_PRIOR in requires or per_step == 0:
+        requires = getattr(cls, "requires", None)
+        per_step = getattr(cls, "evaluations_per_step", 1.0)  # may be a property on the class: depends on parameters
+        if requires is None or {Capability.PRIOR_GRADIENTS, Capability.GAUSSIAN_PRIOR} & set(requires) or per_step == 0:
             continue
         out.append(name)
     return out
