@@ -391,6 +391,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (CUDA when available)")
     p.add_argument("--half", action="store_true", help="run the prior in float16 (GPU)")
+    p.add_argument("--clip", action="store_true", help="the prior's estimates clipped to [0, 1] (--prior-arg clip=true)")
     p.add_argument("--threads", type=int, help="torch (and BLAS/OpenMP) threads; default: torch's")
     p.add_argument("--timing-repeats", type=int, default=3, help="timed prior evaluations (after one warm-up)")
     p.add_argument("--no-bm3d", action="store_true", help="skip BM3D even if it imports")
@@ -426,6 +427,7 @@ def main(argv: list[str] | None = None) -> None:
     dev = resolve_device(args.device)
 
     prior = load_default_prior(device=str(dev), half=args.half, weights=args.weights)
+    prior.rgb.clip = args.clip  # --prior-arg clip=true
     wpath = default_weights_path() if args.weights is None else Path(args.weights)
     fp = hashlib.sha256(wpath.read_bytes()).hexdigest()[:12]
     from invkit_priors.checkpoints.invkit_format import read_invkit_metadata
@@ -451,7 +453,7 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     print(
-        f"prior: default, weights {wpath.name} sha256 {fp}…, train_step {meta.get('train_step', '?')}, "
+        f"prior: default{' (clip=true)' if args.clip else ''}, weights {wpath.name} sha256 {fp}…, train_step {meta.get('train_step', '?')}, "
         f"train_seconds {meta.get('train_seconds', '?')}; torch {torch.__version__}; cache {args.cache}",
         flush=True,
     )
@@ -467,10 +469,10 @@ def main(argv: list[str] | None = None) -> None:
     # suffixes are empty for float32 and DDRM's defaults of this protocol, so older caches stay valid).
     ref = DDRM()
     settings = (ref.eta, ref.eta_b, ref.svd_rtol)
-    tag = ("-half" if args.half else "") + (
+    tag = ("-half" if args.half else "") + ("-clip" if args.clip else "") + (
         "" if settings == (0.85, 1.0, 1e-3) else "-" + hashlib.sha256(repr(settings).encode()).hexdigest()[:8]
     )
-    prior_m = f"prior@{fp}" + ("-half" if args.half else "")
+    prior_m = f"prior@{fp}" + ("-half" if args.half else "") + ("-clip" if args.clip else "")
     ddrm_m = f"ddrm{args.steps}@{fp}{tag}"
     mean_m = f"ddrm{args.steps}-mean{args.samples}@{fp}{tag}"
     images: dict[str, torch.Tensor] = {}

@@ -129,3 +129,37 @@ def test_grey_images_get_channel_independent_noise_and_ddrm_works_on_them(prior,
     psnr = -10 * math.log10(float(((out.clamp(0, 1) - x) ** 2).mean()))
     blurry = -10 * math.log10(float(((y.clamp(0, 1) - x) ** 2).mean()))
     assert psnr > blurry + 2 and psnr > 25, (psnr, blurry)
+
+
+def test_clip_keeps_the_estimate_in_range_and_never_further_from_the_truth():
+    """``--prior-arg clip=true``: the estimate is the unclipped one clipped to [0, 1] (rows with
+    sigma = 0 stay the input), so per pixel it is never further from a clean image in [0, 1]; the
+    default stays unclipped. Saturated colours at high noise are where the network leaves the range."""
+    import invkit
+
+    reg = invkit.get_registry()
+    plain, clipped = reg.build("prior", "default", []), reg.build("prior", "default", ["clip=true"])
+    assert plain.rgb.clip is False and clipped.rgb.clip is True
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(2, 3, 32, 32, generator=g)
+    x0[1] = (x0[1] > 0.5).float()  # saturated: pixels at 0 and 1, where estimates overshoot
+    for c in (3, 1):
+        clean = x0[:, :c]
+        sigma = torch.tensor([0.8, 0.3])
+        noisy = clean + sigma.view(-1, 1, 1, 1) * torch.randn(clean.shape, generator=g)
+        a, b = plain.denoise(noisy, sigma), clipped.denoise(noisy, sigma)
+        assert bool((b >= 0).all() and (b <= 1).all())
+        if c == 3:  # (grey: the three channels are clipped, then averaged)
+            assert torch.equal(b, a.clamp(0, 1))
+            assert bool(((b - clean).abs() <= (a - clean).abs()).all())
+            assert bool(((a < 0) | (a > 1)).any())  # the test has something to clip
+    s0 = clipped.denoise(torch.full((1, 3, 8, 8), 1.5), 0.0)
+    assert torch.equal(s0, torch.full((1, 3, 8, 8), 1.5))  # sigma = 0: the input itself
+
+
+def test_clip_is_declared_for_every_network_prior():
+    import invkit
+
+    reg = invkit.get_registry()
+    for name in ("default", "checkpoint", "adm-ffhq256"):
+        assert "clip" in {p.name for p in reg.get("prior", name).params}, name

@@ -22,6 +22,10 @@ def text_or_mapping(value: Any) -> str | Mapping[str, Any]:
 #: The ``half`` and ``device`` parameters of every checkpoint prior, declared once.
 _Half: TypeAlias = Annotated[bool, Arg("run in float16 (GPU)")]
 _Device: TypeAlias = Annotated[str, Arg("torch device: cpu, cuda, cuda:1, ... or auto")]
+_Clip: TypeAlias = Annotated[
+    bool, Arg("clip denoise's estimate to [0, 1] (guided-diffusion's clip_denoised): an exact MMSE estimate lies there; "
+              "fixes out-of-range colours in colorization")
+]
 _GradCheckpoint: TypeAlias = Annotated[
     bool, Arg("recompute activations when a solver differentiates through the prior (dps): less memory, slower (ADM networks)")
 ]
@@ -45,6 +49,7 @@ def checkpoint(
         str | None, Arg("top-level entry holding the state dict in a wrapped checkpoint (default: ema, ema_model, state_dict, model)")
     ] = None,
     grad_checkpoint: _GradCheckpoint = False,
+    clip: _Clip = False,
 ) -> Any:
     """A diffusion checkpoint file (ADM, DDPM, invkit .safetensors) or diffusers folder, loaded strictly.
 
@@ -59,13 +64,14 @@ def checkpoint(
         path, arch=arch, flags=flags, class_label=class_label, prediction=prediction, half=half, device=device, key=key
     )
     prior.set_gradient_checkpointing(grad_checkpoint)
+    prior.clip = clip
     return prior
 
 
 def catalogue_prior(name: str) -> Any:
     """A prior factory for catalogue entry ``name``: loads the file ``invkit prior fetch NAME`` downloaded.
 
-    Its parameters (``class_label``, ``half``, ``device``, ``grad_checkpoint``) are declared in its signature and
+    Its parameters (``class_label``, ``half``, ``device``, ``grad_checkpoint``, ``clip``) are declared in its signature and
     direct calls are checked by them (errors name ``prior 'NAME'``).
     """
     from .checkpoints.catalogue import load_catalogue
@@ -77,6 +83,7 @@ def catalogue_prior(name: str) -> Any:
         half: _Half = False,
         device: _Device = "cpu",
         grad_checkpoint: _GradCheckpoint = False,
+        clip: _Clip = False,
     ) -> Any:
         from .checkpoints.download import cached_path
         from .checkpoints.load import load_checkpoint_prior
@@ -89,6 +96,7 @@ def catalogue_prior(name: str) -> Any:
             )
         prior = load_checkpoint_prior(path, arch=entry.arch, flags=entry.flags, class_label=class_label, half=half, device=device)
         prior.set_gradient_checkpointing(grad_checkpoint)
+        prior.clip = clip
         return prior
 
     factory.__doc__ = f"Public checkpoint: {entry.title} (`invkit prior fetch {name}` first; docs/checkpoints.md)."

@@ -202,6 +202,9 @@ class VPDiffusionPrior(Prior):
         self.data_scale = float(data_scale)
         self.alphas_bar = ab
         self.sigma_grid = vp_sigma_grid(ab, self.data_scale)
+        #: Clip the estimate to the data range [0, 1] (guided-diffusion's ``clip_denoised``; off by
+        #: default): see :meth:`denoise`. Set with ``--prior-arg clip=true``.
+        self.clip = False
         self._log_grid = torch.log(self.sigma_grid)
         self.data_center = 0.5
         if isinstance(model, nn.Module):
@@ -303,7 +306,11 @@ class VPDiffusionPrior(Prior):
             sigma: A float or a ``(B,)`` tensor of noise levels.
 
         Returns:
-            ``(B, C, H, W)`` estimate, on ``x``'s device in ``x``'s dtype.
+            ``(B, C, H, W)`` estimate, on ``x``'s device in ``x``'s dtype; with :attr:`clip`,
+            clipped to ``[0, 1]`` (rows with ``sigma = 0`` are ``x`` itself either way). The exact
+            MMSE estimate of images in ``[0, 1]`` lies in that box (a mean of points in a convex
+            set), and clipping moves no pixel of an estimate away from any image in it, so the
+            clipped estimate is never further from the truth, pixel by pixel.
         """
         if x.ndim != 4:
             raise ValueError(f"x must be (B, C, H, W), got {tuple(x.shape)}")
@@ -353,6 +360,8 @@ class VPDiffusionPrior(Prior):
         else:  # v = sqrt(ab) eps - sqrt(1 - ab) x0  =>  x0 = sqrt(ab) x_vp - sqrt(1 - ab) v
             x0p = col(a) * x_vp - col(sp * a) * out
         x0 = (x0p / self.data_scale + self.data_center).to(x.device)
+        if self.clip:
+            x0 = x0.clamp(0.0, 1.0)
         if bool(torch.any(s == 0)):
             x0 = torch.where((s == 0).to(x.device).view(b, 1, 1, 1), x, x0)
         return x0

@@ -136,8 +136,13 @@ def default(
     grad_checkpoint: Annotated[
         bool, Arg("recompute activations when a solver differentiates through the prior (dps): less memory, slower")
     ] = False,
+    clip: Annotated[
+        bool, Arg("clip denoise's estimate to [0, 1] (guided-diffusion's clip_denoised): an exact MMSE estimate lies there; "
+                  "fixes out-of-range colours in colorization (docs/default_prior.md)")
+    ] = False,
 ) -> DefaultPrior:
     """invkit's built-in natural-image diffusion prior (small ADM trained here; see docs/default_prior.md)."""
     prior = load_default_prior(device=device, half=half)
     prior.rgb.set_gradient_checkpointing(grad_checkpoint)
+    prior.rgb.clip = clip
     return prior
