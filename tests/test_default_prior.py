@@ -148,13 +148,28 @@ def test_clip_keeps_the_estimate_in_range_and_never_further_from_the_truth():
         sigma = torch.tensor([0.8, 0.3])
         noisy = clean + sigma.view(-1, 1, 1, 1) * torch.randn(clean.shape, generator=g)
         a, b = plain.denoise(noisy, sigma), clipped.denoise(noisy, sigma)
-        assert bool((b >= 0).all() and (b <= 1).all())
-        if c == 3:  # (grey: the three channels are clipped, then averaged)
-            assert torch.equal(b, a.clamp(0, 1))
-            assert bool(((b - clean).abs() <= (a - clean).abs()).all())
-            assert bool(((a < 0) | (a > 1)).any())  # the test has something to clip
-    s0 = clipped.denoise(torch.full((1, 3, 8, 8), 1.5), 0.0)
-    assert torch.equal(s0, torch.full((1, 3, 8, 8), 1.5))  # sigma = 0: the input itself
+        assert torch.equal(b, a.clamp(0, 1))  # grey too: the channels' average is clipped, not each channel
+        assert bool(((b - clean).abs() <= (a - clean).abs()).all())
+        assert bool(((a < 0) | (a > 1)).any())  # the test has something to clip
+    # a batch mixing sigma = 0 rows (the input itself, even out of range) and clipped ones
+    x = torch.full((2, 3, 8, 8), 1.5)
+    out = clipped.denoise(x, torch.tensor([0.0, 0.5]))
+    assert torch.equal(out[0], x[0]) and bool((out[1] <= 1).all())
+
+
+def test_clip_reaches_checkpoint_priors(tmp_path):
+    """``--prior checkpoint --prior-arg clip=true`` (the default weights as a checkpoint file)."""
+    import invkit
+    from invkit_priors.default.prior import default_weights_path
+
+    reg = invkit.get_registry()
+    on = reg.build("prior", "checkpoint", [f"path={default_weights_path()}", "clip=true"])
+    off = reg.build("prior", "checkpoint", [f"path={default_weights_path()}"])
+    assert on.clip is True and off.clip is False
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3)).round()  # saturated
+    y = x + 0.8 * torch.randn(x.shape, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(on.denoise(y, 0.8), off.denoise(y, 0.8).clamp(0, 1))
+    assert torch.equal(on.denoise(y, 0.8, clip=False), off.denoise(y, 0.8))
 
 
 def test_clip_is_declared_for_every_network_prior():

@@ -19,12 +19,12 @@ def text_or_mapping(value: Any) -> str | Mapping[str, Any]:
     return value if isinstance(value, Mapping) else str(value)
 
 
-#: The ``half`` and ``device`` parameters of every checkpoint prior, declared once.
+#: The parameters every checkpoint prior shares (``half``, ``device``, ``clip``, ``grad_checkpoint``), declared once.
 _Half: TypeAlias = Annotated[bool, Arg("run in float16 (GPU)")]
 _Device: TypeAlias = Annotated[str, Arg("torch device: cpu, cuda, cuda:1, ... or auto")]
 _Clip: TypeAlias = Annotated[
     bool, Arg("clip denoise's estimate to [0, 1] (guided-diffusion's clip_denoised): an exact MMSE estimate lies there; "
-              "fixes out-of-range colours in colorization")
+              "helps colorization (docs/default_prior.md)")
 ]
 _GradCheckpoint: TypeAlias = Annotated[
     bool, Arg("recompute activations when a solver differentiates through the prior (dps): less memory, slower (ADM networks)")

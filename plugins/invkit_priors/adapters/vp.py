@@ -203,7 +203,8 @@ class VPDiffusionPrior(Prior):
         self.alphas_bar = ab
         self.sigma_grid = vp_sigma_grid(ab, self.data_scale)
         #: Clip the estimate to the data range [0, 1] (guided-diffusion's ``clip_denoised``; off by
-        #: default): see :meth:`denoise`. Set with ``--prior-arg clip=true``.
+        #: default): see :meth:`denoise`. Set with ``--prior-arg clip=true`` (on a
+        #: :class:`~invkit.TiledPrior`, set it on the prior it tiles).
         self.clip = False
         self._log_grid = torch.log(self.sigma_grid)
         self.data_center = 0.5
@@ -298,19 +299,24 @@ class VPDiffusionPrior(Prior):
                 return p.device, (p.dtype if p.is_floating_point() else x.dtype)
         return x.device, x.dtype
 
-    def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+    def denoise(self, x: Tensor, sigma: float | Tensor, *, clip: bool | None = None) -> Tensor:
         """MMSE estimate of ``x0`` from ``x = x0 + sigma * n`` (all in [0, 1] units).
 
         Args:
             x: ``(B, C, H, W)`` noisy images.
             sigma: A float or a ``(B,)`` tensor of noise levels.
+            clip: Clip the estimate to ``[0, 1]``; None: :attr:`clip` (a caller that averages
+                estimates, like the default prior's grey path, clips the average instead).
 
         Returns:
-            ``(B, C, H, W)`` estimate, on ``x``'s device in ``x``'s dtype; with :attr:`clip`,
+            ``(B, C, H, W)`` estimate, on ``x``'s device in ``x``'s dtype; when clipping,
             clipped to ``[0, 1]`` (rows with ``sigma = 0`` are ``x`` itself either way). The exact
             MMSE estimate of images in ``[0, 1]`` lies in that box (a mean of points in a convex
             set), and clipping moves no pixel of an estimate away from any image in it, so the
-            clipped estimate is never further from the truth, pixel by pixel.
+            clipped estimate is never further from the truth, pixel by pixel. Gradients through
+            clipped pixels are zero (a solver that differentiates through ``denoise``, DPS, gets
+            none there); a solver's own clipping of its x̂0 (DPS's ``clip_x0``) is separate and
+            sees the clipped estimate.
         """
         if x.ndim != 4:
             raise ValueError(f"x must be (B, C, H, W), got {tuple(x.shape)}")
@@ -360,7 +366,7 @@ class VPDiffusionPrior(Prior):
         else:  # v = sqrt(ab) eps - sqrt(1 - ab) x0  =>  x0 = sqrt(ab) x_vp - sqrt(1 - ab) v
             x0p = col(a) * x_vp - col(sp * a) * out
         x0 = (x0p / self.data_scale + self.data_center).to(x.device)
-        if self.clip:
+        if self.clip if clip is None else clip:
             x0 = x0.clamp(0.0, 1.0)
         if bool(torch.any(s == 0)):
             x0 = torch.where((s == 0).to(x.device).view(b, 1, 1, 1), x, x0)
