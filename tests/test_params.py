@@ -214,6 +214,8 @@ def test_prior_factories_declare_their_parameters_once():
         Param("device", str, "cpu", "where the network runs: cpu, cuda or auto"),
         Param("half", bool, False, "float16 inference (GPU)"),
         Param("grad_checkpoint", bool, False, "recompute activations when a solver differentiates through the prior (dps): less memory, slower"),
+        Param("clip", bool, False, "clip denoise's estimate to [0, 1] (guided-diffusion's clip_denoised): an exact MMSE estimate lies there; "
+              "helps colorization (docs/default_prior.md)"),
     )
     assert signature_params(gaussian_mixture)[0] == Param(
         "means", float_tuple, (0.3, 0.7), "comma-separated grey levels, one flat mean image per component, [0, 1] units"
@@ -221,7 +223,7 @@ def test_prior_factories_declare_their_parameters_once():
     path = signature_params(checkpoint)[0]
     assert path.name == "path" and path.required
     factory = catalogue_prior("adm-ffhq256")
-    assert [p.name for p in signature_params(factory)] == ["class_label", "half", "device", "grad_checkpoint"]
+    assert [p.name for p in signature_params(factory)] == ["class_label", "half", "device", "grad_checkpoint", "clip"]
     with pytest.raises(ParamError, match=r"^prior 'adm-ffhq256': parameter 'class_label' = -1 is out of range"):
         factory(class_label=-1)  # refused before looking for the file
     with pytest.raises(ParamError, match=r"^gaussian: parameter 'variance' = 0.0 is out of range"):
