@@ -469,10 +469,11 @@ def main(argv: list[str] | None = None) -> None:
     # suffixes are empty for float32 and DDRM's defaults of this protocol, so older caches stay valid).
     ref = DDRM()
     settings = (ref.eta, ref.eta_b, ref.svd_rtol)
-    tag = ("-half" if args.half else "") + ("-clip" if args.clip else "") + (
+    variant = ("-half" if args.half else "") + ("-clip" if args.clip else "")  # the prior's precision and clipping
+    tag = variant + (
         "" if settings == (0.85, 1.0, 1e-3) else "-" + hashlib.sha256(repr(settings).encode()).hexdigest()[:8]
     )
-    prior_m = f"prior@{fp}" + ("-half" if args.half else "") + ("-clip" if args.clip else "")
+    prior_m = f"prior@{fp}{variant}"
     ddrm_m = f"ddrm{args.steps}@{fp}{tag}"
     mean_m = f"ddrm{args.steps}-mean{args.samples}@{fp}{tag}"
     images: dict[str, torch.Tensor] = {}

@@ -27,7 +27,8 @@ E=$(( $(date +%s) - T0 ))
 MIN=$("$PY" -c "print(max(0.5, (${END_S:-500} - $E - 45) / 60))")
 # Steps that fit the time at STEPS_PER_S (10.2 measured at 128x32 on the H200, 2026-12-04; a little
 # under it so the decay finishes), the learning rate cosine-decayed over the last DECAY (0.4) of them
-# to LR_MIN: the constant-rate run of 2026-12-04 had flattened over its last 1,500 steps.
+# to LR_MIN (the constant-rate run of 2026-12-04 looked level over its last 1,500 steps in the noisy
+# 20-step log means; docs/default_prior.md).
 STEPS=$("$PY" -c "print(int(${STEPS_PER_S:-9} * $MIN * 60))")
 DECAY=$("$PY" -c "print(int(${DECAY:-0.4} * $STEPS))")
 echo "== training: $E s so far, training for $MIN min: $STEPS steps, the last $DECAY decaying to ${LR_MIN:-2e-5}"

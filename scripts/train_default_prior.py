@@ -358,11 +358,10 @@ def eval_loss(weights: list[Path], levels: list[torch.Tensor], *, crops: int, cr
     Returns:
         Per file (by its path as given), the per-sample losses ``(crops, bands, per_band)``.
     """
-    gen = generator
-    x0 = sample_batch(levels, crops, crop, gen, p_gray)
+    x0 = sample_batch(levels, crops, crop, generator, p_gray)
     n_bands = len(LOSS_BANDS) - 1
-    t = torch.stack([torch.randint(lo, hi, (crops, per_band), generator=gen) for lo, hi in zip(LOSS_BANDS[:-1], LOSS_BANDS[1:])], 1)
-    eps = torch.randn((crops, n_bands, per_band, *x0.shape[1:]), generator=gen)
+    t = torch.stack([torch.randint(lo, hi, (crops, per_band), generator=generator) for lo, hi in zip(LOSS_BANDS[:-1], LOSS_BANDS[1:])], 1)
+    eps = torch.randn((crops, n_bands, per_band, *x0.shape[1:]), generator=generator)
     ab = alphas_bar_from_betas(linear_betas()).to(torch.float32)
     flat_t = t.reshape(-1)
     flat_x0 = x0[:, None, None].expand(-1, n_bands, per_band, -1, -1, -1).reshape(-1, *x0.shape[1:])

@@ -97,7 +97,7 @@ def test_grey_images_get_channel_independent_noise_and_ddrm_works_on_them(prior,
     # what the RGB network is given: channel mean = the grey input, channel noise iid at sqrt(3) sigma
     seen = []
     real = prior.rgb.denoise
-    monkeypatch.setattr(prior.rgb, "denoise", lambda y3, s: seen.append((y3, torch.as_tensor(s))) or real(y3, s))
+    monkeypatch.setattr(prior.rgb, "denoise", lambda y3, s, **kw: seen.append((y3, torch.as_tensor(s))) or real(y3, s, **kw))
     big = 0.5 + 0.1 * torch.randn((1, 1, 128, 128), generator=torch.Generator().manual_seed(2))  # grey + noise σ
     prior.denoise(big, 0.1)
     y3, s3 = seen[-1]

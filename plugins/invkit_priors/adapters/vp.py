@@ -366,7 +366,7 @@ class VPDiffusionPrior(Prior):
         else:  # v = sqrt(ab) eps - sqrt(1 - ab) x0  =>  x0 = sqrt(ab) x_vp - sqrt(1 - ab) v
             x0p = col(a) * x_vp - col(sp * a) * out
         x0 = (x0p / self.data_scale + self.data_center).to(x.device)
-        if self.clip if clip is None else clip:
+        if (self.clip if clip is None else clip):
             x0 = x0.clamp(0.0, 1.0)
         if bool(torch.any(s == 0)):
             x0 = torch.where((s == 0).to(x.device).view(b, 1, 1, 1), x, x0)

@@ -103,9 +103,8 @@ class DefaultPrior(Prior):
             z[i] = torch.randn(z.shape[1:], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
         extra = (math.sqrt(3.0) * s.view(b, 1, 1, 1)) * (z - z.mean(dim=1, keepdim=True))
         y3 = x.expand(-1, 3, -1, -1) + extra.to(device=x.device, dtype=x.dtype)
-        clip = bool(getattr(self.rgb, "clip", False))  # the average clipped, not the channels: never further from a grey truth
-        out = (self.rgb.denoise(y3, math.sqrt(3.0) * s, clip=False) if clip else self.rgb.denoise(y3, math.sqrt(3.0) * s)).mean(dim=1, keepdim=True)
-        if clip:
+        out = self.rgb.denoise(y3, math.sqrt(3.0) * s, clip=False).mean(dim=1, keepdim=True)
+        if self.rgb.clip:  # the average clipped, not the channels: never further from a grey truth
             out = out.clamp(0.0, 1.0)
         zero = (s == 0).to(x.device).view(b, 1, 1, 1)
         return torch.where(zero, x, out) if bool(zero.any()) else out
