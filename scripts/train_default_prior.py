@@ -319,13 +319,23 @@ def export(state_path: Path, out: Path) -> None:
     print(f"exported EMA weights of step {state['step']} to {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 
-def _load_weights_model(path: Path, device: torch.device) -> ADMUNet:
-    """The network of an exported prior file (what ``--export`` writes), float32, in eval mode."""
+def read_exported(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The metadata and float32 weights of an exported prior file (what ``--export`` writes).
+
+    Raises:
+        ValueError: Not an invkit prior file (no invkit metadata, or no ``flags`` in it).
+    """
     meta = read_invkit_metadata(path)
     if meta is None or "flags" not in meta:
         raise ValueError(f"{path} is not an invkit prior file (what --export writes)")
+    return dict(meta), {k: v.to(torch.float32) for k, v in load_state_dict_file(path).items()}
+
+
+def _load_weights_model(path: Path, device: torch.device) -> ADMUNet:
+    """The network of an exported prior file (what ``--export`` writes), float32, in eval mode."""
+    meta, weights = read_exported(path)
     model = ADMUNet(ADMConfig.from_flags(json.loads(meta["flags"])))
-    model.load_state_dict({k: v.to(torch.float32) for k, v in load_state_dict_file(path).items()})
+    model.load_state_dict(weights)
     return model.to(device).eval().requires_grad_(False)
 
 
@@ -510,11 +520,11 @@ def main() -> None:
         warm_from = state.get("warm_from", 0)
         print(f"resumed at step {step} ({seconds / 3600:.2f} h trained)")
     elif args.init_from is not None:
-        meta = read_invkit_metadata(args.init_from)
-        if meta is None:
-            raise SystemExit(f"{args.init_from} is not an invkit prior file (what --export writes); cannot continue from it")
-        weights = {k: v.to(torch.float32) for k, v in load_state_dict_file(args.init_from).items()}
-        if json.loads(meta.get("flags", "{}")) != config.to_flags():
+        try:
+            meta, weights = read_exported(args.init_from)
+        except ValueError as exc:
+            raise SystemExit(f"{exc}; cannot continue from it") from None
+        if json.loads(meta["flags"]) != config.to_flags():
             raise SystemExit(f"{args.init_from} was trained with other flags than the model being trained (--flags); cannot continue from it")
         model.load_state_dict(weights)
         ema.load_state_dict(weights)

@@ -37,6 +37,7 @@ STABLE_JSON_KEYS = (
     "model_check",
     "operator_defaults",
     "prior_tiles", "estimated_seconds",
+    "solver_params", "prior_params",
 )
 
 
@@ -89,6 +90,8 @@ def test_simulate_json_metrics_match_an_independent_computation(photos, tmp_path
     assert rec["noise"] == {"name": "gaussian", "sigma": 0.02} and rec["select"] == "mean" and rec["selected_sample"] is None
     assert len(rec["residuals"]) == 1 and rec["psnr_oracle"] is None and rec["oracle_sample"] is None  # one sample: no oracle
     assert rec["lpips_restored"] is None or isinstance(rec["lpips_restored"], float)
+    assert rec["solver_params"]["eta"] == 0.85 and rec["solver_params"]["eta_b"] == 1.0  # DDRM's defaults, filled in
+    assert rec["prior_params"] == {"kind": "dct", "mean": 0.5, "variance": 0.04, "alpha": None, "cutoff": None}
     assert "wrote" in proc.stderr  # messages moved off stdout
     # The simulated measurement is the same draw as `invkit degrade --seed 0` (lossless file).
     meas = tmp_path / "m.safetensors"
@@ -279,8 +282,10 @@ def test_large_image_cost_is_stated_or_refused(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "rocket.png: 640x427 pixels (0.273 MP): about" in proc.stderr and "per prior evaluation" in proc.stderr
     assert "for 1 step on cpu (from timings at 256x256 and 512x512)" in proc.stderr
-    low, high = json.loads(proc.stdout)["estimated_seconds"]  # the estimate, recorded beside the time taken
+    rec = json.loads(proc.stdout)
+    low, high = rec["estimated_seconds"]  # the estimate, recorded beside the time taken
     assert 0 < low <= high
+    assert rec["prior_params"]["kind"] == "isotropic"  # the --prior-arg given, recorded
     # a time budget the estimate is over: refused before any work, with the limit that would run it
     proc = run("solve", "--operator", "denoising", *GAUSS, "--input", str(big), "--output", str(tmp_path / "t.png"), "--max-minutes", "1e-6")
     assert proc.returncode == 2 and not (tmp_path / "t.png").exists()

@@ -172,6 +172,17 @@ def test_clip_reaches_checkpoint_priors(tmp_path):
     assert torch.equal(on.denoise(y, 0.8, clip=False), off.denoise(y, 0.8))
 
 
+def test_clip_is_a_keyword_of_the_python_loaders():
+    """``load_default_prior(clip=True)`` and ``load_checkpoint_prior(..., clip=True)`` set it, as
+    ``--prior-arg clip=true`` does; both default to unclipped."""
+    from invkit_priors.checkpoints.load import load_checkpoint_prior
+    from invkit_priors.default.prior import default_weights_path, load_default_prior
+
+    assert load_default_prior(clip=True).rgb.clip is True and load_default_prior().rgb.clip is False
+    path = default_weights_path()
+    assert load_checkpoint_prior(path, clip=True).clip is True and load_checkpoint_prior(path).clip is False
+
+
 def test_clip_is_declared_for_every_network_prior():
     import invkit
 

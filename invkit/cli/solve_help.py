@@ -95,7 +95,9 @@ sample of smallest residual; all images clipped to [0, 1], before rounding to th
   "residual_calibrated", "thresholds", "warnings"} (the measurement against the model, below), operator_defaults (the
   operator parameters left at their defaults), prior_tiles ([tile size, overlap] when the prior
   ran on tiles, --tile; else null), estimated_seconds ([low, high] of the solve's prior
-  evaluations as estimated before the run, images over 0.26 MP; else null).
+  evaluations as estimated before the run, images over 0.26 MP; else null), solver_params,
+  prior_params (every parameter of the solver and the prior as built: --solver-arg and
+  --prior-arg values with the defaults filled in; a checkpoint path is the prior's path).
 
 model check: every run prints the operator parameters used (defaults marked) and, for Gaussian
 noise, checks the measurement against the model. Before the solve (an operator with tiny

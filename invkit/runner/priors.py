@@ -11,20 +11,23 @@ from ..params import parse_kv
 from ..registry import Registry
 from .errors import RestoreError
 
-__all__ = ["CHECKPOINT_SUFFIXES", "build_prior", "check_prior_name"]
+__all__ = ["CHECKPOINT_SUFFIXES", "build_prior", "prior_request", "check_prior_name"]
 
 #: File suffixes that make ``--prior VALUE`` a checkpoint path even before the file exists.
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 
 
-def build_prior(registry: Registry, value: str, args: Sequence[str] | dict[str, Any] | None = None, device: str | None = None) -> Any:
-    """Build ``--prior VALUE`` with ``--prior-arg`` values: a registered prior name, or a checkpoint path.
+def prior_request(
+    registry: Registry, value: str, args: Sequence[str] | dict[str, Any] | None = None, device: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The registered prior and the parameters that ``--prior VALUE`` with ``--prior-arg`` values asks for.
 
     A value that is not a registered name but looks like a path (it exists, or ends in one of
-    :data:`CHECKPOINT_SUFFIXES`) builds the registered prior ``checkpoint`` with ``path=VALUE``
-    plus ``args``; a missing file is a :class:`RestoreError` (one line). Anything else goes to the
-    registry, whose error lists the known names. ``device`` is passed as the prior's ``device``
-    parameter when it has one and ``args`` does not set it (analytic priors follow their input).
+    :data:`CHECKPOINT_SUFFIXES`) asks for the registered prior ``checkpoint`` with ``path=VALUE``
+    plus ``args``; a missing file is a :class:`RestoreError` (one line). Anything else is taken as
+    a name (the registry's error lists the known ones when it is built). ``device`` is added as the
+    prior's ``device`` parameter when it has one and ``args`` does not set it (analytic priors
+    follow their input).
 
     Args:
         registry: Where the priors are registered.
@@ -33,7 +36,7 @@ def build_prior(registry: Registry, value: str, args: Sequence[str] | dict[str, 
         device: Device for priors that take one.
 
     Returns:
-        The prior.
+        ``(name, given)``: the registered name and the parameters given (not yet converted).
     """
     given = dict(args) if isinstance(args, dict) else parse_kv(list(args or []))
     name = value
@@ -46,7 +49,17 @@ def build_prior(registry: Registry, value: str, args: Sequence[str] | dict[str, 
     if device is not None and "device" not in given:
         if any(p.name == "device" for p in registry.get("prior", name).params):
             given["device"] = device
-    return registry.build("prior", name, given)
+    return name, given
+
+
+def build_prior(registry: Registry, value: str, args: Sequence[str] | dict[str, Any] | None = None, device: str | None = None) -> Any:
+    """Build ``--prior VALUE`` with ``--prior-arg`` values (see :func:`prior_request` for what is
+    asked for).
+
+    Returns:
+        The prior.
+    """
+    return registry.build("prior", *prior_request(registry, value, args, device))
 
 
 def check_prior_name(registry: Registry, value: str) -> None:

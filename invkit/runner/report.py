@@ -50,6 +50,8 @@ JSON_KEYS = (
     "operator_defaults",
     "prior_tiles",
     "estimated_seconds",
+    "solver_params",
+    "prior_params",
 )
 
 

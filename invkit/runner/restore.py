@@ -10,6 +10,7 @@ metrics and the record (:mod:`invkit.runner.report`).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -20,6 +21,7 @@ import torch
 
 from ..io import MEASUREMENT_SUFFIX, output_transaction
 from ..noise import noise_spec
+from ..params import parse_params
 from ..problem import Problem
 from ..registry import Registry, get_registry
 from ..requirements import Capability, RequirementError
@@ -35,7 +37,7 @@ from .model_check import residual_calibrated, residual_ratio
 from .noise_level import asked_noise
 from .options import TILE_AUTO_PIXELS, RestoreOptions, check_values
 from .outputs import write_figure_for, write_restoration
-from .priors import build_prior, check_prior_name
+from .priors import check_prior_name, prior_request
 from .progress import ProgressCallback, ProgressEvent
 from .report import new_record, oracle_best, score
 from .sampling import default_select, posterior_samples, sample_residuals, select_restoration, std_map
@@ -121,7 +123,10 @@ def restore(
 
     # 2. the prior and solver, then every input checked before any work
     solver = registry.build("solver", opts.solver, opts.solver_args)
-    prior = build_prior(registry, opts.prior, opts.prior_args, device=str(device))
+    prior_name, prior_given = prior_request(registry, opts.prior, opts.prior_args, device=str(device))
+    prior = registry.build("prior", prior_name, prior_given)
+    params = {"solver_params": _params_used(registry, "solver", opts.solver, opts.solver_args),
+              "prior_params": _params_used(registry, "prior", prior_name, prior_given)}
     prior_for = tiling(prior, opts)
     timer = Timer(prior, device, prior_multiple(prior), solver, prior_for=prior_for)
     estimates: dict[Path, Estimate | None] = {}
@@ -180,7 +185,7 @@ def restore(
                 count = len(tile_grid(h, w, run_prior.tile, run_prior.overlap, run_prior.size_multiple))
                 note(f"{job.src.name}: the prior runs on {count} tiles of {run_prior.tile}x{run_prior.tile} (overlap {run_prior.overlap}) per evaluation (--tile {opts.tile})")
             record = restore_prepared(prep, opts, solver, run_prior, device, index=i, images=len(jobs), on_progress=on_progress,
-                                      estimate=estimates.get(job.src))
+                                      estimate=estimates.get(job.src), params=params)
         except _PER_INPUT_ERRORS as exc:
             failed(job, exc)
             continue
@@ -223,6 +228,13 @@ def tiling(prior: Any, opts: RestoreOptions) -> Callable[[tuple[int, ...]], Any]
     return choose
 
 
+def _params_used(registry: Registry, kind: str, name: str, given: Iterable[str] | dict[str, Any]) -> dict[str, Any]:
+    """Every parameter of the solver or prior ``name`` as it was built (``given``, converted, and
+    the defaults), in a form JSON can write (tuples as lists, anything else unusual as text)."""
+    values = parse_params(registry.get(kind, name).params, given, owner=f"{kind} '{name}'")
+    return json.loads(json.dumps(values, default=str))
+
+
 def _input_scale(prep: Prepared) -> int:
     """Restored pixels per measured pixel along a side (a super-resolution factor), else 1 (for a
     measurement: with ``--simulate`` the input is the image restored, scale 1)."""
@@ -249,6 +261,7 @@ def restore_prepared(
     images: int = 1,
     on_progress: ProgressCallback | None = None,
     estimate: Estimate | None = None,
+    params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Restore one prepared input: draw the samples, write the files, score, and return the record.
 
@@ -267,6 +280,8 @@ def restore_prepared(
         on_progress: Called when the image starts, after every solver step, and when it is done.
         estimate: The solve's cost as estimated before the run (:func:`~invkit.runner.cost_or_refuse`),
             passed on in progress events and recorded.
+        params: The record's ``solver_params`` and ``prior_params`` (every parameter as built;
+            :func:`restore` passes them), else left null.
 
     Returns:
         The image's record (keys :data:`~invkit.runner.report.JSON_KEYS`).
@@ -337,6 +352,7 @@ def restore_prepared(
             operator_defaults=list(prep.defaults),
             prior_tiles=[prior.tile, prior.overlap] if isinstance(prior, TiledPrior) else None,
             estimated_seconds=None if estimate is None else [round(estimate.low, 3), round(estimate.high, 3)],
+            **(params or {}),
         )
         if prep.clean is not None:
             scored, scored_samples = _aligned(prep, drawn.x, chosen)

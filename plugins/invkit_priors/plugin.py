@@ -61,10 +61,9 @@ def checkpoint(
     from .checkpoints.load import load_checkpoint_prior
 
     prior = load_checkpoint_prior(
-        path, arch=arch, flags=flags, class_label=class_label, prediction=prediction, half=half, device=device, key=key
+        path, arch=arch, flags=flags, class_label=class_label, prediction=prediction, half=half, device=device, key=key, clip=clip
     )
     prior.set_gradient_checkpointing(grad_checkpoint)
-    prior.clip = clip
     return prior
 
 
@@ -94,9 +93,8 @@ def catalogue_prior(name: str) -> Any:
             raise FileNotFoundError(
                 f"prior '{name}' is not downloaded yet: run `invkit prior fetch {name}`{size}, or pass the file with --prior PATH"
             )
-        prior = load_checkpoint_prior(path, arch=entry.arch, flags=entry.flags, class_label=class_label, half=half, device=device)
+        prior = load_checkpoint_prior(path, arch=entry.arch, flags=entry.flags, class_label=class_label, half=half, device=device, clip=clip)
         prior.set_gradient_checkpointing(grad_checkpoint)
-        prior.clip = clip
         return prior
 
     factory.__doc__ = f"Public checkpoint: {entry.title} (`invkit prior fetch {name}` first; docs/checkpoints.md)."

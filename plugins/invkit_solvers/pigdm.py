@@ -80,8 +80,9 @@ step (``σ_{t−1} = 0``) returns ``x̂0 + w G``.
 * ``steps = 1`` is refused: the official schedule rule makes a single step start at the lowest
   level (σ ≈ 0.005), where the start's ``H⁺y`` keeps its noise.
 * Only the official defaults: no ``mcg``, ``cond_awd`` (classifier guidance) or ``awd: False``
-  (``ε_θ`` recomputed from the guided estimate) branches. ``x̂0`` is not clipped (nor is it in the
-  official code).
+  (``ε_θ`` recomputed from the guided estimate) branches. The solver does not clip ``x̂0`` (nor does
+  the official code); a prior built with ``clip=true`` returns it clipped, and the guidance
+  gradient is then zero at the clipped pixels.
 
 **Defaults.** Schedule: the official ``get_timesteps`` (``utils/functions.py``: ``skip = (1000 −
 0) // num_steps``, timesteps ``0, skip, ...``), which is :func:`invkit.schedules.ddrm_schedule`.

@@ -165,6 +165,7 @@ def load_checkpoint_prior(
     device: str | torch.device = "cpu",
     *,
     key: str | None = None,
+    clip: bool = False,
 ) -> VPDiffusionPrior:
     """Load a diffusion checkpoint as a prior (see the module notes for every accepted layout).
 
@@ -181,6 +182,8 @@ def load_checkpoint_prior(
         half: Run in float16 (for GPUs; ADM keeps its norms and head in float32).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... or ``"auto"`` (CUDA when available).
         key: Take the state dict from this top-level entry of a wrapped checkpoint.
+        clip: Clip ``denoise``'s estimate to [0, 1] (:attr:`VPDiffusionPrior.clip
+            <invkit_priors.adapters.vp.VPDiffusionPrior.clip>`; ``--prior-arg clip=true``).
 
     Returns:
         The prior; its ``provenance`` records what was loaded and from where.
@@ -204,7 +207,9 @@ def load_checkpoint_prior(
             raise ValueError("flags do not apply to a diffusers folder (its config.json describes the model)")
         from .diffusers_folder import load_diffusers_prior
 
-        return load_diffusers_prior(source, class_label, prediction, half, dev)
+        prior = load_diffusers_prior(source, class_label, prediction, half, dev)
+        prior.clip = clip
+        return prior
 
     meta = read_invkit_metadata(source)
     state = load_state_dict_file(source, key=key, mmap=True)
@@ -271,4 +276,6 @@ def load_checkpoint_prior(
     pred = resolve_prediction(prediction, meta.get("prediction") if meta else None, flag_prediction)
     model.to(dev)
     provenance = Provenance(str(source), arch, config, origin, dict(meta) if meta else {})
-    return VPDiffusionPrior(model, ab, prediction=pred, learned_sigma=learned, class_label=label, half=half, provenance=provenance)
+    prior = VPDiffusionPrior(model, ab, prediction=pred, learned_sigma=learned, class_label=label, half=half, provenance=provenance)
+    prior.clip = clip
+    return prior

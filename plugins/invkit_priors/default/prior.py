@@ -110,7 +110,9 @@ class DefaultPrior(Prior):
         return torch.where(zero, x, out) if bool(zero.any()) else out
 
 
-def load_default_prior(device: str = "cpu", half: bool = False, weights: str | Path | None = None) -> DefaultPrior:
+def load_default_prior(
+    device: str = "cpu", half: bool = False, weights: str | Path | None = None, *, clip: bool = False
+) -> DefaultPrior:
     """Load the packaged default prior.
 
     Args:
@@ -118,13 +120,15 @@ def load_default_prior(device: str = "cpu", half: bool = False, weights: str | P
         half: Run the network in float16 (GPU).
         weights: Another weights file of the same format (e.g. a training run's export, to compare
             with the packaged one); default: the packaged weights.
+        clip: Clip ``denoise``'s estimate to [0, 1] (``--prior-arg clip=true``; on grey input the
+            channel average is clipped, see :meth:`DefaultPrior.denoise`).
     """
     from ..checkpoints.load import load_checkpoint_prior
 
     path = default_weights_path() if weights is None else Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"the default prior's weights are missing from the installation ({path}); reinstall invkit")
-    rgb = load_checkpoint_prior(path, half=half, device=device)
+    rgb = load_checkpoint_prior(path, half=half, device=device, clip=clip)
     # NHWC convolves faster on the CPU, and its GroupNorm error was measured small for these
     # weights (docs/measurements.md).
     rgb.set_channels_last(next(rgb.model.parameters()).device.type == "cpu")
@@ -144,7 +148,6 @@ def default(
     ] = False,
 ) -> DefaultPrior:
     """invkit's built-in natural-image diffusion prior (small ADM trained here; see docs/default_prior.md)."""
-    prior = load_default_prior(device=device, half=half)
+    prior = load_default_prior(device=device, half=half, clip=clip)
     prior.rgb.set_gradient_checkpointing(grad_checkpoint)
-    prior.rgb.clip = clip
     return prior
