@@ -215,7 +215,7 @@ def test_prior_factories_declare_their_parameters_once():
         Param("half", bool, False, "float16 inference (GPU)"),
         Param("grad_checkpoint", bool, False, "recompute activations when a solver differentiates through the prior (dps): less memory, slower"),
         Param("clip", bool, False, "clip denoise's estimate to [0, 1] (guided-diffusion's clip_denoised): an exact MMSE estimate lies there; "
-              "helps colorization (docs/default_prior.md)"),
+              "+0.3 dB on DDRM colorization of the default prior (docs/default_prior.md)"),
     )
     assert signature_params(gaussian_mixture)[0] == Param(
         "means", float_tuple, (0.3, 0.7), "comma-separated grey levels, one flat mean image per component, [0, 1] units"

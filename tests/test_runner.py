@@ -76,6 +76,10 @@ def test_solve_simulate_and_the_benchmark_compute_the_same_cases(tmp_path, capsy
                                    steps=steps, bits=16, device="cpu"))
     sample, scores = cases[0]
     assert (one["psnr_restored"], one["ssim_restored"]) == (scores["psnr"], scores["ssim"]) and same_file(one["output"], sample)
+    # both records carry the parameters the prior and solver were built with (device passed on)
+    for rec in (record, one):
+        assert rec["prior_params"] == {"device": "cpu", "half": False, "grad_checkpoint": False, "clip": False}
+        assert rec["solver_params"] == {"eta": 0.85, "eta_b": 1.0, "svd_rtol": 1e-3, "max_dense": rec["solver_params"]["max_dense"]}
 
 
 def test_restore_a_folder_from_python_with_progress(tmp_path):
@@ -226,3 +230,31 @@ def test_sample_residuals_are_those_of_the_clipped_images_that_are_written():
     y = torch.full((1, 1, 2, 2), 0.5)
     samples = torch.tensor([[[[1.5, 0.5], [-0.5, 0.5]]], [[[0.5, 0.5], [0.5, 0.5]]]])
     assert sample_residuals(op, y, samples) == pytest.approx([2**0.5 / 2, 0.0])  # |1 − 0.5| and |0 − 0.5|, not 1 and 1
+
+
+def test_record_value_writes_strict_json():
+    from invkit.runner.report import record_value
+
+    value = {"kappa": float("inf"), "low": float("-inf"), "means": (0.1, (0.2, float("nan"))), "path": Path("a/b"), 3: None, "ok": True}
+    out = record_value(value)
+    assert out == {"kappa": "inf", "low": "-inf", "means": [0.1, [0.2, "nan"]], "path": "a/b", "3": None, "ok": True}
+    json.dumps(out, allow_nan=False)  # what `invkit solve --json` does
+
+
+def test_json_record_of_a_checkpoint_path_and_a_non_finite_parameter(tmp_path, capsys):
+    """``--prior PATH`` is recorded as prior ``checkpoint`` with its path, the device passed on and
+    the --prior-arg given; a solver parameter of ``inf`` (DiffPIR's ``kappa``) still gives a record."""
+    from invkit_priors.default.prior import default_weights_path
+
+    clean = tmp_path / "x.png"
+    write_image(clean, torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)), bits=8)
+    common = ["solve", "--simulate", "--operator", "gaussian_blur", "--arg", "sigma=1", "--sigma-y", "0.05", "--steps", "1", "--input", str(clean), "--json", "--quiet"]
+    assert main([*common, "--output", str(tmp_path / "a.png"), "--prior", str(default_weights_path()), "--prior-arg", "clip=true"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["prior"] == str(default_weights_path())
+    assert rec["prior_params"]["path"] == str(default_weights_path()) and rec["prior_params"]["clip"] is True
+    assert rec["prior_params"]["device"] == "cpu" and rec["prior_params"]["arch"] == "auto"
+    assert main([*common, "--output", str(tmp_path / "b.png"), "--prior", "gaussian", "--solver", "diffpir", "--solver-arg", "kappa=inf",
+                 "--steps", "3"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["solver_params"]["kappa"] == "inf" and rec["psnr_restored"] is not None

@@ -96,8 +96,9 @@ sample of smallest residual; all images clipped to [0, 1], before rounding to th
   operator parameters left at their defaults), prior_tiles ([tile size, overlap] when the prior
   ran on tiles, --tile; else null), estimated_seconds ([low, high] of the solve's prior
   evaluations as estimated before the run, images over 0.26 MP; else null), solver_params,
-  prior_params (every parameter of the solver and the prior as built: --solver-arg and
-  --prior-arg values with the defaults filled in; a checkpoint path is the prior's path).
+  prior_params (every parameter the solver and the prior were built with: the --solver-arg and
+  --prior-arg values and the declared defaults, null where the plugin picks its own, e.g.
+  DiffPIR's per-operator presets; --prior PATH is prior "checkpoint" with its path; "inf" as text).
 
 model check: every run prints the operator parameters used (defaults marked) and, for Gaussian
 noise, checks the measurement against the model. Before the solve (an operator with tiny

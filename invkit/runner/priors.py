@@ -11,7 +11,7 @@ from ..params import parse_kv
 from ..registry import Registry
 from .errors import RestoreError
 
-__all__ = ["CHECKPOINT_SUFFIXES", "build_prior", "prior_request", "check_prior_name"]
+__all__ = ["CHECKPOINT_SUFFIXES", "build_prior", "check_prior_name"]
 
 #: File suffixes that make ``--prior VALUE`` a checkpoint path even before the file exists.
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
@@ -24,10 +24,8 @@ def prior_request(
 
     A value that is not a registered name but looks like a path (it exists, or ends in one of
     :data:`CHECKPOINT_SUFFIXES`) asks for the registered prior ``checkpoint`` with ``path=VALUE``
-    plus ``args``; a missing file is a :class:`RestoreError` (one line). Anything else is taken as
-    a name (the registry's error lists the known ones when it is built). ``device`` is added as the
-    prior's ``device`` parameter when it has one and ``args`` does not set it (analytic priors
-    follow their input).
+    plus ``args``. Anything else is taken as a name. ``device`` is added as the prior's ``device``
+    parameter when it has one and ``args`` does not set it (analytic priors follow their input).
 
     Args:
         registry: Where the priors are registered.
@@ -37,6 +35,11 @@ def prior_request(
 
     Returns:
         ``(name, given)``: the registered name and the parameters given (not yet converted).
+
+    Raises:
+        RestoreError: A checkpoint path that does not exist, or one given with ``path=`` too.
+        ParamError: A malformed ``K=V`` item.
+        UnknownPluginError: An unknown name, when ``device`` is given (else building it raises).
     """
     given = dict(args) if isinstance(args, dict) else parse_kv(list(args or []))
     name = value
@@ -53,11 +56,20 @@ def prior_request(
 
 
 def build_prior(registry: Registry, value: str, args: Sequence[str] | dict[str, Any] | None = None, device: str | None = None) -> Any:
-    """Build ``--prior VALUE`` with ``--prior-arg`` values (see :func:`prior_request` for what is
-    asked for).
+    """Build ``--prior VALUE`` with ``--prior-arg`` values: a registered prior name, or a checkpoint path.
+
+    Args:
+        registry: Where the priors are registered.
+        value: A prior name or a checkpoint file / diffusers folder.
+        args: Prior parameters, as ``"K=V"`` strings or a dict.
+        device: Device for priors that take one.
 
     Returns:
-        The prior.
+        The prior (what ``prior_request`` asks for, built by the registry).
+
+    Raises:
+        RestoreError, ParamError, UnknownPluginError: As ``prior_request``; the registry's
+            errors for parameters the prior refuses.
     """
     return registry.build("prior", *prior_request(registry, value, args, device))
 

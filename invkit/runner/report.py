@@ -5,12 +5,13 @@ several samples (:func:`oracle_best`), and their table."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
 
-__all__ = ["JSON_KEYS", "new_record", "score", "oracle_best", "metrics_table"]
+__all__ = ["JSON_KEYS", "new_record", "record_value", "score", "oracle_best", "metrics_table"]
 
 #: Keys of every record, in order (documented in ``invkit solve --help``); new keys are appended.
 JSON_KEYS = (
@@ -67,6 +68,22 @@ def new_record(**values: Any) -> dict[str, Any]:
     record: dict[str, Any] = {k: None for k in JSON_KEYS}
     record.update(values)
     return record
+
+
+def record_value(value: Any) -> Any:
+    """``value`` in a form strict JSON (``allow_nan=False``) writes: tuples and lists as lists,
+    mappings with text keys, a non-finite float as its text (``"inf"``, ``"-inf"``, ``"nan"``, so a
+    parameter such as ``kappa=inf`` stays readable), and anything that is not a number, text,
+    bool or None as its ``str``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): record_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [record_value(v) for v in value]
+    return str(value)
 
 
 def _finite_or_none(v: float | None) -> float | None:

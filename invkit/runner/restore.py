@@ -10,7 +10,6 @@ metrics and the record (:mod:`invkit.runner.report`).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -39,7 +38,7 @@ from .options import TILE_AUTO_PIXELS, RestoreOptions, check_values
 from .outputs import write_figure_for, write_restoration
 from .priors import check_prior_name, prior_request
 from .progress import ProgressCallback, ProgressEvent
-from .report import new_record, oracle_best, score
+from .report import new_record, oracle_best, record_value, score
 from .sampling import default_select, posterior_samples, sample_residuals, select_restoration, std_map
 from .sizing import crop_back, prior_multiple
 
@@ -229,10 +228,10 @@ def tiling(prior: Any, opts: RestoreOptions) -> Callable[[tuple[int, ...]], Any]
 
 
 def _params_used(registry: Registry, kind: str, name: str, given: Iterable[str] | dict[str, Any]) -> dict[str, Any]:
-    """Every parameter of the solver or prior ``name`` as it was built (``given``, converted, and
-    the defaults), in a form JSON can write (tuples as lists, anything else unusual as text)."""
-    values = parse_params(registry.get(kind, name).params, given, owner=f"{kind} '{name}'")
-    return json.loads(json.dumps(values, default=str))
+    """Every parameter the solver or prior ``name`` was built with: ``given`` converted, and the
+    declared defaults (None where the plugin picks its own later, e.g. DiffPIR's per-operator
+    presets), as :func:`~invkit.runner.report.record_value` writes them."""
+    return record_value(parse_params(registry.get(kind, name).params, given, owner=f"{kind} '{name}'"))
 
 
 def _input_scale(prep: Prepared) -> int:

@@ -144,7 +144,7 @@ def default(
     ] = False,
     clip: Annotated[
         bool, Arg("clip denoise's estimate to [0, 1] (guided-diffusion's clip_denoised): an exact MMSE estimate lies there; "
-                  "helps colorization (docs/default_prior.md)")
+                  "+0.3 dB on DDRM colorization of the default prior (docs/default_prior.md)")
     ] = False,
 ) -> DefaultPrior:
     """invkit's built-in natural-image diffusion prior (small ADM trained here; see docs/default_prior.md)."""
