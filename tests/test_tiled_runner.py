@@ -36,8 +36,11 @@ def test_tiles_on_equal_tiles_off_for_a_local_prior(tmp_path, capsys):
 
 
 def test_auto_tiles_only_above_the_threshold(tmp_path, capsys):
-    side = int(TILE_AUTO_PIXELS**0.5) // 8 * 8
-    for name, shape in (("small", (side, side)), ("large", (side + 8, side))):
+    side = int(TILE_AUTO_PIXELS**0.5) // 8 * 8  # side² <= the threshold
+    tall = side + 8
+    while tall * side <= TILE_AUTO_PIXELS:  # the first multiple of 8 above it
+        tall += 8
+    for name, shape in (("small", (side, side)), ("large", (tall, side))):
         src = tmp_path / f"{name}.png"
         Image.new("RGB", shape[::-1], (120, 130, 140)).save(src)
         code, record, err = _run(capsys, "--operator", "denoising", "--sigma-y", "0.05", *LOCAL, "--steps", "1",

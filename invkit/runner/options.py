@@ -29,11 +29,11 @@ DEFAULT_MAX_MINUTES = 240.0
 #: What :attr:`RestoreOptions.tile` (``--tile``) may be.
 TILE_CHOICES = ("auto", "on", "off")
 #: ``--tile auto`` tiles the prior above this many restored pixels: with the default prior on
-#: 2 CPU threads (freed memory kept, one tile per network call) the whole image cost 20.9 s/MP
-#: at 0.59 MP (tiles of 256: 23.9, 1.14x slower) and 22.3 s/MP at 1.05 MP (tiles: 20.1, 1.11x
-#: faster); the whole image's self-attention grows quadratically beyond (docs/measurements.md,
-#: ``benchmarks/tiled_prior.py``).
-TILE_AUTO_PIXELS = 1_000_000
+#: 2 CPU threads (freed memory kept, one tile per network call), a whole DDRM step was faster
+#: untiled at 0.74 MP (1.18x) and tiled at 0.87 MP (1.07x) and 1.0 MP (1.39x); the prior alone
+#: agreed (tiles faster from about 0.8 MP); the whole image's self-attention grows
+#: quadratically beyond (docs/measurements.md, ``benchmarks/photo_sizes.py --tile both``).
+TILE_AUTO_PIXELS = 800_000
 
 #: What :attr:`RestoreOptions.select` (``--select``) may be: write the posterior ``mean`` of the
 #: samples, or the sample with the smallest ``residual`` ‖y − A(x)‖.
