@@ -115,7 +115,8 @@ def main() -> None:
     cov = None
     if args.data:
         mean, cov, count = photo_mean_covariance(args.data)
-        along = {k: float(np.sqrt(np.array(d) @ cov @ np.array(d) / (np.array(d) @ np.array(d)))) for k, d in OFFSETS.items()}
+        unit = {k: np.array(d) / np.linalg.norm(d) for k, d in OFFSETS.items()}
+        along = {k: float(np.sqrt(u @ cov @ u)) for k, u in unit.items()}
         print(f"Gaussian reference from {count} image files; channel means {mean.round(3).tolist()}, std {np.sqrt(np.diag(cov)).round(3).tolist()}, "
               + ", ".join(f"along the {k} offset {v:.3f}" for k, v in along.items()))
     g = torch.Generator().manual_seed(0)

@@ -58,11 +58,7 @@ def prior_request(
 def build_prior(registry: Registry, value: str, args: Sequence[str] | dict[str, Any] | None = None, device: str | None = None) -> Any:
     """Build ``--prior VALUE`` with ``--prior-arg`` values: a registered prior name, or a checkpoint path.
 
-    Args:
-        registry: Where the priors are registered.
-        value: A prior name or a checkpoint file / diffusers folder.
-        args: Prior parameters, as ``"K=V"`` strings or a dict.
-        device: Device for priors that take one.
+    The arguments are those of ``prior_request``, which says what they ask for.
 
     Returns:
         The prior (what ``prior_request`` asks for, built by the registry).
