@@ -265,6 +265,39 @@ def band_losses(per_sample: torch.Tensor, t: torch.Tensor) -> dict[str, tuple[fl
     return out
 
 
+def epsilon_loss(pred: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, *, mean_weight: float = 0.0,
+                 mean_from: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample training loss and the part of the plain loss in the error's channel means.
+
+    With ``e = pred - eps`` over C channels of N pixels, the plain DDPM loss splits exactly into
+    the channel means ``ē_c`` and the rest::
+
+        mean(e²) = (1/C) Σ_c ē_c² + (1/C) Σ_c var_c(e)
+
+    The mean part is about ``1/N`` of the loss per unit error, so the ε MSE teaches the channel
+    means (the colour cast at high noise) slowly. ``mean_weight`` w adds ``w (1/C) Σ_c ē_c²`` for
+    samples with ``t >= mean_from``. Any quadratic loss whose weights do not depend on ε is
+    minimised by the same ``E[ε | x_t]``, so this changes what SGD learns first, not the optimum.
+
+    Args:
+        pred: The network's ε estimate ``(B, C, H, W)``.
+        eps: The noise drawn ``(B, C, H, W)``.
+        t: Timesteps ``(B,)``.
+        mean_weight: Extra weight w of the channel-mean part (0: the plain loss).
+        mean_from: The smallest t the extra weight applies at.
+
+    Returns:
+        ``(loss, mean_part)``, both ``(B,)``: the loss trained on, and the plain loss's
+        channel-mean part ``(1/C) Σ_c ē_c²`` (for the log).
+    """
+    err = pred - eps
+    mean_part = err.mean(dim=(2, 3)).square().mean(dim=1)
+    loss = err.square().mean(dim=(1, 2, 3))
+    if mean_weight:
+        loss = loss + mean_weight * (t >= mean_from).to(loss.dtype) * mean_part
+    return loss, mean_part
+
+
 def learning_rate(step: int, *, lr: float, warmup: int, warm_from: int, total: int, decay_steps: int = 0, lr_min: float = 0.0) -> float:
     """The learning rate of optimisation step ``step`` (0-based; ``step + 1`` steps done after it).
 
@@ -436,6 +469,9 @@ def main() -> None:
                    help="instead of --steps: train this many steps beyond where the run starts (--init-from or a fresh "
                    "state); the target is kept in the state, so resuming with the same command ends at the same step")
     p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--mean-weight", type=float, default=0.0,
+                   help="extra weight of the error's channel means in the loss (see epsilon_loss; 0: the plain DDPM loss)")
+    p.add_argument("--mean-weight-from", type=int, default=500, help="the smallest timestep --mean-weight applies at")
     p.add_argument("--p-gray", type=float, default=0.1, help="fraction of crops converted to grey (R=G=B)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
@@ -586,12 +622,15 @@ def main() -> None:
         t = torch.randint(0, 1000, (batch,), generator=gen).to(device)
         eps = torch.randn(x0.shape, generator=gen).to(device)
         xt = noised(x0, t, eps, ab)
-        per_sample = (model(xt, t.float()) - eps).square().mean(dim=(1, 2, 3))
-        loss = per_sample.mean()
-        for name, (total, count) in band_losses(per_sample.detach(), t).items():
-            acc = bands.setdefault(name, [0.0, 0])
-            acc[0] += total
-            acc[1] += count
+        pred = model(xt, t.float())
+        weighted, mean_part = epsilon_loss(pred, eps, t, mean_weight=args.mean_weight, mean_from=args.mean_weight_from)
+        loss = weighted.mean()
+        per_sample = (pred.detach() - eps).square().mean(dim=(1, 2, 3))  # the plain loss, logged whatever is trained on
+        for key, values in (("", per_sample), ("mean_", mean_part.detach())):
+            for name, (total, count) in band_losses(values, t).items():
+                acc = bands.setdefault(key + name, [0.0, 0])
+                acc[0] += total
+                acc[1] += count
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -610,10 +649,11 @@ def main() -> None:
         seconds += now - last
         thread_seconds += (now - last) * torch.get_num_threads()
         last = now
-        window.append(loss.item())
+        window.append(per_sample.mean().item())
         if step % args.log_every == 0:
             rec = {"step": step, "loss": float(np.mean(window)), "lr": lr, "hours": seconds / 3600, "crop": crop, "batch": batch,
-                   "band_loss": {k: (v[0] / v[1] if v[1] else None) for k, v in bands.items()},
+                   "band_loss": {k: (v[0] / v[1] if v[1] else None) for k, v in bands.items() if not k.startswith("mean_")},
+                   "band_mean_part": {k[5:]: (v[0] / v[1] if v[1] else None) for k, v in bands.items() if k.startswith("mean_")},
                    "time": time.strftime("%Y-%m-%d %H:%M:%S")}
             window, bands = [], {}
             print(json.dumps(rec), flush=True)

@@ -381,3 +381,27 @@ def test_more_steps_and_decay_through_the_command_line(tmp_path):
                      (("--more-steps", "2", "--decay-steps", "5"), "longer than --more-steps"), (("--decay-steps", "-1"), "--decay-steps")):
         proc = subprocess.run([sys.executable, str(SCRIPT), "--state", str(tmp_path / "x"), *bad], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and why in proc.stderr, (bad, proc.stderr)
+
+
+def test_epsilon_loss_splits_into_channel_means_and_weights_only_their_part(train):
+    import torch
+
+    g = torch.Generator().manual_seed(3)
+    pred, eps = torch.randn(4, 3, 8, 8, generator=g), torch.randn(4, 3, 8, 8, generator=g)
+    t = torch.tensor([10, 499, 500, 900])
+    plain, part = train.epsilon_loss(pred, eps, t)
+    err = pred - eps
+    torch.testing.assert_close(plain, err.square().mean(dim=(1, 2, 3)))
+    # the exact split: mean(e^2) = (1/C) sum_c mean_c(e)^2 + (1/C) sum_c var_c(e) (population variance)
+    rest = err.var(dim=(2, 3), unbiased=False).mean(dim=1)
+    torch.testing.assert_close(part + rest, plain)
+    torch.testing.assert_close(part, err.mean(dim=(2, 3)).square().mean(dim=1))
+    weighted, part_w = train.epsilon_loss(pred, eps, t, mean_weight=100.0, mean_from=500)
+    torch.testing.assert_close(part_w, part)
+    torch.testing.assert_close(weighted[:2], plain[:2])  # below mean_from: the plain loss
+    torch.testing.assert_close(weighted[2:], plain[2:] + 100.0 * part[2:])
+    # an error with zero channel means gets no extra weight
+    centred = pred - err.mean(dim=(2, 3), keepdim=True)
+    w_c, p_c = train.epsilon_loss(centred, eps, t, mean_weight=100.0, mean_from=0)
+    assert float(p_c.abs().max()) < 1e-12
+    torch.testing.assert_close(w_c, train.epsilon_loss(centred, eps, t)[0])
