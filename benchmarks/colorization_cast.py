@@ -1,0 +1,110 @@
+"""How much of DDRM's colorization error is a colour cast: the error in each channel's mean.
+
+Reads the colorization samples that ``benchmarks/default_prior.py --parts ddrm --tasks
+colorization`` cached (``<cache>.samples/``, float32, one file per image and seed) and, per RGB
+evaluation image, splits each sample's squared error (outputs clipped to [0, 1], as scored) into
+the part in the channel means and the rest::
+
+    mean(e²) = (1/C) Σ_c ē_c² + (1/C) Σ_c var_c(e)
+
+It then scores, against the grey image (the naive baseline: grey in R, G and B), the samples and
+their posterior mean as they are and with their channel means replaced by the truth's (an oracle:
+the sample's structure kept, its cast removed). Colorization measures only the grey level, so a
+sample's grey mean is already the truth's (up to clipping) and the replacement moves only the two
+chroma means, which are the prior's to choose; if the oracle rows beat grey where the plain rows do
+not, the cast alone is what puts a sample below grey. PSNR is :func:`invkit.metrics.psnr`, the
+benchmark's.
+
+Usage::
+
+    python benchmarks/colorization_cast.py [--weights FILE] [--clip] [--steps 20] [--cache FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _eval_data import RGB_EVAL, load_eval  # noqa: E402
+
+SIZE = 256
+
+
+def with_means_of(sample: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """``sample`` ``(C, H, W)`` with each channel's spatial mean replaced by ``truth``'s."""
+    return sample - sample.mean(dim=(1, 2), keepdim=True) + truth.mean(dim=(1, 2), keepdim=True)
+
+
+def mean_share(sample: torch.Tensor, truth: torch.Tensor) -> float:
+    """The fraction of ``mean((sample - truth)²)`` that is in the channel means of the error."""
+    err = sample - truth
+    return float(err.mean(dim=(1, 2)).square().mean() / err.square().mean())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--weights", type=Path, help="the weights file the samples were drawn with (default: the packaged one)")
+    p.add_argument("--clip", action="store_true", help="the samples of a --clip run")
+    p.add_argument("--steps", type=int, default=20, help="DDRM steps of the run")
+    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "invkit" / "bench_default_prior.json")
+    args = p.parse_args()
+    from invkit.metrics import psnr
+
+    from default_prior import Cache
+
+    if args.weights is None:
+        from invkit_priors.default.prior import default_weights_path
+
+        args.weights = default_weights_path()
+    fp = hashlib.sha256(args.weights.read_bytes()).hexdigest()[:12]
+    method = f"ddrm{args.steps}@{fp}{'-clip' if args.clip else ''}"
+    cache = Cache(args.cache.expanduser())
+
+    def score(x: torch.Tensor, ref: torch.Tensor) -> float:
+        return psnr(x.clamp(0, 1)[None], ref[None])
+
+    print(f"samples of {method} from {cache.samples}\n")
+    print("| image | K | grey | one sample | its error in the channel means | with the truth's means | mean of K | with the truth's means |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = []
+    for name in RGB_EVAL:
+        truth = load_eval(name, SIZE)
+        samples = []
+        for k in range(64):
+            path = cache.sample_path(name, "colorization", method, k)
+            if not path.exists():
+                break
+            samples.append(torch.from_numpy(np.load(path)).float().reshape(truth.shape))
+        if not samples:
+            print(f"| {name} | 0 | (no cached samples: run default_prior.py --parts ddrm --tasks colorization first) |||||")
+            continue
+        grey = truth.mean(0, keepdim=True).expand_as(truth)
+        mean = torch.stack(samples).mean(0)
+        row = (
+            score(grey, truth),
+            statistics.fmean(score(s, truth) for s in samples),
+            statistics.fmean(mean_share(s.clamp(0, 1), truth) for s in samples),
+            statistics.fmean(score(with_means_of(s, truth), truth) for s in samples),
+            score(mean, truth),
+            score(with_means_of(mean, truth), truth),
+        )
+        rows.append(row)
+        g, one, share, one_fixed, m, m_fixed = row
+        print(f"| {name} | {len(samples)} | {g:.2f} | {one:.2f} | {100 * share:.0f} % | {one_fixed:.2f} | {m:.2f} | {m_fixed:.2f} |", flush=True)
+    if rows:
+        cols = [statistics.fmean(c) for c in zip(*rows)]
+        print(f"| **mean** | | {cols[0]:.2f} | {cols[1]:.2f} | {100 * cols[2]:.0f} % | {cols[3]:.2f} | {cols[4]:.2f} | {cols[5]:.2f} |")
+        above = [sum(r[i] > r[0] for r in rows) for i in (1, 3, 4, 5)]
+        print(f"\nabove grey: one sample {above[0]}/{len(rows)}, with the truth's means {above[1]}/{len(rows)}; "
+              f"mean of K {above[2]}/{len(rows)}, with the truth's means {above[3]}/{len(rows)}")
+
+
+if __name__ == "__main__":
+    main()
