@@ -7,13 +7,15 @@ the part in the channel means and the rest::
 
     mean(e²) = (1/C) Σ_c ē_c² + (1/C) Σ_c var_c(e)
 
-It then scores, against the grey image (the naive baseline: grey in R, G and B), the samples and
-their posterior mean as they are and with their channel means replaced by the truth's (an oracle:
-the sample's structure kept, its cast removed). Colorization measures only the grey level, so a
-sample's grey mean is already the truth's (up to clipping) and the replacement moves only the two
-chroma means, which are the prior's to choose; if the oracle rows beat grey where the plain rows do
-not, the cast alone is what puts a sample below grey. PSNR is :func:`invkit.metrics.psnr`, the
-benchmark's.
+It then scores the samples and their posterior mean as they are and with their channel means
+replaced by the truth's (an oracle: the sample's structure kept, its cast removed; replaced before
+the clip to [0, 1] that scoring applies), next to the grey image (the naive baseline: grey in R, G
+and B) as it is and with the same replacement (a flat colour of the right mean). Colorization
+measures only the grey level, so a sample's grey mean is already the truth's (up to clipping) and
+the replacement moves only the two chroma means, which are the prior's to choose. The oracle
+sample against the oracle grey is what the prior adds inside the image once the means are right;
+the plain sample against the oracle sample is what the cast costs. PSNR is
+:func:`invkit.metrics.psnr`, the benchmark's.
 
 Usage::
 
@@ -71,8 +73,9 @@ def main() -> None:
         return psnr(x.clamp(0, 1)[None], ref[None])
 
     print(f"samples of {method} from {cache.samples}\n")
-    print("| image | K | grey | one sample | its error in the channel means | with the truth's means | mean of K | with the truth's means |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| image | K | grey | grey with the truth's means | one sample | its error in the channel means | with the truth's means "
+          "| mean of K | with the truth's means |")
+    print("|---|---|---|---|---|---|---|---|---|")
     rows = []
     for name in RGB_EVAL:
         truth = load_eval(name, SIZE)
@@ -83,12 +86,13 @@ def main() -> None:
                 break
             samples.append(torch.from_numpy(np.load(path)).float().reshape(truth.shape))
         if not samples:
-            print(f"| {name} | 0 | (no cached samples: run default_prior.py --parts ddrm --tasks colorization first) |||||")
+            print(f"| {name} | 0 | (no cached samples: run default_prior.py --parts ddrm --tasks colorization first) ||||||")
             continue
         grey = truth.mean(0, keepdim=True).expand_as(truth)
         mean = torch.stack(samples).mean(0)
         row = (
             score(grey, truth),
+            score(with_means_of(grey, truth), truth),
             statistics.fmean(score(s, truth) for s in samples),
             statistics.fmean(mean_share(s.clamp(0, 1), truth) for s in samples),
             statistics.fmean(score(with_means_of(s, truth), truth) for s in samples),
@@ -96,14 +100,21 @@ def main() -> None:
             score(with_means_of(mean, truth), truth),
         )
         rows.append(row)
-        g, one, share, one_fixed, m, m_fixed = row
-        print(f"| {name} | {len(samples)} | {g:.2f} | {one:.2f} | {100 * share:.0f} % | {one_fixed:.2f} | {m:.2f} | {m_fixed:.2f} |", flush=True)
+        print(f"| {name} | {len(samples)} | " + " | ".join(_cells(row)) + " |", flush=True)
     if rows:
-        cols = [statistics.fmean(c) for c in zip(*rows)]
-        print(f"| **mean** | | {cols[0]:.2f} | {cols[1]:.2f} | {100 * cols[2]:.0f} % | {cols[3]:.2f} | {cols[4]:.2f} | {cols[5]:.2f} |")
-        above = [sum(r[i] > r[0] for r in rows) for i in (1, 3, 4, 5)]
-        print(f"\nabove grey: one sample {above[0]}/{len(rows)}, with the truth's means {above[1]}/{len(rows)}; "
-              f"mean of K {above[2]}/{len(rows)}, with the truth's means {above[3]}/{len(rows)}")
+        print("| **mean** | | " + " | ".join(_cells([statistics.fmean(c) for c in zip(*rows)])) + " |")
+        n = len(rows)
+
+        def count(i: int, j: int) -> int:
+            return sum(r[i] > r[j] for r in rows)
+
+        print(f"\nabove grey: one sample {count(2, 0)}/{n}, mean of K {count(5, 0)}/{n}; with the truth's means, above grey with "
+              f"the truth's means: one sample {count(4, 1)}/{n}, mean of K {count(6, 1)}/{n}")
+
+
+def _cells(row: list[float] | tuple[float, ...]) -> list[str]:
+    grey, grey_fixed, one, share, one_fixed, m, m_fixed = row
+    return [f"{grey:.2f}", f"{grey_fixed:.2f}", f"{one:.2f}", f"{100 * share:.0f} %", f"{one_fixed:.2f}", f"{m:.2f}", f"{m_fixed:.2f}"]
 
 
 if __name__ == "__main__":

@@ -277,7 +277,9 @@ def epsilon_loss(pred: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, *, mean
     The mean part is about ``1/N`` of the loss per unit error, so the ε MSE teaches the channel
     means (the colour cast at high noise) slowly. ``mean_weight`` w adds ``w (1/C) Σ_c ē_c²`` for
     samples with ``t >= mean_from``. Any quadratic loss whose weights do not depend on ε is
-    minimised by the same ``E[ε | x_t]``, so this changes what SGD learns first, not the optimum.
+    minimised by the same ``E[ε | x_t]`` over all functions, so for a network that can represent it
+    this changes what SGD learns first, not the optimum; for a network of limited capacity it also
+    moves the best fit within reach towards the channel means.
 
     Args:
         pred: The network's ε estimate ``(B, C, H, W)``.
@@ -347,6 +349,8 @@ def export(state_path: Path, out: Path) -> None:
             "train_seconds": f"{state['seconds']:.0f}",
             "train_thread_seconds": f"{state.get('thread_seconds', state['seconds']):.0f}",
             "train_crop": str(state.get("crop", state["args"]["crop"])),
+            # only for weights trained with --mean-weight, so the default files keep their layout
+            **({"train_mean_weight_steps": str(state["mean_weight_steps"])} if state.get("mean_weight_steps") else {}),
         },
     )
     print(f"exported EMA weights of step {state['step']} to {out} ({out.stat().st_size / 1e6:.1f} MB)")
@@ -505,6 +509,8 @@ def main() -> None:
         p.error(f"need --decay-steps >= 0 and 0 <= --lr-min <= --lr, got {args.decay_steps}, {args.lr_min:g}, {args.lr:g}")
     if args.more_steps is not None and args.decay_steps > args.more_steps:
         p.error(f"--decay-steps {args.decay_steps} is longer than --more-steps {args.more_steps}")
+    if args.mean_weight < 0:
+        p.error(f"--mean-weight {args.mean_weight}: must be >= 0 (0 trains on the plain DDPM loss)")
     if args.eval_loss is not None:
         for path in args.eval_loss:
             if not path.is_file() or (read_invkit_metadata(path) or {}).get("flags") is None:
@@ -543,6 +549,7 @@ def main() -> None:
     gen = torch.Generator().manual_seed(args.seed)
     curriculum = parse_curriculum(args.curriculum) if args.curriculum else [(0, args.crop, args.batch)]
     step, seconds, thread_seconds, images_seen = 0, 0.0, 0.0, 0
+    mean_weight_steps = 0  # steps trained with a nonzero --mean-weight (exported, so such weights can be told apart)
     warm_from = 0  # the learning-rate warm-up restarts whenever the optimizer state is new
     if state is not None:
         model.load_state_dict(state["model"])
@@ -553,6 +560,7 @@ def main() -> None:
         step, seconds = state["step"], state["seconds"]
         thread_seconds = state.get("thread_seconds", seconds)
         images_seen = state.get("images_seen", step * state["args"]["batch"])
+        mean_weight_steps = state.get("mean_weight_steps", 0)
         warm_from = state.get("warm_from", 0)
         print(f"resumed at step {step} ({seconds / 3600:.2f} h trained)")
     elif args.init_from is not None:
@@ -567,6 +575,7 @@ def main() -> None:
         step, seconds = int(meta.get("train_step", 0)), float(meta.get("train_seconds", 0))
         thread_seconds = float(meta.get("train_thread_seconds", seconds))
         images_seen = int(meta.get("train_images_seen", 0))
+        mean_weight_steps = int(meta.get("train_mean_weight_steps", 0))
         warm_from = step
         print(f"initialised from {args.init_from} (EMA weights of step {step}); optimizer state starts fresh")
     if args.more_steps is not None:  # the target of the run that began the state, when it set one
@@ -593,6 +602,7 @@ def main() -> None:
                 "warm_from": warm_from,
                 "target": target,
                 "images_seen": images_seen,
+                "mean_weight_steps": mean_weight_steps,
                 "crop": crop_and_batch(curriculum, max(step - 1, 0))[0],
                 "config": config.to_flags(),
                 "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("data", "state", "export")},
@@ -645,6 +655,7 @@ def main() -> None:
                 pe.lerp_(pm, 1 - decay)
         step += 1
         images_seen += batch
+        mean_weight_steps += bool(args.mean_weight)
         now = time.time()
         seconds += now - last
         thread_seconds += (now - last) * torch.get_num_threads()

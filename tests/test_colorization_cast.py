@@ -62,8 +62,12 @@ def test_reads_the_benchmark_cache_and_scores_with_and_without_the_cast(cast, tm
     row = next(line for line in out.splitlines() if line.startswith("| coffee |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "3"
-    _grey, one, share, one_fixed, mean_k, mean_fixed = float(cells[2]), float(cells[3]), float(cells[4].rstrip(" %")), *map(float, cells[5:8])
+    grey, grey_fixed, one = map(float, cells[2:5])
+    share = float(cells[5].rstrip(" %"))
+    one_fixed, mean_k, mean_fixed = map(float, cells[6:9])
     assert share > 90  # the cast dominates the error (clipping leaves a little of it in the rest)
     assert one_fixed > one + 10 and mean_fixed > mean_k + 10
+    assert grey_fixed > grey  # coffee is far from grey: its true means alone are worth dB
+    assert one_fixed > grey_fixed + 5  # the samples' inside is the truth's up to 0.02 noise: far above a flat colour
     assert "| astronaut | 0 |" in out  # images without cached samples are named, not skipped silently
-    assert "with the truth's means 1/1" in out
+    assert "above grey with the truth's means: one sample 1/1, mean of K 1/1" in out

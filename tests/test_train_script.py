@@ -405,3 +405,38 @@ def test_epsilon_loss_splits_into_channel_means_and_weights_only_their_part(trai
     w_c, p_c = train.epsilon_loss(centred, eps, t, mean_weight=100.0, mean_from=0)
     assert float(p_c.abs().max()) < 1e-12
     torch.testing.assert_close(w_c, train.epsilon_loss(centred, eps, t)[0])
+
+
+def test_mean_weight_trains_on_the_weighted_loss_logs_the_plain_one_and_is_exported(tmp_path):
+    import json
+
+    import torch
+    from safetensors import safe_open
+
+    _train(tmp_path, tmp_path / "plain", "--steps", "3")
+    _train(tmp_path, tmp_path / "weighted", "--steps", "3", "--mean-weight", "100", "--mean-weight-from", "0")
+    plain = [json.loads(line) for line in (tmp_path / "plain" / "log.jsonl").read_text().splitlines()]
+    weighted = [json.loads(line) for line in (tmp_path / "weighted" / "log.jsonl").read_text().splitlines()]
+    # the first step's batch and weights are the same: the logged (plain) loss and its channel-mean part agree
+    assert weighted[0]["loss"] == pytest.approx(plain[0]["loss"], rel=1e-6)
+    for band, value in plain[0]["band_mean_part"].items():  # None: no sample of the batch in that band
+        assert weighted[0]["band_mean_part"][band] == (None if value is None else pytest.approx(value, rel=1e-6))
+    assert any(v is not None and v > 0 for v in plain[0]["band_mean_part"].values())
+    a = torch.load(tmp_path / "plain" / "state.pt", weights_only=True)
+    b = torch.load(tmp_path / "weighted" / "state.pt", weights_only=True)
+    assert any(not torch.equal(a["model"][k], b["model"][k]) for k in a["model"])  # trained on another loss
+    assert a["mean_weight_steps"] == 0 and b["mean_weight_steps"] == 3
+    for name, expected in (("plain", None), ("weighted", "3")):
+        out = tmp_path / f"{name}.safetensors"
+        _train(tmp_path, tmp_path / name, "--export", str(out))
+        with safe_open(str(out), framework="pt") as f:
+            assert f.metadata().get("train_mean_weight_steps") == expected
+
+
+def test_a_negative_mean_weight_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--state", str(tmp_path / "s"), "--mean-weight", "-1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--mean-weight -1.0: must be >= 0" in proc.stderr
