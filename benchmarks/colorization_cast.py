@@ -25,7 +25,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import statistics
 import sys
 from pathlib import Path
@@ -35,8 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _eval_data import RGB_EVAL, load_eval  # noqa: E402
-
-SIZE = 256
+from default_prior import DEFAULT_CACHE, SIZE, Cache, ddrm_method, weights_fingerprint  # noqa: E402
 
 
 def with_means_of(sample: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -55,18 +53,15 @@ def main() -> None:
     p.add_argument("--weights", type=Path, help="the weights file the samples were drawn with (default: the packaged one)")
     p.add_argument("--clip", action="store_true", help="the samples of a --clip run")
     p.add_argument("--steps", type=int, default=20, help="DDRM steps of the run")
-    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "invkit" / "bench_default_prior.json")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="the benchmark's results file (its samples are beside it)")
     args = p.parse_args()
     from invkit.metrics import psnr
-
-    from default_prior import Cache
 
     if args.weights is None:
         from invkit_priors.default.prior import default_weights_path
 
         args.weights = default_weights_path()
-    fp = hashlib.sha256(args.weights.read_bytes()).hexdigest()[:12]
-    method = f"ddrm{args.steps}@{fp}{'-clip' if args.clip else ''}"
+    method = ddrm_method(args.steps, weights_fingerprint(args.weights), "-clip" if args.clip else "")
     cache = Cache(args.cache.expanduser())
 
     def score(x: torch.Tensor, ref: torch.Tensor) -> float:

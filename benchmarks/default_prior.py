@@ -102,6 +102,8 @@ from _eval_data import EVAL_IMAGES, GREY_EVAL, load_eval, load_tuning  # noqa: E
 
 PROTOCOL = "issue12-v1"  # issue6-v1: own seeding, kornia SSIM with "same" padding
 SIZE = 256
+#: Where results are cached unless ``--cache`` says otherwise (the DDRM samples in ``<cache>.samples/``).
+DEFAULT_CACHE = Path.home() / ".cache" / "invkit" / "bench_default_prior.json"
 SIGMAS_255 = (5, 15, 25, 50)
 ALL_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "camera")
 
@@ -175,6 +177,27 @@ class Cache:
     def sample_path(self, image: str, task: str, method: str, seed: object) -> Path:
         safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in f"{image}__{task}__{method}__{seed}")
         return self.samples / f"{safe}.npy"
+
+
+def weights_fingerprint(path: Path) -> str:
+    """The SHA-256 prefix of a weights file that keys its prior-dependent cache entries."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
+def ddrm_tag(variant: str) -> str:
+    """The suffix of DDRM's cache methods: the prior's ``variant`` (``-half``, ``-clip``) and, when
+    DDRM's defaults differ from this protocol's (η = 0.85, η_b = 1, svd_rtol = 1e-3), their hash.
+    Both are empty for float32 and the protocol's settings, so older caches stay valid."""
+    from invkit_solvers.ddrm import DDRM
+
+    ref = DDRM()
+    settings = (ref.eta, ref.eta_b, ref.svd_rtol)
+    return variant + ("" if settings == (0.85, 1.0, 1e-3) else "-" + hashlib.sha256(repr(settings).encode()).hexdigest()[:8])
+
+
+def ddrm_method(steps: int, fingerprint: str, variant: str = "") -> str:
+    """The cache method of single DDRM samples (:meth:`Cache.sample_path` finds their files)."""
+    return f"ddrm{steps}@{fingerprint}{ddrm_tag(variant)}"
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -386,7 +409,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="one image (astronaut), K = 2, 20 steps, unless given explicitly")
     p.add_argument(
         "--cache",
-        default=str(Path.home() / ".cache" / "invkit" / "bench_default_prior.json"),
+        default=str(DEFAULT_CACHE),
         help="results JSON (DDRM samples go to <cache>.samples/); default ~/.cache/invkit/bench_default_prior.json",
     )
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (CUDA when available)")
@@ -429,7 +452,7 @@ def main(argv: list[str] | None = None) -> None:
     prior = load_default_prior(device=str(dev), half=args.half, weights=args.weights)
     prior.rgb.clip = args.clip  # --prior-arg clip=true
     wpath = default_weights_path() if args.weights is None else Path(args.weights)
-    fp = hashlib.sha256(wpath.read_bytes()).hexdigest()[:12]
+    fp = weights_fingerprint(wpath)
     from invkit_priors.checkpoints.invkit_format import read_invkit_metadata
 
     meta = read_invkit_metadata(wpath) or {}
@@ -465,16 +488,10 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     cache = Cache(Path(args.cache).expanduser())
-    # Prior-dependent results are keyed by the weights, the precision and DDRM's settings (the
-    # suffixes are empty for float32 and DDRM's defaults of this protocol, so older caches stay valid).
-    ref = DDRM()
-    settings = (ref.eta, ref.eta_b, ref.svd_rtol)
     variant = ("-half" if args.half else "") + ("-clip" if args.clip else "")  # the prior's precision and clipping
-    tag = variant + (
-        "" if settings == (0.85, 1.0, 1e-3) else "-" + hashlib.sha256(repr(settings).encode()).hexdigest()[:8]
-    )
+    tag = ddrm_tag(variant)
     prior_m = f"prior@{fp}{variant}"
-    ddrm_m = f"ddrm{args.steps}@{fp}{tag}"
+    ddrm_m = ddrm_method(args.steps, fp, variant)
     mean_m = f"ddrm{args.steps}-mean{args.samples}@{fp}{tag}"
     images: dict[str, torch.Tensor] = {}
     for name in args.images:

@@ -266,8 +266,8 @@ def band_losses(per_sample: torch.Tensor, t: torch.Tensor) -> dict[str, tuple[fl
 
 
 def epsilon_loss(pred: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, *, mean_weight: float = 0.0,
-                 mean_from: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample training loss and the part of the plain loss in the error's channel means.
+                 mean_from: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample training loss, the plain DDPM loss, and its part in the error's channel means.
 
     With ``e = pred - eps`` over C channels of N pixels, the plain DDPM loss splits exactly into
     the channel means ``ē_c`` and the rest::
@@ -289,15 +289,15 @@ def epsilon_loss(pred: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, *, mean
         mean_from: The smallest t the extra weight applies at.
 
     Returns:
-        ``(loss, mean_part)``, both ``(B,)``: the loss trained on, and the plain loss's
-        channel-mean part ``(1/C) Σ_c ē_c²`` (for the log).
+        ``(loss, plain, mean_part)``, each ``(B,)``: the loss trained on, the plain loss
+        ``mean(e²)`` (the same tensor when ``mean_weight`` is 0), and its channel-mean part
+        ``(1/C) Σ_c ē_c²`` (both for the log).
     """
     err = pred - eps
     mean_part = err.mean(dim=(2, 3)).square().mean(dim=1)
-    loss = err.square().mean(dim=(1, 2, 3))
-    if mean_weight:
-        loss = loss + mean_weight * (t >= mean_from).to(loss.dtype) * mean_part
-    return loss, mean_part
+    plain = err.square().mean(dim=(1, 2, 3))
+    loss = plain + mean_weight * (t >= mean_from).to(plain.dtype) * mean_part if mean_weight else plain
+    return loss, plain, mean_part
 
 
 def learning_rate(step: int, *, lr: float, warmup: int, warm_from: int, total: int, decay_steps: int = 0, lr_min: float = 0.0) -> float:
@@ -422,7 +422,7 @@ def eval_loss(weights: list[Path], levels: list[torch.Tensor], *, crops: int, cr
                 tt, e = flat_t[i : i + batch], flat_eps[i : i + batch]
                 xt = noised(flat_x0[i : i + batch], tt, e, ab)
                 pred = model(xt.to(device), tt.float().to(device)).cpu()
-                losses[i : i + batch] = (pred - e).square().mean(dim=(1, 2, 3))
+                losses[i : i + batch] = epsilon_loss(pred, e, tt)[1]  # the plain loss
         out[str(path)] = losses.view(crops, n_bands, per_band)
         print(f"{path.name}: {float(losses.mean()):.5f} (mean over the draw)", flush=True)
     return out
@@ -623,7 +623,8 @@ def main() -> None:
     log = open(args.state / "log.jsonl", "a")
     started = time.time()
     window: list[float] = []
-    bands: dict[str, list[float]] = {}
+    bands: dict[str, list[float]] = {}  # per loss band: [sum, count] of the plain loss since the last log line
+    mean_bands: dict[str, list[float]] = {}  # the same for its channel-mean part
     last = time.time()
     model.train()
     while step < args.steps:
@@ -633,12 +634,12 @@ def main() -> None:
         eps = torch.randn(x0.shape, generator=gen).to(device)
         xt = noised(x0, t, eps, ab)
         pred = model(xt, t.float())
-        weighted, mean_part = epsilon_loss(pred, eps, t, mean_weight=args.mean_weight, mean_from=args.mean_weight_from)
+        weighted, plain, mean_part = epsilon_loss(pred, eps, t, mean_weight=args.mean_weight, mean_from=args.mean_weight_from)
         loss = weighted.mean()
-        per_sample = (pred.detach() - eps).square().mean(dim=(1, 2, 3))  # the plain loss, logged whatever is trained on
-        for key, values in (("", per_sample), ("mean_", mean_part.detach())):
+        per_sample = plain.detach()  # the plain loss is logged whatever is trained on
+        for acc_bands, values in ((bands, per_sample), (mean_bands, mean_part.detach())):
             for name, (total, count) in band_losses(values, t).items():
-                acc = bands.setdefault(key + name, [0.0, 0])
+                acc = acc_bands.setdefault(name, [0.0, 0])
                 acc[0] += total
                 acc[1] += count
         opt.zero_grad(set_to_none=True)
@@ -663,10 +664,10 @@ def main() -> None:
         window.append(per_sample.mean().item())
         if step % args.log_every == 0:
             rec = {"step": step, "loss": float(np.mean(window)), "lr": lr, "hours": seconds / 3600, "crop": crop, "batch": batch,
-                   "band_loss": {k: (v[0] / v[1] if v[1] else None) for k, v in bands.items() if not k.startswith("mean_")},
-                   "band_mean_part": {k[5:]: (v[0] / v[1] if v[1] else None) for k, v in bands.items() if k.startswith("mean_")},
+                   "band_loss": {k: (v[0] / v[1] if v[1] else None) for k, v in bands.items()},
+                   "band_mean_part": {k: (v[0] / v[1] if v[1] else None) for k, v in mean_bands.items()},
                    "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-            window, bands = [], {}
+            window, bands, mean_bands = [], {}, {}
             print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + "\n")
             log.flush()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -10,16 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from _scripts import load_module
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def cast():
-    spec = importlib.util.spec_from_file_location("bench_colorization_cast", ROOT / "benchmarks" / "colorization_cast.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module("bench_colorization_cast", ROOT / "benchmarks" / "colorization_cast.py")
 
 
 def test_mean_share_and_mean_replacement(cast):

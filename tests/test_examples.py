@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from _scripts import load_module
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
 PSNR_LINE = re.compile(r"^(?:(?P<prefix>[^:\n]+): )?PSNR (?P<label>[^:\n]+): (?P<value>[-\d.]+|inf) dB", re.MULTILINE)
 
@@ -80,15 +82,11 @@ def test_page_doctests(page):
 
 def test_guide_prior_plugin():
     """docs/guide/acme_shrink.py: registers, builds with --prior-arg strings, denoises exactly, and DDRM takes it."""
-    import importlib.util
-
     import torch
 
     import invkit
 
-    spec = importlib.util.spec_from_file_location("acme_shrink_guide", GUIDE / "acme_shrink.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module("acme_shrink_guide", GUIDE / "acme_shrink.py")
     registry = invkit.Registry(plugins=[(module, "acme_shrink", "acme-shrink-guide")])
     entry = registry.get("prior", "acme_shrink")
     assert entry.distribution == "acme-shrink-guide" and entry.summary

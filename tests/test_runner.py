@@ -9,9 +9,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,16 +20,14 @@ from invkit.io import read_image, write_image
 from invkit.registry import get_registry
 from invkit.runner import DegradeOptions, RestoreError, RestoreOptions, degrade, restore
 
+from _scripts import load_module
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _benchmark():
     """benchmarks/default_prior.py as a module."""
-    spec = importlib.util.spec_from_file_location("bench_default_prior", ROOT / "benchmarks" / "default_prior.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module("bench_default_prior", ROOT / "benchmarks" / "default_prior.py")
 
 
 def test_solve_simulate_and_the_benchmark_compute_the_same_cases(tmp_path, capsys):

@@ -28,7 +28,6 @@ Cost: a few seconds (small sizes, ≤ 10 steps).
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import math
 import re
@@ -61,6 +60,7 @@ from invkit.registry import Registry, use_registry
 from invkit_priors.analytic import GaussianMixturePrior, GaussianPrior
 
 from _parts import CountingPrior, Doubling, LaplaceNoise, Saturate
+from _scripts import load_module
 
 BATCH = 3
 STEPS = 10
@@ -417,10 +417,7 @@ def refusal_caps(subject: Subject) -> list[Capability]:
 
 # ---------------------------------------------------------------------- parametrization
 def _load_fixture_plugin():
-    spec = importlib.util.spec_from_file_location("acme_invkit_flip_source_plugin", FIXTURE_PLUGIN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("acme_invkit_flip_source_plugin", FIXTURE_PLUGIN)
 
 
 REGISTRY = Registry()

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from _scripts import load_module
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_default_prior.py"
 
 
 @pytest.fixture(scope="module")
 def train():
-    spec = importlib.util.spec_from_file_location("train_default_prior", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("train_default_prior", SCRIPT)
 
 
 def _photo(path: Path, seed: int, size=(200, 120)) -> None:
@@ -389,20 +387,22 @@ def test_epsilon_loss_splits_into_channel_means_and_weights_only_their_part(trai
     g = torch.Generator().manual_seed(3)
     pred, eps = torch.randn(4, 3, 8, 8, generator=g), torch.randn(4, 3, 8, 8, generator=g)
     t = torch.tensor([10, 499, 500, 900])
-    plain, part = train.epsilon_loss(pred, eps, t)
+    loss, plain, part = train.epsilon_loss(pred, eps, t)
+    assert loss is plain  # no extra weight: the plain loss is trained on
     err = pred - eps
     torch.testing.assert_close(plain, err.square().mean(dim=(1, 2, 3)))
     # the exact split: mean(e^2) = (1/C) sum_c mean_c(e)^2 + (1/C) sum_c var_c(e) (population variance)
     rest = err.var(dim=(2, 3), unbiased=False).mean(dim=1)
     torch.testing.assert_close(part + rest, plain)
     torch.testing.assert_close(part, err.mean(dim=(2, 3)).square().mean(dim=1))
-    weighted, part_w = train.epsilon_loss(pred, eps, t, mean_weight=100.0, mean_from=500)
+    weighted, plain_w, part_w = train.epsilon_loss(pred, eps, t, mean_weight=100.0, mean_from=500)
     torch.testing.assert_close(part_w, part)
+    torch.testing.assert_close(plain_w, plain)
     torch.testing.assert_close(weighted[:2], plain[:2])  # below mean_from: the plain loss
     torch.testing.assert_close(weighted[2:], plain[2:] + 100.0 * part[2:])
     # an error with zero channel means gets no extra weight
     centred = pred - err.mean(dim=(2, 3), keepdim=True)
-    w_c, p_c = train.epsilon_loss(centred, eps, t, mean_weight=100.0, mean_from=0)
+    w_c, _, p_c = train.epsilon_loss(centred, eps, t, mean_weight=100.0, mean_from=0)
     assert float(p_c.abs().max()) < 1e-12
     torch.testing.assert_close(w_c, train.epsilon_loss(centred, eps, t)[0])
 
