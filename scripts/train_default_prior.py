@@ -9,7 +9,10 @@ training photo, so it can be used at any size divisible by 8.
 Seeded and resumable: the full training state (model, EMA, optimizer, step, RNG states) lives in
 ``--state`` (keep it outside the repository) and is written atomically every ``--save-every``
 steps; the same command resumes. Progress goes to ``<state>/log.jsonl`` and stdout. The same
-script runs unchanged on a GPU (``--device auto`` picks CUDA when present).
+script runs unchanged on a GPU (``--device auto`` picks CUDA when present). ``--precision bfloat16``
+runs the network's torso under bfloat16 autocast (master weights, Adam state, the output head and
+the loss stay float32): faster where the hardware has bfloat16 arithmetic; its speed and gradient
+error are measured by ``benchmarks/train_precision.py``.
 
 Data (see docs/default_prior.md for sources and licences): image files under ``--data`` folders
 (e.g. the extracted Debian wallpaper packages) and scikit-image's photos, EXCEPT the evaluation
@@ -328,6 +331,24 @@ def learning_rate(step: int, *, lr: float, warmup: int, warm_from: int, total: i
     return rate
 
 
+def run_head_in_float32(model: ADMUNet) -> None:
+    """Make ``model``'s output head (GroupNorm, SiLU, the last convolution) run in float32 under autocast.
+
+    Under bfloat16 autocast the last convolution would round the predicted ``eps`` to 8 significant
+    bits: for ``|eps|`` in [1, 2) a uniform error of spacing ``2^-7``, mean square ``2^-14 / 12 ≈ 5e-6``,
+    not small against the loss at high noise (about 1e-4 there). The head is a small part of the cost. Only the module's
+    ``forward`` is replaced on this instance: parameters and ``state_dict`` keys are unchanged.
+    """
+    head = model.out
+    forward = head.forward
+
+    def float32_forward(h: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(h.device.type, enabled=False):
+            return forward(h.float())
+
+    head.forward = float32_forward  # type: ignore[method-assign]
+
+
 def save_atomic(obj: dict, path: Path) -> None:
     """``torch.save`` onto ``path`` atomically (:func:`invkit.io.atomic_write`)."""
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
@@ -351,6 +372,7 @@ def export(state_path: Path, out: Path) -> None:
             "train_crop": str(state.get("crop", state["args"]["crop"])),
             # only for weights trained with --mean-weight, so the default files keep their layout
             **({"train_mean_weight_steps": str(state["mean_weight_steps"])} if state.get("mean_weight_steps") else {}),
+            **({"train_bfloat16_steps": str(state["bfloat16_steps"])} if state.get("bfloat16_steps") else {}),
         },
     )
     print(f"exported EMA weights of step {state['step']} to {out} ({out.stat().st_size / 1e6:.1f} MB)")
@@ -381,6 +403,36 @@ def noised(x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, alphas_bar: tor
     network is trained to predict ``eps`` from ``x_t`` and ``t``)."""
     a = alphas_bar[t].view(-1, *([1] * (x0.dim() - 1)))
     return a.sqrt() * x0 + (1 - a).sqrt() * eps
+
+
+def training_step(model: ADMUNet, ema: ADMUNet, opt: torch.optim.Optimizer, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
+                  alphas_bar: torch.Tensor, *, lr: float, ema_decay: float, bfloat16: bool = False, mean_weight: float = 0.0,
+                  mean_from: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step on a batch: noise ``x0`` to ``x_t``, the ε loss (:func:`epsilon_loss`),
+    gradients clipped to norm 1, AdamW at ``lr``, then ``ema ← ema_decay · ema + (1 − ema_decay) · model``.
+
+    Args:
+        bfloat16: Run the network under bfloat16 autocast (call :func:`run_head_in_float32` on
+            ``model`` first, as training does).
+
+    Returns:
+        Per sample, detached: the plain loss and its channel-mean part (what the log records,
+        whatever ``mean_weight`` trains on).
+    """
+    xt = noised(x0, t, eps, alphas_bar)
+    with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=bfloat16):
+        pred = model(xt, t.float())
+    weighted, plain, mean_part = epsilon_loss(pred, eps, t, mean_weight=mean_weight, mean_from=mean_from)
+    opt.zero_grad(set_to_none=True)
+    weighted.mean().backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.step()
+    with torch.no_grad():
+        for pe, pm in zip(ema.parameters(), model.parameters()):
+            pe.lerp_(pm, 1 - ema_decay)
+    return plain.detach(), mean_part.detach()
 
 
 def eval_loss(weights: list[Path], levels: list[torch.Tensor], *, crops: int, crop: int, per_band: int, generator: torch.Generator,
@@ -486,6 +538,8 @@ def main() -> None:
     p.add_argument("--flags", default=None, help="ADM flags as JSON instead of the small preset (experiments, tests); "
                    "a resumed state keeps its own")
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                   help="bfloat16: the network's torso under bfloat16 autocast (weights, optimizer, head and loss stay float32)")
     p.add_argument("--save-every", type=int, default=100)
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--max-minutes", type=float, default=None, help="stop (after saving) after this long")
@@ -550,6 +604,7 @@ def main() -> None:
     curriculum = parse_curriculum(args.curriculum) if args.curriculum else [(0, args.crop, args.batch)]
     step, seconds, thread_seconds, images_seen = 0, 0.0, 0.0, 0
     mean_weight_steps = 0  # steps trained with a nonzero --mean-weight (exported, so such weights can be told apart)
+    bfloat16_steps = 0  # steps trained with --precision bfloat16 (exported likewise)
     warm_from = 0  # the learning-rate warm-up restarts whenever the optimizer state is new
     if state is not None:
         model.load_state_dict(state["model"])
@@ -561,6 +616,7 @@ def main() -> None:
         thread_seconds = state.get("thread_seconds", seconds)
         images_seen = state.get("images_seen", step * state["args"]["batch"])
         mean_weight_steps = state.get("mean_weight_steps", 0)
+        bfloat16_steps = state.get("bfloat16_steps", 0)
         warm_from = state.get("warm_from", 0)
         print(f"resumed at step {step} ({seconds / 3600:.2f} h trained)")
     elif args.init_from is not None:
@@ -576,6 +632,7 @@ def main() -> None:
         thread_seconds = float(meta.get("train_thread_seconds", seconds))
         images_seen = int(meta.get("train_images_seen", 0))
         mean_weight_steps = int(meta.get("train_mean_weight_steps", 0))
+        bfloat16_steps = int(meta.get("train_bfloat16_steps", 0))
         warm_from = step
         print(f"initialised from {args.init_from} (EMA weights of step {step}); optimizer state starts fresh")
     if args.more_steps is not None:  # the target of the run that began the state, when it set one
@@ -603,6 +660,7 @@ def main() -> None:
                 "target": target,
                 "images_seen": images_seen,
                 "mean_weight_steps": mean_weight_steps,
+                "bfloat16_steps": bfloat16_steps,
                 "crop": crop_and_batch(curriculum, max(step - 1, 0))[0],
                 "config": config.to_flags(),
                 "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("data", "state", "export")},
@@ -627,36 +685,27 @@ def main() -> None:
     mean_bands: dict[str, list[float]] = {}  # the same for its channel-mean part
     last = time.time()
     model.train()
+    bfloat16 = args.precision == "bfloat16"
+    if bfloat16:
+        run_head_in_float32(model)  # after the EMA's deepcopy: the EMA model is never run here
     while step < args.steps:
         crop, batch = crop_and_batch(curriculum, step)
         x0 = sample_batch(levels, batch, crop, gen, args.p_gray).to(device)
         t = torch.randint(0, 1000, (batch,), generator=gen).to(device)
         eps = torch.randn(x0.shape, generator=gen).to(device)
-        xt = noised(x0, t, eps, ab)
-        pred = model(xt, t.float())
-        weighted, plain, mean_part = epsilon_loss(pred, eps, t, mean_weight=args.mean_weight, mean_from=args.mean_weight_from)
-        loss = weighted.mean()
-        per_sample = plain.detach()  # the plain loss is logged whatever is trained on
-        for acc_bands, values in ((bands, per_sample), (mean_bands, mean_part.detach())):
+        lr = learning_rate(step, lr=args.lr, warmup=args.warmup, warm_from=warm_from, total=args.steps,
+                           decay_steps=args.decay_steps, lr_min=args.lr_min)
+        per_sample, mean_part = training_step(model, ema, opt, x0, t, eps, ab, lr=lr, ema_decay=min(args.ema, (1 + step) / (10 + step)),
+                                              bfloat16=bfloat16, mean_weight=args.mean_weight, mean_from=args.mean_weight_from)
+        for acc_bands, values in ((bands, per_sample), (mean_bands, mean_part)):
             for name, (total, count) in band_losses(values, t).items():
                 acc = acc_bands.setdefault(name, [0.0, 0])
                 acc[0] += total
                 acc[1] += count
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        lr = learning_rate(step, lr=args.lr, warmup=args.warmup, warm_from=warm_from, total=args.steps,
-                           decay_steps=args.decay_steps, lr_min=args.lr_min)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        opt.step()
-        decay = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - decay)
         step += 1
         images_seen += batch
         mean_weight_steps += bool(args.mean_weight)
+        bfloat16_steps += bfloat16
         now = time.time()
         seconds += now - last
         thread_seconds += (now - last) * torch.get_num_threads()
@@ -664,6 +713,7 @@ def main() -> None:
         window.append(per_sample.mean().item())
         if step % args.log_every == 0:
             rec = {"step": step, "loss": float(np.mean(window)), "lr": lr, "hours": seconds / 3600, "crop": crop, "batch": batch,
+                   "precision": args.precision,
                    "band_loss": {k: (v[0] / v[1] if v[1] else None) for k, v in bands.items()},
                    "band_mean_part": {k: (v[0] / v[1] if v[1] else None) for k, v in mean_bands.items()},
                    "time": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -440,3 +440,63 @@ def test_a_negative_mean_weight_is_refused(tmp_path):
     proc = subprocess.run([sys.executable, str(SCRIPT), "--state", str(tmp_path / "s"), "--mean-weight", "-1"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--mean-weight -1.0: must be >= 0" in proc.stderr
+
+
+def test_the_head_runs_in_float32_under_autocast_with_its_weights_and_keys_unchanged(train):
+    import torch
+
+    from invkit_priors.networks.adm import ADMConfig, ADMUNet
+
+    torch.manual_seed(0)
+    model = ADMUNet(ADMConfig.from_flags(__import__("json").loads(TINY)))
+    keys = list(model.state_dict())
+    with torch.no_grad():
+        model.out[-1].weight.normal_(0, 0.1)  # ADM starts the last convolution at zero
+    h = torch.randn(2, model.out[-1].in_channels, 8, 8)
+    exact = model.out(h)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rounded = model.out(h)  # autocast: the convolution in bfloat16
+    assert rounded.dtype == torch.bfloat16 and not torch.equal(rounded.float(), exact)
+    train.run_head_in_float32(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        head = model.out(h.bfloat16())  # a bfloat16 torso's output comes in
+        whole = model(torch.randn(1, 3, 32, 32), torch.tensor([500.0]))
+    assert head.dtype == torch.float32 and whole.dtype == torch.float32
+    torch.testing.assert_close(head, model.out(h.bfloat16().float()))  # the float32 head on the rounded input
+    assert list(model.state_dict()) == keys
+
+
+def test_bfloat16_training_logs_a_close_loss_resumes_exactly_and_is_exported(tmp_path):
+    import json
+
+    import torch
+    from safetensors import safe_open
+
+    fast = ("--lr", "1e-3", "--warmup", "0")  # so that two steps move the output off ADM's zero start
+    _train(tmp_path, tmp_path / "f32", "--steps", "3", *fast)
+    _train(tmp_path, tmp_path / "bf16", "--steps", "3", "--precision", "bfloat16", *fast)
+    _train(tmp_path, tmp_path / "bf16_resumed", "--steps", "2", "--precision", "bfloat16", *fast)
+    _train(tmp_path, tmp_path / "bf16_resumed", "--steps", "3", "--precision", "bfloat16", *fast)
+    f32 = [json.loads(line) for line in (tmp_path / "f32" / "log.jsonl").read_text().splitlines()]
+    bf16 = [json.loads(line) for line in (tmp_path / "bf16" / "log.jsonl").read_text().splitlines()]
+    assert f32[0]["precision"] == "float32" and bf16[0]["precision"] == "bfloat16"
+    # the same batches; the first step's loss is equal (ADM's last convolution starts at zero), the
+    # third's moved by bfloat16 rounding, but little
+    assert bf16[0]["loss"] == f32[0]["loss"]
+    assert bf16[2]["loss"] != f32[2]["loss"] and bf16[2]["loss"] == pytest.approx(f32[2]["loss"], rel=0.02)
+    a = torch.load(tmp_path / "bf16" / "state.pt", weights_only=True)
+    b = torch.load(tmp_path / "bf16_resumed" / "state.pt", weights_only=True)
+    c = torch.load(tmp_path / "f32" / "state.pt", weights_only=True)
+    assert all(v.dtype == torch.float32 for v in a["model"].values())  # float32 master weights
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]) and torch.equal(a["ema"][k], b["ema"][k]), k
+    assert any(not torch.equal(a["model"][k], c["model"][k]) for k in a["model"])
+    assert a["bfloat16_steps"] == 3 and c["bfloat16_steps"] == 0
+    for name, expected in (("f32", None), ("bf16", "3")):
+        out = tmp_path / f"{name}.safetensors"
+        _train(tmp_path, tmp_path / name, "--export", str(out))
+        with safe_open(str(out), framework="pt") as f:
+            assert f.metadata().get("train_bfloat16_steps") == expected
+    # --init-from carries the count on
+    _train(tmp_path, tmp_path / "continued", "--steps", "4", "--init-from", str(tmp_path / "bf16.safetensors"))
+    assert torch.load(tmp_path / "continued" / "state.pt", weights_only=True)["bfloat16_steps"] == 3
