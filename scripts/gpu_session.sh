@@ -11,7 +11,9 @@
 #     python scripts/train_default_prior.py --state /work/train_state --export gpu_train/init.safetensors
 # There (the device tool; 15 minutes of device time in all, the start included):
 #     run(command="END_S=500 bash scripts/gpu_session.sh", carry=["gpu_wheels", "gpu_train"], timeout_s=600)
-# SKIP_CHECK=1 trains only. To chain runs, copy the returned weights to gpu_train/init.safetensors. Back here: train on from the returned weights with --init-from into a
+# SKIP_CHECK=1 trains only. PRECISION=bfloat16 trains under bfloat16 autocast (the training script's
+# --precision; measured faster on the CPU only, docs/measurements.md: on a GPU set STEPS_PER_S to
+# its rate there, or the run finishes its steps early and leaves device time unused). To chain runs, copy the returned weights to gpu_train/init.safetensors. Back here: train on from the returned weights with --init-from into a
 # fresh --state (the optimizer state does not travel: the state file is over the 16 MiB a
 # returned file may have).
 set -uo pipefail
@@ -35,7 +37,7 @@ echo "== training: $E s so far, training for $MIN min: $STEPS steps, the last $D
 rm -rf /tmp/gpu_state  # a warm machine keeps it: --init-from would be ignored and the log appended to
 export PYTHONUNBUFFERED=1
 "$PY" scripts/train_default_prior.py --data gpu_train/data --state /tmp/gpu_state --init-from gpu_train/init.safetensors \
-    --no-skimage --no-eval-check --device cuda --threads 8 --seed "${SEED:-3}" --curriculum "${CURRICULUM:-0:128x32}" \
+    --no-skimage --no-eval-check --device cuda --threads 8 --seed "${SEED:-3}" --curriculum "${CURRICULUM:-0:128x32}" --precision "${PRECISION:-float32}" \
     --more-steps "$STEPS" --decay-steps "$DECAY" --lr-min "${LR_MIN:-2e-5}" --max-minutes "$MIN" --save-every 1000 --log-every 100 2>&1 | tail -n 40 || { echo "training failed"; exit 1; }
 "$PY" scripts/train_default_prior.py --state /tmp/gpu_state --export "$OUTDIR/gpu_weights.safetensors" || exit 1
 cp /tmp/gpu_state/log.jsonl "$OUTDIR/gpu_train_log.jsonl" || exit 1

@@ -11,8 +11,8 @@ Seeded and resumable: the full training state (model, EMA, optimizer, step, RNG 
 steps; the same command resumes. Progress goes to ``<state>/log.jsonl`` and stdout. The same
 script runs unchanged on a GPU (``--device auto`` picks CUDA when present). ``--precision bfloat16``
 runs the network's torso under bfloat16 autocast (master weights, Adam state, the output head and
-the loss stay float32): faster where the hardware has bfloat16 arithmetic; its speed and gradient
-error are measured by ``benchmarks/train_precision.py``.
+the loss stay float32); its speed and gradient error on this project's CPU:
+``benchmarks/train_precision.py``.
 
 Data (see docs/default_prior.md for sources and licences): image files under ``--data`` folders
 (e.g. the extracted Debian wallpaper packages) and scikit-image's photos, EXCEPT the evaluation
@@ -37,6 +37,7 @@ import math
 import re
 import signal
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -331,22 +332,40 @@ def learning_rate(step: int, *, lr: float, warmup: int, warm_from: int, total: i
     return rate
 
 
+def _float32_head_forward(self: torch.nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """The head's own ``forward`` on ``h`` in float32, with autocast off (bound by :func:`run_head_in_float32`)."""
+    with torch.autocast(h.device.type, enabled=False):
+        return type(self).forward(self, h.float())
+
+
 def run_head_in_float32(model: ADMUNet) -> None:
     """Make ``model``'s output head (GroupNorm, SiLU, the last convolution) run in float32 under autocast.
 
     Under bfloat16 autocast the last convolution would round the predicted ``eps`` to 8 significant
     bits: for ``|eps|`` in [1, 2) a uniform error of spacing ``2^-7``, mean square ``2^-14 / 12 ≈ 5e-6``,
-    not small against the loss at high noise (about 1e-4 there). The head is a small part of the cost. Only the module's
-    ``forward`` is replaced on this instance: parameters and ``state_dict`` keys are unchanged.
+    which the loss at high noise is not large against (docs/measurements.md, "Training the default
+    prior in bfloat16"). Only the head's ``forward`` is replaced, on this instance, by a method bound
+    to it: parameters and ``state_dict`` keys are unchanged, a ``deepcopy`` of the model runs its own
+    head in float32 too, and a second call changes nothing.
     """
     head = model.out
-    forward = head.forward
+    head.forward = types.MethodType(_float32_head_forward, head)  # type: ignore[method-assign]
 
-    def float32_forward(h: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(h.device.type, enabled=False):
-            return forward(h.float())
 
-    head.forward = float32_forward  # type: ignore[method-assign]
+def predict(model: ADMUNet, xt: torch.Tensor, t: torch.Tensor, *, bfloat16: bool = False) -> torch.Tensor:
+    """The network's ``eps`` prediction, as training computes it.
+
+    Args:
+        bfloat16: Run the network under bfloat16 autocast on ``xt``'s device, its head in float32
+            (:func:`run_head_in_float32` is applied to ``model``).
+
+    Returns:
+        float32 ``eps_theta(x_t, t)`` of ``xt``'s shape.
+    """
+    if bfloat16:
+        run_head_in_float32(model)
+    with torch.autocast(xt.device.type, dtype=torch.bfloat16, enabled=bfloat16):
+        return model(xt, t.float())
 
 
 def save_atomic(obj: dict, path: Path) -> None:
@@ -408,20 +427,32 @@ def noised(x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, alphas_bar: tor
 def training_step(model: ADMUNet, ema: ADMUNet, opt: torch.optim.Optimizer, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
                   alphas_bar: torch.Tensor, *, lr: float, ema_decay: float, bfloat16: bool = False, mean_weight: float = 0.0,
                   mean_from: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimisation step on a batch: noise ``x0`` to ``x_t``, the ε loss (:func:`epsilon_loss`),
-    gradients clipped to norm 1, AdamW at ``lr``, then ``ema ← ema_decay · ema + (1 − ema_decay) · model``.
+    """One optimisation step on a batch: noise ``x0`` to ``x_t`` (:func:`noised`), predict
+    (:func:`predict`), the ε loss (:func:`epsilon_loss`), its gradient clipped to norm 1, AdamW at
+    ``lr``, then ``ema ← ema_decay · ema + (1 − ema_decay) · model``. Updates ``model``, ``opt``
+    (every parameter group's learning rate set to ``lr``) and ``ema`` in place.
 
     Args:
-        bfloat16: Run the network under bfloat16 autocast (call :func:`run_head_in_float32` on
-            ``model`` first, as training does).
+        model: The network being trained, in train mode.
+        ema: Its exponential moving average (same architecture).
+        opt: The optimizer over ``model``'s parameters.
+        x0: Clean crops in [-1, 1], ``(B, 3, H, W)``.
+        t: Their timesteps, ``(B,)`` integers in [0, 1000).
+        eps: The noise, ``x0``'s shape.
+        alphas_bar: The schedule's ``abar_t``, indexed by ``t``.
+        lr: The learning rate of this step.
+        ema_decay: The EMA's decay of this step.
+        bfloat16: Predict under bfloat16 autocast (:func:`predict`); weights, optimizer state,
+            loss and EMA stay float32.
+        mean_weight: Train on the loss with the channel-mean part weighted (:func:`epsilon_loss`).
+        mean_from: The smallest timestep ``mean_weight`` applies at.
 
     Returns:
         Per sample, detached: the plain loss and its channel-mean part (what the log records,
         whatever ``mean_weight`` trains on).
     """
     xt = noised(x0, t, eps, alphas_bar)
-    with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=bfloat16):
-        pred = model(xt, t.float())
+    pred = predict(model, xt, t, bfloat16=bfloat16)
     weighted, plain, mean_part = epsilon_loss(pred, eps, t, mean_weight=mean_weight, mean_from=mean_from)
     opt.zero_grad(set_to_none=True)
     weighted.mean().backward()
@@ -578,6 +609,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # activations reused, not page-faulted in at every step (invkit.allocator)
     device = resolve_device(args.device)
+    if args.precision == "bfloat16" and not (device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_bf16_supported())):
+        p.error(f"--precision bfloat16: {device} has no bfloat16 autocast here; leave it out (float32)")
     torch.backends.cuda.matmul.allow_tf32 = True  # CUDA only: TF32 matmuls (the attention's), as convolutions already do; effect not measured
 
     levels, sources = load_dataset(args.data, args.state / "dataset.pt", use_skimage=not args.no_skimage, eval_check=not args.no_eval_check)
@@ -686,8 +719,10 @@ def main() -> None:
     last = time.time()
     model.train()
     bfloat16 = args.precision == "bfloat16"
-    if bfloat16:
-        run_head_in_float32(model)  # after the EMA's deepcopy: the EMA model is never run here
+    trained_in = (state or {}).get("args", {}).get("precision", "float32")
+    if state is not None and trained_in != args.precision:
+        print(f"note: the state's last run trained in {trained_in}; this one trains in {args.precision} "
+              f"({bfloat16_steps} of its {step} steps were bfloat16 so far)")
     while step < args.steps:
         crop, batch = crop_and_batch(curriculum, step)
         x0 = sample_batch(levels, batch, crop, gen, args.p_gray).to(device)
@@ -705,7 +740,7 @@ def main() -> None:
         step += 1
         images_seen += batch
         mean_weight_steps += bool(args.mean_weight)
-        bfloat16_steps += bfloat16
+        bfloat16_steps += bool(bfloat16)
         now = time.time()
         seconds += now - last
         thread_seconds += (now - last) * torch.get_num_threads()

@@ -100,7 +100,7 @@ def test_without_the_evaluation_check_no_thumbnails_are_needed(train, tmp_path, 
 TINY = '{"image_size": 32, "num_channels": 32, "channel_mult": "1,2", "num_res_blocks": 1, "attention_resolutions": "2", "num_head_channels": 16}'
 
 
-def _train(tmp_path: Path, state: Path, *extra: str) -> None:
+def _train(tmp_path: Path, state: Path, *extra: str) -> str:
     import subprocess
     import sys
 
@@ -112,6 +112,7 @@ def _train(tmp_path: Path, state: Path, *extra: str) -> None:
            "--crop", "32", "--batch", "2", "--save-every", "1", "--log-every", "1", "--threads", "1", *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    return proc.stdout
 
 
 def test_resume_continues_exactly_and_export_loads(tmp_path):
@@ -442,14 +443,16 @@ def test_a_negative_mean_weight_is_refused(tmp_path):
     assert proc.returncode == 2 and "--mean-weight -1.0: must be >= 0" in proc.stderr
 
 
-def test_the_head_runs_in_float32_under_autocast_with_its_weights_and_keys_unchanged(train):
+def test_the_head_runs_in_float32_under_autocast_also_in_a_copy(train):
+    import copy
+    import json
+
     import torch
 
     from invkit_priors.networks.adm import ADMConfig, ADMUNet
 
     torch.manual_seed(0)
-    model = ADMUNet(ADMConfig.from_flags(__import__("json").loads(TINY)))
-    keys = list(model.state_dict())
+    model = ADMUNet(ADMConfig.from_flags(json.loads(TINY)))
     with torch.no_grad():
         model.out[-1].weight.normal_(0, 0.1)  # ADM starts the last convolution at zero
     h = torch.randn(2, model.out[-1].in_channels, 8, 8)
@@ -458,12 +461,37 @@ def test_the_head_runs_in_float32_under_autocast_with_its_weights_and_keys_uncha
         rounded = model.out(h)  # autocast: the convolution in bfloat16
     assert rounded.dtype == torch.bfloat16 and not torch.equal(rounded.float(), exact)
     train.run_head_in_float32(model)
+    train.run_head_in_float32(model)  # a second call changes nothing
     with torch.autocast("cpu", dtype=torch.bfloat16):
         head = model.out(h.bfloat16())  # a bfloat16 torso's output comes in
-        whole = model(torch.randn(1, 3, 32, 32), torch.tensor([500.0]))
-    assert head.dtype == torch.float32 and whole.dtype == torch.float32
+    assert head.dtype == torch.float32
     torch.testing.assert_close(head, model.out(h.bfloat16().float()))  # the float32 head on the rounded input
-    assert list(model.state_dict()) == keys
+    twin = copy.deepcopy(model)  # e.g. an EMA copy: runs its own head, in float32
+    with torch.no_grad():
+        twin.out[-1].bias.fill_(7.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        twin_head = twin.out(h.bfloat16())
+    assert twin_head.dtype == torch.float32
+    torch.testing.assert_close(twin_head - head, torch.full_like(head, 7.0) - model.out[-1].bias.view(1, -1, 1, 1))
+
+
+def test_predict_in_bfloat16_is_float32_close_and_rounded(train):
+    import json
+
+    import torch
+
+    from invkit_priors.networks.adm import ADMConfig, ADMUNet
+
+    torch.manual_seed(0)
+    model = ADMUNet(ADMConfig.from_flags(json.loads(TINY)))
+    with torch.no_grad():
+        model.out[-1].weight.normal_(0, 0.1)
+    xt, t = torch.randn(2, 3, 32, 32), torch.tensor([10, 900])
+    with torch.no_grad():
+        exact = train.predict(model, xt, t)
+        rounded = train.predict(model, xt, t, bfloat16=True)
+    assert rounded.dtype == torch.float32 and not torch.equal(rounded, exact)
+    assert float((rounded - exact).norm() / exact.norm()) < 0.05
 
 
 def test_bfloat16_training_logs_a_close_loss_resumes_exactly_and_is_exported(tmp_path):
@@ -497,6 +525,10 @@ def test_bfloat16_training_logs_a_close_loss_resumes_exactly_and_is_exported(tmp
         _train(tmp_path, tmp_path / name, "--export", str(out))
         with safe_open(str(out), framework="pt") as f:
             assert f.metadata().get("train_bfloat16_steps") == expected
+    # a float32 state resumed in bfloat16 says so and counts only the new steps
+    said = _train(tmp_path, tmp_path / "f32", "--steps", "4", "--precision", "bfloat16", *fast)
+    assert "the state's last run trained in float32; this one trains in bfloat16" in said
+    assert torch.load(tmp_path / "f32" / "state.pt", weights_only=True)["bfloat16_steps"] == 1
     # --init-from carries the count on
     _train(tmp_path, tmp_path / "continued", "--steps", "4", "--init-from", str(tmp_path / "bf16.safetensors"))
     assert torch.load(tmp_path / "continued" / "state.pt", weights_only=True)["bfloat16_steps"] == 3
