@@ -6,16 +6,19 @@ clip, AdamW, EMA update) on crops of ``--crop`` pixels:
 
 1. **Speed**: the median seconds per step over ``--steps`` timed steps (after two untimed ones),
    per thread count, batch size and precision; crops an hour; and the ratio to float32 at the
-   same threads and batch. Precisions: ``float32``; ``bfloat16`` (the script's
-   ``--precision bfloat16``: torso under autocast, output head in float32); ``bfloat16, bf16
-   head`` (the head under autocast too, for comparison only).
+   same threads and batch. Precisions: the script's ``float32`` and ``bfloat16`` (torso under
+   autocast, output head in float32).
 2. **Rounding**: on ``--grad-batches`` training batches of 2 (consecutive pairs of batches share a
    loss band, the bands in turn; the weights of ``--weights``), the gradient ``g`` of the loss in
-   each bfloat16 variant against float32's ``g₃₂`` on the same batch, ``d = g − g₃₂``:
+   bfloat16 (and, for comparison only, bfloat16 with the head under autocast too) against
+   float32's ``g₃₂`` on the same batch, ``d = g − g₃₂``:
 
    - ``‖d‖ / ‖g₃₂‖`` (median over batches) and the cosine of ``g`` and ``g₃₂``;
    - how systematic ``d`` is: ``‖mean d‖ / √(mean ‖d‖²)``, 1 for the same error on every batch,
-     about ``1/√n`` (printed beside it) for independent errors over ``n`` batches;
+     about ``1/√n`` (printed beside it) for independent errors over ``n`` batches; and the
+     systematic part against the mean gradient, ``‖mean d‖ / ‖mean g₃₂‖`` (the mean over ``n``
+     batches still holds SGD noise, of norm about ``1/√n`` of one batch's, so where the true
+     gradient is smaller than that this understates the ratio);
    - the noise SGD lives with anyway at this batch size: ``‖g₃₂(A) − g₃₂(B)‖ / ‖g₃₂(A)‖`` for two
      batches ``A``, ``B`` of the same band (median over pairs);
    - per loss band, the mean relative change of the logged loss, ``loss / loss₃₂ − 1`` (the
@@ -96,17 +99,14 @@ def speed_table(levels: list[torch.Tensor], *, threads: list[int], batches: list
             t = torch.randint(0, 1000, (batch,), generator=gen)
             eps = torch.randn(x0.shape, generator=gen)
             base = None
-            for name, (autocast, head32) in VARIANTS.items():
+            for name in ("float32", "bfloat16"):  # the script's two precisions
                 model = _model(weights)
                 ema = copy.deepcopy(model).requires_grad_(False)
                 opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.0)
-                if autocast and not head32:  # the step under autocast with the head left to it
-                    def step() -> None:
-                        with torch.autocast("cpu", dtype=torch.bfloat16):
-                            train.training_step(model, ema, opt, x0, t, eps, ab, lr=2e-5, ema_decay=0.999)
-                else:
-                    def step() -> None:
-                        train.training_step(model, ema, opt, x0, t, eps, ab, lr=2e-5, ema_decay=0.999, bfloat16=autocast)
+                autocast = VARIANTS[name][0]
+
+                def step() -> None:
+                    train.training_step(model, ema, opt, x0, t, eps, ab, lr=2e-5, ema_decay=0.999, bfloat16=autocast)
 
                 step()  # and median_time's warm-up: two untimed steps
                 sec = median_time(step, repeats=steps)
@@ -122,6 +122,7 @@ class RoundingStats:
     rel: dict[str, list[float]] = field(default_factory=dict)
     cos: dict[str, list[float]] = field(default_factory=dict)
     systematic: dict[str, float] = field(default_factory=dict)
+    bias: dict[str, float] = field(default_factory=dict)
     loss_change: dict[str, dict[int, list[float]]] = field(default_factory=dict)
     spread: list[float] = field(default_factory=list)
     batches: int = 0
@@ -146,6 +147,7 @@ def rounding_stats(levels: list[torch.Tensor], *, batches: int, crop: int, weigh
     out = RoundingStats(rel={n: [] for n in names}, cos={n: [] for n in names},
                         loss_change={n: {b: [] for b in range(n_bands)} for n in names}, batches=batches)
     diffs: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    g32_sum = None
     previous = None
     for i in range(batches):
         x0 = train.sample_batch(levels, 2, crop, gen, 0.1)
@@ -154,6 +156,7 @@ def rounding_stats(levels: list[torch.Tensor], *, batches: int, crop: int, weigh
         eps = torch.randn(x0.shape, generator=gen)
         xt = train.noised(x0, t, eps, ab)
         l32, g32 = _grad(models["float32"], xt, t, eps, "float32")
+        g32_sum = g32.clone() if g32_sum is None else g32_sum + g32
         if i % 2:
             out.spread.append(float((g32 - previous).norm() / previous.norm()))
         previous = g32
@@ -166,6 +169,7 @@ def rounding_stats(levels: list[torch.Tensor], *, batches: int, crop: int, weigh
     for name, d in diffs.items():
         stacked = torch.stack(d)
         out.systematic[name] = float(stacked.mean(0).norm() / stacked.pow(2).sum(1).mean().sqrt())
+        out.bias[name] = float(stacked.mean(0).norm() / (g32_sum / batches).norm())
     return out
 
 
@@ -177,12 +181,12 @@ def rounding_table(stats: RoundingStats) -> str:
 
     bands = list(zip(train.LOSS_BANDS[:-1], train.LOSS_BANDS[1:]))
     head = " | ".join(f"loss change t {lo}-{hi}" for lo, hi in bands)
-    lines = [f"| precision | ‖d‖ / ‖g₃₂‖ (median) | cosine (median) | ‖mean d‖ / rms ‖d‖ (1/√n = {stats.batches ** -0.5:.2f}) | {head} |",
-             "|---|---|---|---|" + "---|" * len(bands)]
+    lines = [f"| precision | ‖d‖ / ‖g₃₂‖ (median) | cosine (median) | ‖mean d‖ / rms ‖d‖ (1/√n = {stats.batches ** -0.5:.2f}) "
+             f"| ‖mean d‖ / ‖mean g₃₂‖ | {head} |", "|---|---|---|---|---|" + "---|" * len(bands)]
     for name in stats.rel:
         cells = " | ".join(f"{100 * sum(v) / len(v):+.2f} %" if v else "—" for v in stats.loss_change[name].values())
-        lines.append(f"| {name} | {med(stats.rel[name]):.3f} | {med(stats.cos[name]):.5f} | {stats.systematic[name]:.2f} | {cells} |")
-    lines.append(f"| float32, one batch against another of its band | {med(stats.spread):.2f} | — | — |" + " — |" * len(bands))
+        lines.append(f"| {name} | {med(stats.rel[name]):.3f} | {med(stats.cos[name]):.5f} | {stats.systematic[name]:.2f} | {stats.bias[name]:.3f} | {cells} |")
+    lines.append(f"| float32, one batch against another of its band | {med(stats.spread):.2f} | — | — | — |" + " — |" * len(bands))
     return "\n".join(lines)
 
 
