@@ -30,7 +30,7 @@ the machine's two cores are shared.
 
 Usage::
 
-    python benchmarks/train_precision.py [--threads 1,2] [--batches 2] [--steps 8] [--grad-batches 16]
+    python benchmarks/train_precision.py [--threads 1,2] [--batches 2] [--steps 8] [--grad-batches 32]
         [--data FOLDER ...] [--weights FILE]
 """
 
@@ -195,24 +195,25 @@ def main() -> None:
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts for the speed table")
     p.add_argument("--batches", default="2", help="comma-separated batch sizes for the speed table")
     p.add_argument("--crop", type=int, default=128)
-    p.add_argument("--steps", type=int, default=8, help="timed steps per row")
-    p.add_argument("--grad-batches", type=int, default=16, help="batches for the rounding table (0: skip it)")
+    p.add_argument("--steps", type=int, default=8, help="timed steps per row (0: skip the speed table)")
+    p.add_argument("--grad-batches", type=int, default=32, help="batches for the rounding table (0: skip it)")
     p.add_argument("--data", type=Path, action="append", default=[], help="training image folders (default: scikit-image's)")
     p.add_argument("--weights", type=Path, default=ROOT / "plugins" / "invkit_priors" / "default" / "weights" / "default.safetensors",
                    help="exported prior file to start from (the committed weights by default)")
     args = p.parse_args()
     threads = [int(v) for v in args.threads.split(",")]
     batches = [int(v) for v in args.batches.split(",")]
-    if min(threads) < 1 or min(batches) < 1 or args.steps < 1 or args.grad_batches < 0 or args.grad_batches == 1 or args.crop % 8:
-        p.error("need threads, batches and --steps >= 1, --grad-batches 0 or >= 2, and --crop a multiple of 8")
+    if min(threads) < 1 or min(batches) < 1 or args.steps < 0 or args.grad_batches < 0 or args.grad_batches == 1 or args.crop % 8:
+        p.error("need threads and batches >= 1, --steps >= 0, --grad-batches 0 or >= 2, and --crop a multiple of 8")
     if not args.weights.is_file():
         p.error(f"--weights {args.weights}: no such file")
     levels = training_levels(args.data)
     print(f"{len(levels)} pyramid levels; crops of {args.crop}², weights {args.weights.name}; torch {torch.__version__}, "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}\n", flush=True)
-    speed_table(levels, threads=threads, batches=batches, crop=args.crop, steps=args.steps, weights=args.weights)
-    if args.grad_batches:
+    if args.steps:
+        speed_table(levels, threads=threads, batches=batches, crop=args.crop, steps=args.steps, weights=args.weights)
         print()
+    if args.grad_batches:
         stats = rounding_stats(levels, batches=args.grad_batches, crop=args.crop, weights=args.weights, threads=max(threads))
         print(rounding_table(stats))
 
