@@ -191,6 +191,7 @@ def rounding_table(stats: RoundingStats) -> str:
 
 
 def main() -> None:
+    """Parse the command line, print the speed table and the rounding table."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts for the speed table")
     p.add_argument("--batches", default="2", help="comma-separated batch sizes for the speed table")

@@ -356,15 +356,20 @@ def predict(model: ADMUNet, xt: torch.Tensor, t: torch.Tensor, *, bfloat16: bool
     """The network's ``eps`` prediction, as training computes it.
 
     Args:
+        model: The network (its head is made float32 when ``bfloat16``).
+        xt: Noisy inputs ``(B, 3, H, W)``, float32.
+        t: Their timesteps, ``(B,)``.
         bfloat16: Run the network under bfloat16 autocast on ``xt``'s device, its head in float32
-            (:func:`run_head_in_float32` is applied to ``model``).
+            (:func:`run_head_in_float32` is applied to ``model``). Otherwise no autocast is
+            entered, so a caller's own autocast (if any) applies.
 
     Returns:
-        float32 ``eps_theta(x_t, t)`` of ``xt``'s shape.
+        ``eps_theta(x_t, t)`` of ``xt``'s shape; float32 unless a caller's autocast says otherwise.
     """
-    if bfloat16:
-        run_head_in_float32(model)
-    with torch.autocast(xt.device.type, dtype=torch.bfloat16, enabled=bfloat16):
+    if not bfloat16:
+        return model(xt, t.float())
+    run_head_in_float32(model)
+    with torch.autocast(xt.device.type, dtype=torch.bfloat16):
         return model(xt, t.float())
 
 
