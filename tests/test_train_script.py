@@ -115,6 +115,16 @@ def _train(tmp_path: Path, state: Path, *extra: str) -> str:
     return proc.stdout
 
 
+def _export_metadata(tmp_path: Path, name: str) -> dict[str, str]:
+    """Export the state ``tmp_path / name`` to ``tmp_path / f"{name}.safetensors"`` and return its metadata."""
+    from safetensors import safe_open
+
+    out = tmp_path / f"{name}.safetensors"
+    _train(tmp_path, tmp_path / name, "--export", str(out))
+    with safe_open(str(out), framework="pt") as f:
+        return f.metadata()
+
+
 def test_resume_continues_exactly_and_export_loads(tmp_path):
     import torch
 
@@ -412,7 +422,6 @@ def test_mean_weight_trains_on_the_weighted_loss_logs_the_plain_one_and_is_expor
     import json
 
     import torch
-    from safetensors import safe_open
 
     _train(tmp_path, tmp_path / "plain", "--steps", "3")
     _train(tmp_path, tmp_path / "weighted", "--steps", "3", "--mean-weight", "100", "--mean-weight-from", "0")
@@ -428,10 +437,7 @@ def test_mean_weight_trains_on_the_weighted_loss_logs_the_plain_one_and_is_expor
     assert any(not torch.equal(a["model"][k], b["model"][k]) for k in a["model"])  # trained on another loss
     assert a["mean_weight_steps"] == 0 and b["mean_weight_steps"] == 3
     for name, expected in (("plain", None), ("weighted", "3")):
-        out = tmp_path / f"{name}.safetensors"
-        _train(tmp_path, tmp_path / name, "--export", str(out))
-        with safe_open(str(out), framework="pt") as f:
-            assert f.metadata().get("train_mean_weight_steps") == expected
+        assert _export_metadata(tmp_path, name).get("train_mean_weight_steps") == expected
 
 
 def test_a_negative_mean_weight_is_refused(tmp_path):
@@ -498,7 +504,6 @@ def test_bfloat16_training_logs_a_close_loss_resumes_exactly_and_is_exported(tmp
     import json
 
     import torch
-    from safetensors import safe_open
 
     fast = ("--lr", "1e-3", "--warmup", "0")  # so that two steps move the output off ADM's zero start
     _train(tmp_path, tmp_path / "f32", "--steps", "3", *fast)
@@ -521,10 +526,7 @@ def test_bfloat16_training_logs_a_close_loss_resumes_exactly_and_is_exported(tmp
     assert any(not torch.equal(a["model"][k], c["model"][k]) for k in a["model"])
     assert a["bfloat16_steps"] == 3 and c["bfloat16_steps"] == 0
     for name, expected in (("f32", None), ("bf16", "3")):
-        out = tmp_path / f"{name}.safetensors"
-        _train(tmp_path, tmp_path / name, "--export", str(out))
-        with safe_open(str(out), framework="pt") as f:
-            assert f.metadata().get("train_bfloat16_steps") == expected
+        assert _export_metadata(tmp_path, name).get("train_bfloat16_steps") == expected
     # a float32 state resumed in bfloat16 says so and counts only the new steps
     said = _train(tmp_path, tmp_path / "f32", "--steps", "4", "--precision", "bfloat16", *fast)
     assert "the state's last run trained in float32; this one trains in bfloat16" in said
