@@ -17,15 +17,19 @@ the loss stay float32); its speed and gradient error on this project's CPU:
 Data (see docs/default_prior.md for sources and licences): image files under ``--data`` folders
 (e.g. the extracted Debian wallpaper packages) and scikit-image's photos, EXCEPT the evaluation
 set (astronaut, coffee, chelsea/cat, rocket, motorcycle left/right, camera), which are never
-trained on; Debian's ``mate-backgrounds`` is refused as a data folder.
+trained on; Debian's ``mate-backgrounds`` is refused as a data folder. A picture shipped at several
+sizes (KDE's wallpapers: up to 12, mostly symlinks to one file) is trained on once, from its largest
+file (``--all-sizes``: every file, the behaviour before step 33,962 of the CPU run).
 
 Usage:
     python scripts/train_default_prior.py --data /work/data/extracted --state /work/train_state \\
         --threads 1 --steps 200000
     python scripts/train_default_prior.py --state /work/train_state --export \\
         plugins/invkit_priors/default/weights/default.safetensors
-    python scripts/train_default_prior.py --state /work/train_state --crop 128 --eval-loss \
+    python scripts/train_default_prior.py --state /work/train_state --crop 128 --eval-loss \\
         plugins/invkit_priors/default/weights/default.safetensors /tmp/newer.safetensors
+    python scripts/train_default_prior.py --state /tmp/held_out --eval-on evaluation --crop 128 \\
+        --eval-crops 128 --eval-loss plugins/invkit_priors/default/weights/default.safetensors /tmp/newer.safetensors
 """
 
 from __future__ import annotations
@@ -71,8 +75,55 @@ def is_evaluation_name(path: Path) -> bool:
     return any(t in EVALUATION_NAMES or t.startswith("motorcycle") for t in tokens)
 
 
-def find_images(folders: list[Path]) -> list[Path]:
+def picture_key(path: Path) -> str:
+    """Which picture an image file shows: files of one picture share the key.
+
+    KDE's wallpaper packages (``<Name>/contents/images/<W>x<H>.jpg``, also ``images_dark/``) ship
+    one picture at up to 12 sizes and aspect ratios, plus a ``contents/screenshot.png`` preview of
+    it; those share the key of their ``images`` folder (a dark variant is its own picture). Any other
+    file is its own picture.
+    """
+    if path.parent.name in ("images", "images_dark") and path.parent.parent.name == "contents":
+        return str(path.parent)
+    if path.name.lower().startswith("screenshot.") and path.parent.name == "contents":
+        return str(path.parent / "images")
+    return str(path)
+
+
+def one_file_per_picture(files: list[Path]) -> list[Path]:
+    """The largest file of each picture (:func:`picture_key`), in ``files``' order; one file per target of symlinks.
+
+    Training crops are drawn uniformly over pyramid levels, so a picture shipped at 12 sizes would be
+    drawn about 12 times as often as a picture shipped once; its smaller sizes add nothing the
+    pyramid of the largest does not have. (Debian's ``plasma-workspace-wallpapers`` even ships 11 of
+    the 12 "sizes" of 13 pictures as symlinks to the largest file.) Ties in size go to a file that is
+    not a symlink, then to the first.
+    """
+    from PIL import Image
+
+    best: dict[str, tuple[tuple[int, bool], Path]] = {}
+    targets: set[Path] = set()
+    for path in sorted(files, key=lambda p: p.is_symlink()):  # real files first: they name a shared target
+        target = path.resolve()
+        if target in targets:
+            continue
+        targets.add(target)
+        with Image.open(path) as im:
+            rank = (im.width * im.height, not path.is_symlink())
+        key = picture_key(path)
+        if key not in best or rank > best[key][0]:
+            best[key] = (rank, path)
+    kept = {path for _, path in best.values()}
+    return [path for path in files if path in kept]
+
+
+def find_images(folders: list[Path], *, all_sizes: bool = False) -> list[Path]:
     """Image files under ``folders``, without ``mate-backgrounds`` and files named like evaluation images.
+
+    Args:
+        folders: Folders searched recursively for image files.
+        all_sizes: Keep every size of a picture (the behaviour before step 33,962 of the CPU run);
+            by default only the largest file of each picture (:func:`one_file_per_picture`).
 
     Raises:
         SystemExit: A folder inside ``mate-backgrounds``.
@@ -89,7 +140,7 @@ def find_images(folders: list[Path]) -> list[Path]:
                 print(f"skipping {path}: named like an evaluation image")
                 continue
             files.append(path)
-    return files
+    return files if all_sizes else one_file_per_picture(files)
 
 
 def _thumb(arr: np.ndarray) -> torch.Tensor:
@@ -111,6 +162,38 @@ def evaluation_thumbnails() -> dict[str, torch.Tensor]:
     left, right = skdata.stereo_motorcycle()[:2]
     out["motorcycle_left"], out["motorcycle_right"] = _thumb(left), _thumb(right)
     return out
+
+
+#: The benchmark's evaluation photos (benchmarks/_eval_data.py), which ``--eval-on evaluation`` reads.
+EVALUATION_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "camera")
+
+
+def evaluation_levels() -> tuple[list[torch.Tensor], list[str]]:
+    """Pyramid levels (:func:`to_pyramid`) of the evaluation photos, held out from training by construction.
+
+    The same multi-scale treatment as the training photos (grey ``camera`` replicated to RGB), so a
+    loss on their crops is the out-of-sample counterpart of :func:`eval_loss`'s in-sample one.
+
+    Raises:
+        SystemExit: scikit-image (or one of its downloadable photos) is missing.
+    """
+    try:
+        from skimage import data as skdata
+
+        arrays = {name: getattr(skdata, name)() for name in ("astronaut", "coffee", "chelsea", "rocket", "camera")}
+        arrays["motorcycle_left"] = skdata.stereo_motorcycle()[0]
+    except Exception as exc:  # noqa: BLE001 - ImportError, or a photo that needs a download
+        raise SystemExit(f"--eval-on evaluation needs scikit-image's evaluation photos ({type(exc).__name__}: {exc}); "
+                         "install scikit-image with pooch, or use --eval-on training") from None
+    levels: list[torch.Tensor] = []
+    sources: list[str] = []
+    for name in EVALUATION_PHOTOS:
+        arr = arrays[name]
+        arr = np.repeat(arr[..., None], 3, axis=2) if arr.ndim == 2 else arr[..., :3]
+        for lvl in to_pyramid(arr):
+            levels.append(lvl)
+            sources.append(f"evaluation:{name}")
+    return levels, sources
 
 
 def matches_evaluation(arr: np.ndarray, thumbs: dict[str, torch.Tensor], tol: float = 4 / 255) -> str | None:
@@ -163,12 +246,14 @@ def _skimage_levels() -> tuple[list[torch.Tensor], list[str]]:
     return levels, sources
 
 
-def load_dataset(folders: list[Path], cache: Path, use_skimage: bool = True, eval_check: bool = True) -> tuple[list[torch.Tensor], list[str]]:
+def load_dataset(folders: list[Path], cache: Path, use_skimage: bool = True, eval_check: bool = True,
+                 all_sizes: bool = False) -> tuple[list[torch.Tensor], list[str]]:
     """Multi-scale pyramid levels of every training image (cached as one tensor file).
 
     The cache is brought up to date with the ``--data`` folders: files that appeared are added,
     files that are gone are dropped (with no ``--data`` the cache is used as it is). New files that
-    match an evaluation image's thumbnail are skipped unless ``eval_check`` is false.
+    match an evaluation image's thumbnail are skipped unless ``eval_check`` is false. The files are
+    :func:`find_images`'s (one per picture unless ``all_sizes``).
     """
     from PIL import Image
 
@@ -179,7 +264,7 @@ def load_dataset(folders: list[Path], cache: Path, use_skimage: bool = True, eva
         levels, sources = blob["levels"], blob["sources"]
         if not folders:
             return levels, sources
-    files = find_images(folders)
+    files = find_images(folders, all_sizes=all_sizes)
     wanted = {str(p) for p in files}
     keep = [i for i, src in enumerate(sources) if src.startswith("skimage.data.") or src in wanted]
     have = set(sources)
@@ -478,11 +563,14 @@ def eval_loss(weights: list[Path], levels: list[torch.Tensor], *, crops: int, cr
     Common random numbers: the same ``crops`` training crops, per crop ``per_band`` timesteps drawn
     uniformly in each :data:`LOSS_BANDS` band, and the same noise, for every file, so differences
     between files are free of the draw's variance (which dominates the training log's 20-step
-    means). In-sample: it measures how well the data are fitted, the quantity the training log shows.
+    means). On the training levels it is in-sample: how well the data are fitted, the quantity the
+    training log shows; on :func:`evaluation_levels` it is the held-out loss, which says whether the
+    fit still generalises.
 
     Args:
         weights: Exported prior files (what ``--export`` writes); each may have its own flags.
-        levels: The training pyramid levels (:func:`load_dataset`).
+        levels: Pyramid levels to crop: the training ones (:func:`load_dataset`) or the held-out
+            evaluation photos' (:func:`evaluation_levels`).
         crops: Crops drawn (:func:`sample_batch`), each ``crop`` pixels square.
         per_band: Timesteps per crop in each band.
         generator: The draw's source (crops, timesteps, noise), on the CPU.
@@ -568,6 +656,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-skimage", action="store_true", help="leave scikit-image's training photos out (tests)")
+    p.add_argument("--all-sizes", action="store_true",
+                   help="train on every size of a picture a package ships (KDE's wallpapers: up to 12), as before step "
+                   "33,962 of the CPU run; by default only the largest file of each picture (its pyramid has the smaller scales)")
     p.add_argument("--no-eval-check", action="store_true",
                    help="skip the check of new files against the evaluation images (it needs scikit-image's downloadable "
                    "photos); only for folders made from an already checked training set (scripts/gpu_training_data.py)")
@@ -588,6 +679,9 @@ def main() -> None:
                    help="only measure the loss of these exported weights files on one fixed draw of training crops, timesteps "
                    "and noise (the first is the reference for paired differences), print a table and exit; the crops come "
                    "from --state's dataset cache, which --data brings up to date (use a separate --state for other data)")
+    p.add_argument("--eval-on", choices=("training", "evaluation"), default="training",
+                   help="--eval-loss: crops of the training photos (in-sample, the default) or of the benchmark's "
+                   "evaluation photos (held out from training; no --data needed)")
     p.add_argument("--eval-crops", type=int, default=64, help="--eval-loss: crops drawn")
     p.add_argument("--eval-per-band", type=int, default=2, help="--eval-loss: timesteps per crop in each loss band")
     args = p.parse_args()
@@ -618,13 +712,19 @@ def main() -> None:
         p.error(f"--precision bfloat16: {device} has no bfloat16 autocast here; leave it out (float32)")
     torch.backends.cuda.matmul.allow_tf32 = True  # CUDA only: TF32 matmuls (the attention's), as convolutions already do; effect not measured
 
-    levels, sources = load_dataset(args.data, args.state / "dataset.pt", use_skimage=not args.no_skimage, eval_check=not args.no_eval_check)
+    if args.eval_loss is not None and args.eval_on == "evaluation":
+        levels, sources = evaluation_levels()
+    else:
+        levels, sources = load_dataset(args.data, args.state / "dataset.pt", use_skimage=not args.no_skimage,
+                                       eval_check=not args.no_eval_check, all_sizes=args.all_sizes)
     print(f"dataset: {len(set(sources))} images, {len(levels)} pyramid levels, {sum(lv.numel() for lv in levels) / 1e6:.0f} M bytes")
     if args.eval_loss is not None:
         crop = parse_curriculum(args.curriculum)[-1][1] if args.curriculum else args.crop
         results = eval_loss(args.eval_loss, levels, crops=args.eval_crops, crop=crop, per_band=args.eval_per_band,
                             generator=torch.Generator().manual_seed(args.seed), p_gray=args.p_gray, device=device)
-        print(f"loss on {args.eval_crops} crops of {crop}x{crop} (seed {args.seed}), {args.eval_per_band} timesteps per band each")
+        photos = "the evaluation photos (held out)" if args.eval_on == "evaluation" else "the training photos (in-sample)"
+        print(f"loss on {args.eval_crops} crops of {crop}x{crop} of {photos} (seed {args.seed}), "
+              f"{args.eval_per_band} timesteps per band each")
         print(eval_loss_table(results))
         return
 

@@ -49,6 +49,30 @@ def test_dataset_cache_adds_new_and_drops_removed_files(train, tmp_path, monkeyp
     assert train.load_dataset([], cache)[1] == sources
 
 
+def test_one_file_per_picture(train, tmp_path):
+    """KDE's wallpaper layout (one picture at many sizes, many of them symlinks to the largest, and a
+    ``contents/screenshot.png`` preview) gives one file per picture, the largest and a real file; a
+    dark variant is its own picture; symlinks elsewhere count once; ``all_sizes`` keeps everything."""
+    import os
+
+    images = tmp_path / "w" / "Autumn" / "contents" / "images"
+    _photo(images / "2560x1600.jpg", 0, (256, 160))
+    for name in ("1280x1024.jpg", "640x480.jpg"):
+        os.symlink("2560x1600.jpg", images / name)  # Debian's package: the "sizes" are one file
+    _photo(images / "720x1440.jpg", 1, (72, 144))
+    _photo(images.parent / "screenshot.png", 2, (64, 40))
+    _photo(images.parent / "images_dark" / "1920x1080.png", 3, (192, 108))
+    _photo(tmp_path / "w" / "lone.png", 4)
+    _photo(tmp_path / "w" / "big" / "images" / "x.png", 5, (300, 300))  # "images" outside "contents": its own picture
+    _photo(tmp_path / "w" / "big" / "images" / "y.png", 6, (100, 100))
+    os.symlink(tmp_path / "w" / "lone.png", tmp_path / "w" / "z_link_to_lone.png")
+    got = [str(p.relative_to(tmp_path / "w")) for p in train.find_images([tmp_path / "w"])]
+    assert got == ["Autumn/contents/images/2560x1600.jpg", "Autumn/contents/images_dark/1920x1080.png",
+                   "big/images/x.png", "big/images/y.png", "lone.png"]
+    assert len(train.find_images([tmp_path / "w"], all_sizes=True)) == 10
+    assert train.picture_key(images / "640x480.jpg") == train.picture_key(images.parent / "screenshot.png") == str(images)
+
+
 def test_reserved_images_are_refused(train, tmp_path):
     with pytest.raises(SystemExit, match="mate-backgrounds is reserved"):
         train.find_images([tmp_path / "usr" / "share" / "mate-backgrounds"])
@@ -73,6 +97,25 @@ def test_evaluation_images_under_other_names_are_skipped(train, tmp_path, monkey
     assert set(sources) == {str(folder / "noise.png")}
     out = capsys.readouterr().out
     assert "holiday.jpg: it is the evaluation image astronaut" in out and "bike.png: it is the evaluation image motorcycle_right" in out
+
+
+def test_evaluation_levels_are_the_benchmark_photos_and_none_is_trained_on(train):
+    """``--eval-on evaluation`` crops exactly the benchmark's evaluation photos (full resolution
+    first, then the same halvings as training; grey ``camera`` as three equal channels), and none
+    of them is a scikit-image training photo."""
+    from skimage import data
+    import torch
+
+    levels, sources = train.evaluation_levels()
+    assert list(dict.fromkeys(sources)) == [f"evaluation:{n}" for n in train.EVALUATION_PHOTOS]
+    assert set(train.EVALUATION_PHOTOS) == {"astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "camera"}
+    assert torch.equal(levels[0], torch.from_numpy(data.astronaut()).permute(2, 0, 1))
+    bike = levels[sources.index("evaluation:motorcycle_left")]
+    assert torch.equal(bike, torch.from_numpy(data.stereo_motorcycle()[0]).permute(2, 0, 1))
+    camera = levels[sources.index("evaluation:camera")]
+    assert camera.shape == (3, 512, 512) and torch.equal(camera[0], torch.from_numpy(data.camera())) and torch.equal(camera[0], camera[2])
+    assert all(lv.dtype == torch.uint8 and min(lv.shape[-2:]) >= train.MIN_SIDE for lv in levels)
+    assert not set(train.TRAIN_SKIMAGE) & (train.EVALUATION_SKIMAGE | set(train.EVALUATION_PHOTOS))
 
 
 def test_without_the_evaluation_check_no_thumbnails_are_needed(train, tmp_path, monkeypatch):
@@ -328,6 +371,14 @@ def test_eval_loss_uses_common_random_numbers_and_the_training_target(tmp_path, 
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "loss on 4 crops of 32x32" in proc.stdout and "| fresh.safetensors | 1.0" in proc.stdout
+    # held out: the evaluation photos' crops, no training data needed (an empty --state)
+    held = subprocess.run([sys.executable, str(SCRIPT), "--state", str(tmp_path / "empty"), "--crop", "32", "--threads", "1",
+                           "--eval-crops", "4", "--eval-on", "evaluation", "--eval-loss", *map(str, files[:2])],
+                          capture_output=True, text=True, timeout=300)
+    assert held.returncode == 0, held.stderr
+    assert "dataset: 6 images" in held.stdout and "of the evaluation photos (held out)" in held.stdout
+    assert "| fresh.safetensors | 1.0" in held.stdout and "| trained.safetensors | " in held.stdout
+    assert not (tmp_path / "empty" / "dataset.pt").exists()
     # a file that is not an exported prior: one line, exit 2, before the data are read
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not safetensors")
