@@ -3,10 +3,11 @@
 
 The device tool carries at most 64 MiB with the working tree, and the extracted Debian wallpaper
 packages are ~150 MB (Plasma ships each wallpaper at several resolutions). This keeps, per
-wallpaper, only its largest file, reduced exactly as the training pyramid's top level
+picture, only its largest file (``find_images``, as the training script does since step 33,962;
+a dark variant is its own picture), reduced exactly as the training pyramid's top level
 (``to_pyramid``: halved until the short side is at most ``MAX_SIDE``), saved as JPEG quality 90
 with 4:4:4 chroma. The training script rebuilds the lower levels from it. The extracted packages
-of 2026-12-04: 246 files -> 61 images, 17.8 MB. Files matching an evaluation image's thumbnail
+of 2026-12-04: 246 files -> 61 images, 17.8 MB (dark variants then merged with their pictures). Files matching an evaluation image's thumbnail
 are skipped here (as the training script does), so the GPU run may use ``--no-eval-check``.
 
 Train from the output with ``--no-eval-check --no-skimage`` (scikit-image's photos need a
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -36,22 +36,13 @@ def main() -> None:
     p.add_argument("out", type=Path, help="output folder (git-ignored when inside the repository)")
     p.add_argument("--quality", type=int, default=90)
     args = p.parse_args()
-    groups: dict[str, list[Path]] = defaultdict(list)
-    for path in find_images([args.source]):
-        key = str(path).split("/contents/")[0]  # Plasma: <name>/contents/images/<W>x<H>.jpg
-        groups[key].append(path)
     args.out.mkdir(parents=True, exist_ok=True)
     for stale in args.out.glob("*.jpg"):  # an earlier run's files would otherwise stay and be trained on
         stale.unlink()
 
-    def pixels(path: Path) -> int:
-        with Image.open(path) as im:
-            return im.size[0] * im.size[1]
-
     thumbs = evaluation_thumbnails()
     total, kept = 0, 0
-    for _, paths in sorted(groups.items()):
-        best = max(paths, key=pixels)
+    for best in find_images([args.source]):  # one file per picture, its largest
         with Image.open(best) as im:
             arr = np.asarray(im.convert("RGB"))
         twin = matches_evaluation(arr, thumbs)

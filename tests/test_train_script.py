@@ -73,6 +73,26 @@ def test_one_file_per_picture(train, tmp_path):
     assert train.picture_key(images / "640x480.jpg") == train.picture_key(images.parent / "screenshot.png") == str(images)
 
 
+def test_gpu_pack_keeps_one_file_per_picture(tmp_path):
+    """``scripts/gpu_training_data.py`` packs what the training script would train on: the largest
+    file of each picture (its pyramid's top level as JPEG), a dark variant as a picture of its own."""
+    import os
+    import subprocess
+    import sys
+
+    images = tmp_path / "w" / "Autumn" / "contents" / "images"
+    _photo(images / "400x250.jpg", 0, (400, 250))
+    os.symlink("400x250.jpg", images / "200x125.jpg")
+    _photo(images / "160x100.jpg", 1, (160, 100))
+    _photo(images.parent / "images_dark" / "300x200.png", 2, (300, 200))
+    _photo(tmp_path / "w" / "lone.png", 3, (200, 120))
+    proc = subprocess.run([sys.executable, str(SCRIPT.parent / "gpu_training_data.py"), str(tmp_path / "w"), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    sizes = sorted(Image.open(p).size for p in (tmp_path / "out").glob("*.jpg"))
+    assert sizes == [(200, 120), (300, 200), (400, 250)] and "3 images" in proc.stdout
+
+
 def test_reserved_images_are_refused(train, tmp_path):
     with pytest.raises(SystemExit, match="mate-backgrounds is reserved"):
         train.find_images([tmp_path / "usr" / "share" / "mate-backgrounds"])
