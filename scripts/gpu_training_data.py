@@ -7,7 +7,8 @@ picture, only its largest file (``find_images``, as the training script does sin
 a dark variant is its own picture), reduced exactly as the training pyramid's top level
 (``to_pyramid``: halved until the short side is at most ``MAX_SIDE``), saved as JPEG quality 90
 with 4:4:4 chroma. The training script rebuilds the lower levels from it. The extracted packages
-of 2026-12-04: 246 files -> 61 images, 17.8 MB (dark variants then merged with their pictures). Files matching an evaluation image's thumbnail
+of 2026-12-04 gave 61 images, 17.8 MB (the three dark variants then merged into their pictures;
+not re-measured since). Files matching an evaluation image's thumbnail
 are skipped here (as the training script does), so the GPU run may use ``--no-eval-check``.
 
 Train from the output with ``--no-eval-check --no-skimage`` (scikit-image's photos need a

@@ -94,25 +94,31 @@ def one_file_per_picture(files: list[Path]) -> list[Path]:
     """The largest file of each picture (:func:`picture_key`), in ``files``' order; one file per target of symlinks.
 
     Training crops are drawn uniformly over pyramid levels, so a picture shipped at 12 sizes would be
-    drawn about 12 times as often as a picture shipped once; its smaller sizes add nothing the
-    pyramid of the largest does not have. (Debian's ``plasma-workspace-wallpapers`` even ships 11 of
+    drawn about 12 times as often as a picture shipped once; its smaller sizes are what the pyramid
+    of the largest holds anyway. Files of another aspect ratio (KDE's portrait 720×1440, ...) are
+    other crops of the same picture and go with the rest. Files that cannot be read as images are
+    skipped with a message. (Debian's ``plasma-workspace-wallpapers`` even ships 11 of
     the 12 "sizes" of 13 pictures as symlinks to the largest file.) Ties in size go to a file that is
     not a symlink, then to the first.
     """
     from PIL import Image
 
-    best: dict[str, tuple[tuple[int, bool], Path]] = {}
+    best: dict[str, tuple[int, Path]] = {}
     targets: set[Path] = set()
-    for path in sorted(files, key=lambda p: p.is_symlink()):  # real files first: they name a shared target
+    for path in sorted(files, key=lambda p: p.is_symlink()):  # real files first: they win targets and ties
         target = path.resolve()
         if target in targets:
             continue
         targets.add(target)
-        with Image.open(path) as im:
-            rank = (im.width * im.height, not path.is_symlink())
+        try:
+            with Image.open(path) as im:
+                pixels = im.width * im.height
+        except OSError as exc:  # PIL's UnidentifiedImageError is one
+            print(f"skipping {path}: not a readable image ({type(exc).__name__})")
+            continue
         key = picture_key(path)
-        if key not in best or rank > best[key][0]:
-            best[key] = (rank, path)
+        if key not in best or pixels > best[key][0]:
+            best[key] = (pixels, path)
     kept = {path for _, path in best.values()}
     return [path for path in files if path in kept]
 
@@ -134,10 +140,16 @@ def find_images(folders: list[Path], *, all_sizes: bool = False) -> list[Path]:
         if any(bad in str(folder) for bad in FORBIDDEN_DIRS):
             raise SystemExit(f"refusing {folder}: mate-backgrounds is reserved for independent evaluation")
         for path in sorted(folder.rglob("*")):
-            if path.suffix.lower() not in IMAGE_SUFFIXES or any(bad in str(path) for bad in FORBIDDEN_DIRS):
+            if path.suffix.lower() not in IMAGE_SUFFIXES or path in files:  # overlapping folders: once
                 continue
-            if is_evaluation_name(path):
+            target = path.resolve()  # a symlink is judged by what it points to as well
+            if any(bad in str(p) for p in (path, target) for bad in FORBIDDEN_DIRS):
+                continue
+            if is_evaluation_name(path) or is_evaluation_name(target):
                 print(f"skipping {path}: named like an evaluation image")
+                continue
+            if not target.is_file():
+                print(f"skipping {path}: a symlink to nothing")
                 continue
             files.append(path)
     return files if all_sizes else one_file_per_picture(files)
@@ -171,8 +183,12 @@ EVALUATION_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_lef
 def evaluation_levels() -> tuple[list[torch.Tensor], list[str]]:
     """Pyramid levels (:func:`to_pyramid`) of the evaluation photos, held out from training by construction.
 
-    The same multi-scale treatment as the training photos (grey ``camera`` replicated to RGB), so a
-    loss on their crops is the out-of-sample counterpart of :func:`eval_loss`'s in-sample one.
+    The same multi-scale treatment as the training photos (full resolution, then halvings; grey
+    ``camera`` replicated to RGB), so a loss on their crops is the out-of-sample counterpart of
+    :func:`eval_loss`'s in-sample one. Not the benchmark's protocol (which resizes each photo's short
+    side to 256 and takes the centre 256²): at a crop of 128 there are 14 eligible levels, of which
+    astronaut's and camera's 128² ones are whole images, and no level is larger than 512 px.
+    Measuring on the evaluation photos is measuring on the test set: use it to report, not to choose.
 
     Raises:
         SystemExit: scikit-image (or one of its downloadable photos) is missing.
@@ -297,6 +313,8 @@ def load_dataset(folders: list[Path], cache: Path, use_skimage: bool = True, eva
 def sample_batch(levels: list[torch.Tensor], batch: int, crop: int, gen: torch.Generator, p_gray: float) -> torch.Tensor:
     """Random crops (random level, position, flip; some converted to grey) in [-1, 1]."""
     eligible = [i for i, lv in enumerate(levels) if min(lv.shape[-2:]) >= crop]
+    if not eligible:
+        raise ValueError(f"no pyramid level is at least {crop} px on its short side; use a smaller crop")
     out = torch.empty(batch, 3, crop, crop)
     for b in range(batch):
         lv = levels[eligible[int(torch.randint(len(eligible), (1,), generator=gen))]]
@@ -695,6 +713,10 @@ def main() -> None:
         p.error(f"--decay-steps {args.decay_steps} is longer than --more-steps {args.more_steps}")
     if args.mean_weight < 0:
         p.error(f"--mean-weight {args.mean_weight}: must be >= 0 (0 trains on the plain DDPM loss)")
+    if args.eval_on == "evaluation" and (args.eval_loss is None or args.data or args.all_sizes):
+        p.error("--eval-on evaluation: only with --eval-loss, and without --data or --all-sizes (it reads the evaluation photos)")
+    if args.all_sizes and not args.data:
+        p.error("--all-sizes takes effect when --data brings the dataset cache up to date; give the --data folders too")
     if args.eval_loss is not None:
         for path in args.eval_loss:
             if not path.is_file() or (read_invkit_metadata(path) or {}).get("flags") is None:
@@ -720,6 +742,9 @@ def main() -> None:
     print(f"dataset: {len(set(sources))} images, {len(levels)} pyramid levels, {sum(lv.numel() for lv in levels) / 1e6:.0f} M bytes")
     if args.eval_loss is not None:
         crop = parse_curriculum(args.curriculum)[-1][1] if args.curriculum else args.crop
+        if not any(min(lv.shape[-2:]) >= crop for lv in levels):
+            p.error(f"--crop {crop}: no image has a pyramid level that large (the largest short side is "
+                    f"{max(min(lv.shape[-2:]) for lv in levels)} px); use a smaller --crop")
         results = eval_loss(args.eval_loss, levels, crops=args.eval_crops, crop=crop, per_band=args.eval_per_band,
                             generator=torch.Generator().manual_seed(args.seed), p_gray=args.p_gray, device=device)
         photos = "the evaluation photos (held out)" if args.eval_on == "evaluation" else "the training photos (in-sample)"

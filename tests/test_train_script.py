@@ -71,6 +71,36 @@ def test_one_file_per_picture(train, tmp_path):
                    "big/images/x.png", "big/images/y.png", "lone.png"]
     assert len(train.find_images([tmp_path / "w"], all_sizes=True)) == 10
     assert train.picture_key(images / "640x480.jpg") == train.picture_key(images.parent / "screenshot.png") == str(images)
+    # overlapping folders name a file once; a link and its target are one file, the real one kept
+    assert [str(p.relative_to(tmp_path / "w")) for p in train.find_images([tmp_path / "w", tmp_path / "w" / "big"])] == got
+    dark = images.parent / "images_dark"
+    (images / "1920x1080.png").symlink_to(dark / "1920x1080.png")  # in another picture's folder
+    assert train.one_file_per_picture([images / "1920x1080.png", dark / "1920x1080.png"]) == [dark / "1920x1080.png"]
+    # a tie in size within a picture goes to the real file, whatever the order
+    outside = tmp_path / "elsewhere" / "pic.png"
+    _photo(outside, 7, (256, 160))
+    (images / "0000x0000.jpg").symlink_to(outside)
+    for order in (1, -1):
+        assert train.one_file_per_picture([images / "0000x0000.jpg", images / "2560x1600.jpg"][::order]) == [images / "2560x1600.jpg"]
+
+
+def test_symlinks_are_judged_by_their_targets(train, tmp_path, capsys):
+    """A symlink into ``mate-backgrounds`` or to a file named like an evaluation image is left out
+    like the file itself; a symlink to nothing and a file that is no image are skipped with a message."""
+    import os
+
+    _photo(tmp_path / "mate-backgrounds" / "p.png", 0)
+    _photo(tmp_path / "other" / "astronaut.png", 1)
+    folder = tmp_path / "d"
+    _photo(folder / "ok.png", 2)
+    os.symlink(tmp_path / "mate-backgrounds" / "p.png", folder / "innocent.png")
+    os.symlink(tmp_path / "other" / "astronaut.png", folder / "holiday.png")
+    os.symlink(tmp_path / "gone.png", folder / "dangling.png")
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    assert [p.name for p in train.find_images([folder])] == ["ok.png"]
+    out = capsys.readouterr().out
+    assert "holiday.png: named like an evaluation image" in out and "dangling.png: a symlink to nothing" in out
+    assert "broken.jpg: not a readable image" in out
 
 
 def test_gpu_pack_keeps_one_file_per_picture(tmp_path):
@@ -128,7 +158,8 @@ def test_evaluation_levels_are_the_benchmark_photos_and_none_is_trained_on(train
 
     levels, sources = train.evaluation_levels()
     assert list(dict.fromkeys(sources)) == [f"evaluation:{n}" for n in train.EVALUATION_PHOTOS]
-    assert set(train.EVALUATION_PHOTOS) == {"astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "camera"}
+    eval_data = load_module("_eval_data", SCRIPT.parents[1] / "benchmarks" / "_eval_data.py")
+    assert list(train.EVALUATION_PHOTOS) == list(eval_data.EVAL_IMAGES)  # the benchmark's photos, in its order
     assert torch.equal(levels[0], torch.from_numpy(data.astronaut()).permute(2, 0, 1))
     bike = levels[sources.index("evaluation:motorcycle_left")]
     assert torch.equal(bike, torch.from_numpy(data.stereo_motorcycle()[0]).permute(2, 0, 1))
@@ -404,6 +435,23 @@ def test_eval_loss_uses_common_random_numbers_and_the_training_target(tmp_path, 
     bad.write_bytes(b"not safetensors")
     proc = subprocess.run([*cmd[:-3], str(bad)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "not an invkit prior file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--eval-on", "evaluation"), "only with --eval-loss"),
+    (("--eval-on", "evaluation", "--data", ".", "--eval-loss", "{w}"), "without --data"),
+    (("--all-sizes",), "--all-sizes takes effect when --data"),
+    (("--eval-on", "evaluation", "--crop", "640", "--eval-loss", "{w}"), "no image has a pyramid level that large"),
+])
+def test_eval_and_data_flags_that_would_do_nothing_are_refused(tmp_path, args, message):
+    """Flags that would be silently ignored, or a crop no level can give, get one line and exit 2."""
+    import subprocess
+    import sys
+
+    weights = Path(__file__).resolve().parents[1] / "plugins" / "invkit_priors" / "default" / "weights" / "default.safetensors"
+    cmd = [sys.executable, str(SCRIPT), "--state", str(tmp_path / "s"), *(a.format(w=weights) for a in args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_eval_loss_noises_forward_in_t(train, tmp_path, monkeypatch):
