@@ -209,6 +209,22 @@ def _train(tmp_path: Path, state: Path, *extra: str) -> str:
     return proc.stdout
 
 
+def test_the_command_line_trains_on_one_file_per_picture_unless_all_sizes(tmp_path):
+    """``main`` hands ``--all-sizes`` to the dataset: a picture at three sizes is one source by
+    default and three files with the flag, the symlink too, as before (the same cache, brought up
+    to date both ways)."""
+    import os
+
+    images = tmp_path / "data" / "Kite" / "contents" / "images"
+    _photo(images / "200x120.png", 10, (200, 120))
+    _photo(images / "160x100.png", 11, (160, 100))
+    os.symlink("200x120.png", images / "100x60.png")
+    state = tmp_path / "s"
+    assert "dataset: 1 images" in _train(tmp_path, state, "--steps", "0")
+    assert "dataset: 3 images" in _train(tmp_path, state, "--steps", "0", "--all-sizes")  # every file, as before
+    assert "dataset: 1 images" in _train(tmp_path, state, "--steps", "0")
+
+
 def _export_metadata(tmp_path: Path, name: str) -> dict[str, str]:
     """Export the state ``tmp_path / name`` to ``tmp_path / f"{name}.safetensors"`` and return its metadata."""
     from safetensors import safe_open
