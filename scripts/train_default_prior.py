@@ -162,18 +162,26 @@ def _thumb(arr: np.ndarray) -> torch.Tensor:
     return F.interpolate(x[None, None], size=(32, 32), mode="area")[0, 0]
 
 
+def _evaluation_photos() -> dict[str, np.ndarray]:
+    """scikit-image's evaluation photos by name, both motorcycle views included (``camera`` is 2-D).
+
+    Raises:
+        ImportError: scikit-image is missing; other errors where a photo needs a download.
+    """
+    from skimage import data as skdata
+
+    out = {name: getattr(skdata, name)() for name in ("astronaut", "coffee", "chelsea", "rocket", "camera")}
+    out["motorcycle_left"], out["motorcycle_right"] = skdata.stereo_motorcycle()[:2]
+    return out
+
+
 def evaluation_thumbnails() -> dict[str, torch.Tensor]:
     """Thumbnails of the evaluation images (empty when scikit-image is missing)."""
     try:
-        from skimage import data as skdata
+        photos = _evaluation_photos()
     except ImportError:
         return {}
-    out = {}
-    for name in ("astronaut", "coffee", "chelsea", "rocket", "camera"):
-        out[name] = _thumb(getattr(skdata, name)()[..., :3])
-    left, right = skdata.stereo_motorcycle()[:2]
-    out["motorcycle_left"], out["motorcycle_right"] = _thumb(left), _thumb(right)
-    return out
+    return {name: _thumb(arr[..., :3]) for name, arr in photos.items()}
 
 
 #: The benchmark's evaluation photos (benchmarks/_eval_data.py), which ``--eval-on evaluation`` reads.
@@ -194,10 +202,7 @@ def evaluation_levels() -> tuple[list[torch.Tensor], list[str]]:
         SystemExit: scikit-image (or one of its downloadable photos) is missing.
     """
     try:
-        from skimage import data as skdata
-
-        arrays = {name: getattr(skdata, name)() for name in ("astronaut", "coffee", "chelsea", "rocket", "camera")}
-        arrays["motorcycle_left"] = skdata.stereo_motorcycle()[0]
+        arrays = _evaluation_photos()
     except Exception as exc:  # noqa: BLE001 - ImportError, or a photo that needs a download
         raise SystemExit(f"--eval-on evaluation needs scikit-image's evaluation photos ({type(exc).__name__}: {exc}); "
                          "install scikit-image with pooch, or use --eval-on training") from None
