@@ -181,7 +181,7 @@ def evaluation_thumbnails() -> dict[str, torch.Tensor]:
         photos = _evaluation_photos()
     except ImportError:
         return {}
-    return {name: _thumb(arr[..., :3]) for name, arr in photos.items()}
+    return {name: _thumb(arr[..., :3] if arr.ndim == 3 else arr) for name, arr in photos.items()}
 
 
 #: The benchmark's evaluation photos (benchmarks/_eval_data.py), which ``--eval-on evaluation`` reads.

@@ -142,11 +142,13 @@ def test_evaluation_images_under_other_names_are_skipped(train, tmp_path, monkey
     folder.mkdir()
     Image.fromarray(data.astronaut()).resize((300, 300)).save(folder / "holiday.jpg", quality=80)
     Image.fromarray(data.stereo_motorcycle()[1]).convert("L").save(folder / "bike.png")  # the stereo twin, grey
+    Image.fromarray(data.camera()).resize((256, 256)).save(folder / "tripod.png")  # the grey one, resized
     _photo(folder / "noise.png", 7)
     _, sources = train.load_dataset([folder], tmp_path / "cache.pt")
     assert set(sources) == {str(folder / "noise.png")}
     out = capsys.readouterr().out
     assert "holiday.jpg: it is the evaluation image astronaut" in out and "bike.png: it is the evaluation image motorcycle_right" in out
+    assert "tripod.png: it is the evaluation image camera" in out
 
 
 def test_evaluation_levels_are_the_benchmark_photos_and_none_is_trained_on(train):
