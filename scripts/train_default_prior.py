@@ -135,13 +135,15 @@ def find_images(folders: list[Path], *, all_sizes: bool = False) -> list[Path]:
         SystemExit: A folder inside ``mate-backgrounds``.
     """
     files: list[Path] = []
+    seen: set[Path] = set()  # overlapping folders give a file once
     for folder in folders:
         folder = folder.resolve()  # the dataset cache is keyed by absolute paths
         if any(bad in str(folder) for bad in FORBIDDEN_DIRS):
             raise SystemExit(f"refusing {folder}: mate-backgrounds is reserved for independent evaluation")
         for path in sorted(folder.rglob("*")):
-            if path.suffix.lower() not in IMAGE_SUFFIXES or path in files:  # overlapping folders: once
+            if path.suffix.lower() not in IMAGE_SUFFIXES or path in seen:
                 continue
+            seen.add(path)
             target = path.resolve()  # a symlink is judged by what it points to as well
             if any(bad in str(p) for p in (path, target) for bad in FORBIDDEN_DIRS):
                 continue
